@@ -1,0 +1,78 @@
+"""equimanip: ament_python package, also installable with plain pip.
+
+The simulation lives in the top-level ``sim/`` folder of the repository (worlds, tasks, assets,
+experts, the simulation node) and installs as ``equimanip.sim``, so that no generic top-level
+module named ``sim`` lands in site-packages.
+"""
+import os
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "equimanip"
+
+core_packages = find_packages(include=["equimanip", "equimanip.*"])
+sim_packages = ["equimanip.sim"] + [
+    "equimanip.sim." + p for p in find_packages(where="sim")
+]
+
+# Pip wheels of ROS 2 Kilted, for machines without a ROS installation. Inside a ROS workspace
+# colcon uses the system's rclpy and these are not needed (package.xml lists them as exec_depend).
+ros_wheels = [
+    "ros-rclpy",
+    "ros-rmw-fastrtps-cpp",
+    "ros-builtin-interfaces",
+    "ros-rosgraph-msgs",
+    "ros-std-msgs",
+    "ros-std-srvs",
+    "ros-geometry-msgs",
+    "ros-sensor-msgs",
+    "ros-trajectory-msgs",
+]
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=core_packages + sim_packages,
+    package_dir={"equimanip.sim": "sim"},
+    package_data={"equimanip.sim": ["assets/*.urdf"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        (os.path.join("share", package_name, "launch"), glob("launch/*.launch.py")),
+        (os.path.join("share", package_name, "config"), glob("config/*.yaml")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy",
+        "scipy",
+        "torch>=2.1",
+        "escnn",
+        "open3d",
+        "pybullet",
+        "transforms3d",
+        "pyyaml",
+        "imageio",
+        "pillow",
+        "tqdm",
+        "mcap",
+        "mcap-ros2-support",
+    ],
+    extras_require={
+        "ros": ros_wheels,
+        "test": ["pytest", "pytest-timeout", "hypothesis"],
+        "bench": ["panda-gym"],
+    },
+    zip_safe=True,
+    maintainer="equimanip developers",
+    maintainer_email="equimanip@example.org",
+    description="Equivariant learned manipulation (Equivariant SAC, BMIL, equivariant MPPI) for ROS 2",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "equimanip = equimanip.cli:main",
+            "sim_node = equimanip.sim.sim_node:main",
+            "expert_node = equimanip.sim.expert_node:main",
+        ],
+    },
+)
