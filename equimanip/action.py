@@ -1,0 +1,50 @@
+"""The action every equimanip controller produces, and its limits.
+
+An action is ``[p, dx, dy, dz, dyaw]`` (the Equivariant SAC layout, REFERENCES section 1):
+
+* ``p``   gripper aperture command, 0 closed .. 1 open;
+* ``dx, dy, dz`` end-effector displacement for one control step, metres, in ``base_link`` axes;
+* ``dyaw`` rotation of the gripper about the base frame's vertical axis for one step, radians.
+
+Under a rotation of the scene about the vertical axis, (dx, dy) rotates with it (the irrep-1 part
+the equivariant networks produce) while p, dz and dyaw are invariant.
+
+On the ROS side an action travels as a geometry_msgs/TwistStamped in m/s and rad/s (MoveIt Servo's
+speed units, so the displacement is divided by the control period) plus a std_msgs/Float64
+aperture on ``/gripper_command``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+ACTION_NAMES = ("p", "dx", "dy", "dz", "dyaw")
+ACTION_DIM = len(ACTION_NAMES)
+MAX_STEP_M = 0.05
+MAX_STEP_YAW = math.pi / 8
+ACTION_LOW = np.array([0.0, -MAX_STEP_M, -MAX_STEP_M, -MAX_STEP_M, -MAX_STEP_YAW])
+ACTION_HIGH = np.array([1.0, MAX_STEP_M, MAX_STEP_M, MAX_STEP_M, MAX_STEP_YAW])
+
+
+def clip_action(action) -> tuple[np.ndarray, bool]:
+    """Clip an action to the limits. Returns the clipped action and whether anything was clipped.
+    Raises ValueError for a wrong shape or a non-finite entry: there is no safe guess for those."""
+    a = np.asarray(action, dtype=np.float64)
+    if a.shape != (ACTION_DIM,):
+        raise ValueError(f"an action has {ACTION_DIM} entries {ACTION_NAMES}, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"action has non-finite entries: {a.tolist()}")
+    clipped = np.clip(a, ACTION_LOW, ACTION_HIGH)
+    return clipped, bool(np.any(clipped != a))
+
+
+def action_to_velocity(action, control_period: float) -> tuple[np.ndarray, float]:
+    """Displacement per step -> (linear velocity m/s (3,), yaw rate rad/s)."""
+    a = np.asarray(action, dtype=np.float64)
+    return a[1:4] / control_period, float(a[4] / control_period)
+
+
+def velocity_to_delta(linear, yaw_rate: float, control_period: float) -> np.ndarray:
+    """(linear velocity m/s, yaw rate rad/s) -> displacement for one step [dx, dy, dz, dyaw]."""
+    return np.append(np.asarray(linear, dtype=np.float64), yaw_rate) * control_period

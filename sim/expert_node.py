@@ -1,0 +1,55 @@
+"""expert_node: the task's scripted expert behind ROS topics.
+
+It reads what a learned policy reads (``/ee_pose``, ``/joint_states``) plus the simulation's
+ground-truth ``/sim_node/object_poses``, and publishes commands like any controller. It is the
+first controller of the closed loop and the source of demonstrations for imitation.
+"""
+from __future__ import annotations
+
+from geometry_msgs.msg import PoseArray
+from std_msgs.msg import Bool
+
+from equimanip.nodes import msgs, qos, topics
+from equimanip.nodes.spin import spin_node
+from equimanip.nodes.controller import ControllerNode, joint_positions
+from equimanip.nodes.params import ParamSpec
+from equimanip.sim.experts import ExpertInput
+from equimanip.sim.tasks import TASKS, make_task
+from equimanip.sim.world import FINGER_JOINT_NAMES, aperture_from_finger_positions
+
+PARAMS = [
+    ParamSpec("task", "block_picking", "Task whose expert runs; must match the simulation's.",
+              choices=tuple(sorted(TASKS))),
+]
+
+
+class ExpertNode(ControllerNode):
+    def __init__(self, **node_kwargs):
+        super().__init__("expert_node", PARAMS, {topics.SIM_OBJECT_POSES: PoseArray}, **node_kwargs)
+        self.expert = make_task(self.get_parameter("task").value).make_expert()
+        # Experts keep a little phase memory; a finished episode clears it.
+        self.create_subscription(Bool, topics.SIM_EPISODE_DONE, self._on_episode_done, qos.RELIABLE)
+        self.add_post_set_parameters_callback(self._on_parameters_set)
+
+    def _on_parameters_set(self, params) -> None:
+        if any(p.name == "task" for p in params):
+            self.expert = make_task(self.get_parameter("task").value).make_expert()
+
+    def _on_episode_done(self, _msg: Bool) -> None:
+        self.expert.reset()
+
+    def act(self, messages: dict):
+        fingers = joint_positions(messages, FINGER_JOINT_NAMES)
+        return self.expert.act(ExpertInput(
+            ee_pose=msgs.pose7(messages[topics.EE_POSE].pose),
+            gripper_aperture=aperture_from_finger_positions(fingers),
+            object_poses=msgs.poses7(messages[topics.SIM_OBJECT_POSES]),
+        ))
+
+
+def main(args=None):
+    spin_node(ExpertNode, args)
+
+
+if __name__ == "__main__":
+    main()
