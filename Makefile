@@ -1,0 +1,47 @@
+# equimanip: the two commands of the README, each doing all of its own set-up.
+#
+#   make demo    run the simulated arm with a controller through ROS 2 topics, write an animation
+#   make test    run the whole test suite (what CI runs)
+#   make bench   run the benchmarks (sim, perception) and print their figures
+#
+# Set-up is idempotent: system packages only when missing, a virtual environment in $(VENV),
+# torch first (CPU build by default), then this package with its ROS 2 pip wheels.
+# For a CUDA build of torch:  make demo TORCH_PIP_ARGS="--index-url <PyTorch's CUDA wheel index>"
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+EPISODES ?= 10
+TASK ?= block_picking
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.equimanip-installed
+
+.PHONY: demo test bench setup system-deps clean
+
+setup: $(STAMP)
+
+system-deps:
+	@bash scripts/install_system_deps.sh
+
+$(STAMP): setup.py setup.cfg package.xml scripts/install_system_deps.sh
+	@bash scripts/install_system_deps.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[ros,test,bench]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/equimanip run --task $(TASK) --controller expert --episodes $(EPISODES) --record artifacts/demo.gif
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q test
+
+bench: $(STAMP)
+	$(BIN)/equimanip bench sim
+	$(BIN)/equimanip bench perception
+
+clean:
+	rm -rf $(VENV) artifacts build *.egg-info .pytest_cache .hypothesis
