@@ -1,0 +1,36 @@
+"""Simulated cell: sim_node (PyBullet arm + depth camera) and the scripted expert.
+
+    ros2 launch equimanip sim.launch.py task:=block_pushing
+    ros2 launch equimanip sim.launch.py params_file:=/path/to/side_camera.yaml
+
+Both nodes read config/sim.yaml (the defaults that `equimanip run` uses too); an extra parameter
+file, e.g. the package's side_camera.yaml, is applied on top.
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description():
+    config = os.path.join(get_package_share_directory("equimanip"), "config")
+    defaults = os.path.join(config, "sim.yaml")
+    task = LaunchConfiguration("task")
+    extra = LaunchConfiguration("params_file")
+    return LaunchDescription([
+        DeclareLaunchArgument("task", default_value="block_picking",
+                              description="reach, block_picking, block_pushing or drawer_opening"),
+        DeclareLaunchArgument("params_file", default_value=defaults,
+                              description="extra parameter file applied after sim.yaml"),
+        DeclareLaunchArgument("expert", default_value="true",
+                              description="start the scripted expert as the controller"),
+        Node(package="equimanip", executable="sim_node", name="sim_node", output="screen",
+             parameters=[defaults, extra, {"task": task}]),
+        Node(package="equimanip", executable="expert_node", name="expert_node", output="screen",
+             parameters=[defaults, extra, {"task": task}],
+             condition=IfCondition(LaunchConfiguration("expert"))),
+    ])
