@@ -116,7 +116,7 @@ class _FrameRecorder:
             self.capture(env)
 
 
-def _spin_until(executor, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def spin_until(executor, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
@@ -149,7 +149,7 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
             executor.add_node(node)
 
         # Discovery: start only when the loop is closed both ways and the reset service answers.
-        _spin_until(executor, lambda: (
+        spin_until(executor, lambda: (
             sim.count_publishers(topics.TWIST) > 0 and controller.count_publishers(topics.EE_POSE) > 0
             and monitor.reset_client.service_is_ready()), 30.0, "the nodes to discover each other")
 
@@ -162,14 +162,14 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
         for k in range(config.episodes):
             monitor.done = None
             future = monitor.reset_client.call_async(Trigger.Request())
-            _spin_until(executor, future.done, 30.0, "the simulation to reset")
+            spin_until(executor, future.done, 30.0, "the simulation to reset")
             if not future.result().success:
                 raise RuntimeError(future.result().message)
             recorder.active = config.record is not None and k == 0
             if recorder.active:
                 recorder.capture(sim.env)
             t0 = time.monotonic()
-            _spin_until(executor, lambda: monitor.done is not None, config.episode_timeout_s,
+            spin_until(executor, lambda: monitor.done is not None, config.episode_timeout_s,
                         f"episode {k + 1} to end")
             episode = EpisodeResult(k + 1, config.seed + k, monitor.done, sim.env.steps,
                                     time.monotonic() - t0)

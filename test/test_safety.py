@@ -1,0 +1,82 @@
+"""The safety layer: what may reach the arm and what is rejected, with which reason."""
+import math
+
+import numpy as np
+import pytest
+
+from equimanip.action import ACTION_HIGH, ACTION_LOW, action_to_velocity, clip_action, velocity_to_delta
+from equimanip.safety import CommandRejected, TwistLimits, check_gripper, check_trajectory, check_twist
+
+LIMITS = TwistLimits.for_period(0.1)
+JOINTS = ["j1", "j2", "j3"]
+LOWER, UPPER = np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 1.0])
+
+
+def test_twist_within_limits_passes_unchanged():
+    lin, yaw, notes = check_twist([0.1, -0.2, 0.05], [0, 0, 0.5], "base_link", "base_link", LIMITS)
+    assert np.allclose(lin, [0.1, -0.2, 0.05]) and yaw == 0.5 and notes == []
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_twist_is_rejected(bad):
+    with pytest.raises(CommandRejected, match="non-finite"):
+        check_twist([0.0, bad, 0.0], [0, 0, 0], "base_link", "base_link", LIMITS)
+    with pytest.raises(CommandRejected, match="non-finite"):
+        check_twist([0.0, 0.0, 0.0], [0, 0, bad], "base_link", "base_link", LIMITS)
+
+
+def test_twist_in_another_frame_is_rejected():
+    with pytest.raises(CommandRejected, match="frame 'tool0'"):
+        check_twist([0.1, 0, 0], [0, 0, 0], "tool0", "base_link", LIMITS)
+
+
+def test_fast_twist_is_scaled_along_its_direction():
+    lin, _, notes = check_twist([3.0, 4.0, 0.0], [0, 0, 0], "", "base_link", LIMITS)
+    assert np.isclose(np.linalg.norm(lin), LIMITS.max_linear)
+    assert np.allclose(lin / np.linalg.norm(lin), [0.6, 0.8, 0.0])
+    assert any("scaled" in n for n in notes)
+
+
+def test_roll_pitch_rates_are_ignored_with_a_note():
+    _, yaw, notes = check_twist([0, 0, 0], [0.3, 0.0, 10.0], "", "base_link", LIMITS)
+    assert yaw == pytest.approx(LIMITS.max_yaw_rate)
+    assert any("roll and pitch" in n for n in notes)
+
+
+@pytest.mark.parametrize("value", [-0.01, 1.01, math.nan, math.inf])
+def test_gripper_out_of_range_is_rejected(value):
+    with pytest.raises(CommandRejected, match="gripper command"):
+        check_gripper(value)
+
+
+def test_trajectory_checks():
+    ok = check_trajectory(["j2", "j1"], [([0.1, 0.2], 0.5), ([0.3, 0.4], 1.0)], JOINTS, LOWER, UPPER)
+    assert ok.joint_indices.tolist() == [1, 0]
+    assert np.allclose(ok.sample(0.75), [0.2, 0.3])
+    assert np.allclose(ok.sample(5.0), [0.3, 0.4])
+    cases = [
+        ((["j9"], [([0.0], 1.0)]), "unknown joints"),
+        ((["j1", "j1"], [([0.0, 0.0], 1.0)]), "twice"),
+        ((["j1", "j2"], [([0.0], 1.0)]), "1 positions for 2 joints"),
+        ((["j1"], []), "no points"),
+        ((["j1"], [([math.nan], 1.0)]), "non-finite"),
+        ((["j1"], [([0.0], 1.0), ([0.1], 0.5)]), "increasing"),
+        ((["j1"], [([2.0], 1.0)]), "joint limits"),
+        (([], [([], 1.0)]), "no joints"),
+    ]
+    for (names, points), message in cases:
+        with pytest.raises(CommandRejected, match=message):
+            check_trajectory(names, points, JOINTS, LOWER, UPPER)
+
+
+def test_action_clip_and_conversions():
+    a, clipped = clip_action([2.0, 0.1, 0.0, -0.1, 1.0])
+    assert clipped and np.allclose(a, [1.0, 0.05, 0.0, -0.05, math.pi / 8])
+    a, clipped = clip_action((ACTION_LOW + ACTION_HIGH) / 2)
+    assert not clipped
+    with pytest.raises(ValueError, match="non-finite"):
+        clip_action([0.5, math.nan, 0, 0, 0])
+    with pytest.raises(ValueError, match="shape"):
+        clip_action([0.5, 0.0])
+    lin, yaw_rate = action_to_velocity([1.0, 0.01, 0.02, 0.03, 0.1], 0.1)
+    assert np.allclose(velocity_to_delta(lin, yaw_rate, 0.1), [0.01, 0.02, 0.03, 0.1])
