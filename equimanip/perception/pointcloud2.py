@@ -135,26 +135,24 @@ def _require_xyz(msg):
 
 
 def pointcloud2_to_xyz(msg, dtype=np.float32) -> np.ndarray:
-    """x, y, z as a new contiguous (height, width, 3) array of ``dtype`` (height 1 for unorganized
-    clouds). A point with any NaN or infinite coordinate becomes all-NaN: invalid points are NaN
-    and only NaN downstream."""
+    """x, y, z as a new (height, width, 3) array of ``dtype`` (height 1 for unorganized clouds).
+
+    A point with any NaN or infinite coordinate becomes all-NaN: invalid points are NaN, and only
+    NaN, downstream. The memory is planar (the array is a transposed view of a C-contiguous
+    (3, height, width) block), so ``xyz[..., k]`` is contiguous: filling three planes from the
+    field views and the vectorised crop / transform after it are several times faster that way
+    than with interleaved x y z. Use ``np.ascontiguousarray`` where interleaved memory is needed."""
     structured = pointcloud2_to_array(msg)  # validates the whole layout first
     _require_xyz(msg)
-    fx, fy, fz = (_field(msg, name) for name in ("x", "y", "z"))
-    native_f32 = all(f.datatype == FLOAT32 for f in (fx, fy, fz)) and bool(msg.is_bigendian) == _NATIVE_IS_BIG
-    if native_f32 and fy.offset == fx.offset + 4 and fz.offset == fx.offset + 8 and structured.size:
-        # The common layout: x, y, z packed float32s. One strided float view over the bytes and a
-        # single copy, instead of three field extractions and a stack.
-        xyz = np.ndarray(shape=structured.shape + (3,), dtype=np.float32, buffer=_data_buffer(msg),
-                         offset=fx.offset, strides=(int(msg.row_step), int(msg.point_step), 4))
-        xyz = xyz.astype(dtype, copy=True)
-    else:
-        xyz = np.empty(structured.shape + (3,), dtype=dtype)
-        for k, name in enumerate(("x", "y", "z")):
-            xyz[..., k] = structured[name]  # converts byte order and float64 -> dtype
-    invalid = ~np.isfinite(xyz).all(axis=-1)
-    xyz[invalid] = np.nan
-    return xyz
+    planes = np.empty((3,) + structured.shape, dtype=dtype)
+    finite = None
+    for plane, name in zip(planes, ("x", "y", "z")):
+        plane[...] = structured[name]  # strided read; converts byte order and float64 -> dtype
+        finite = np.isfinite(plane) if finite is None else finite & np.isfinite(plane)
+    invalid = np.flatnonzero(~finite)
+    if invalid.size:
+        planes.reshape(3, -1)[:, invalid] = np.nan
+    return planes.transpose(1, 2, 0)
 
 
 def _rgb_from_packed(msg, field) -> np.ndarray:

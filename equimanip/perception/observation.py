@@ -1,0 +1,198 @@
+"""What a controller sees: one :class:`Observation`, built by one function, :func:`build_observation`.
+
+The nodes (from a live PointCloud2) and the training code (from simulated clouds) both call
+:func:`build_observation`, so the heightmap and state a policy is trained on are computed exactly
+as on the robot. Steps, in order:
+
+1. workspace crop: keep finite points inside the box ``workspace_min .. workspace_max`` (base frame);
+2. optional voxel downsampling (``voxel_size`` > 0) and statistical outlier removal
+   (``outlier_neighbors`` > 0), both Open3D; off by default, because on a clean depth camera they
+   cost more (tens of ms for 300 k points) than they change, and the voxel grid is anchored at the
+   base origin, which breaks the heightmap's exact rotation equivariance;
+3. heightmap (``equimanip.perception.heightmap``): 2 x S x S, channel 0 the max height above
+   ``table_z``, channel 1 the gripper aperture tiled over the image;
+4. object-centric state (``equimanip.perception.object_state``, whose docstring gives the vector
+   layout: gripper yaw and aperture, then ``max_objects`` fixed slots of presence flag, position
+   relative to the gripper, doubled-angle yaw and extents, zero-padded).
+
+``cloud_msg_to_base_points`` is the step before: decode a PointCloud2 and move it into the base
+frame with a resolver from ``equimanip.perception.frames``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from equimanip.perception import heightmap as hm
+from equimanip.perception import object_state as osm
+from equimanip.perception.pointcloud2 import PointCloud2Error, pointcloud2_to_xyz
+
+
+@dataclass
+class ObservationConfig:
+    """Every perception setting. ``validate()`` raises ValueError naming the first bad one."""
+    # Workspace crop, base frame (metres). Points outside are ignored by everything below.
+    workspace_min: tuple[float, float, float] = (0.0, -0.45, -0.05)
+    workspace_max: tuple[float, float, float] = (0.9, 0.45, 0.5)
+    # Heightmap: S x S pixels over L x L metres centred on the gripper (Equi SAC: 128 over 0.6 m).
+    heightmap_size: int = 128
+    heightmap_side: float = 0.6
+    table_z: float = 0.0
+    fill_empty: bool = False          # fill pixels with no point from their neighbours
+    fill_iterations: int = 2
+    # Optional cloud filters (Open3D); 0 = off.
+    voxel_size: float = 0.0
+    outlier_neighbors: int = 0        # statistical outlier removal: neighbours considered
+    outlier_std_ratio: float = 2.0
+    # Object-centric state.
+    max_objects: int = 4
+    plane_distance: float = 0.005     # RANSAC inlier distance to the table plane
+    table_clearance: float = 0.008    # points this far above the plane or less are table
+    object_voxel_size: float = 0.004  # downsampling before clustering
+    cluster_eps: float = 0.012        # DBSCAN neighbourhood radius
+    cluster_min_points: int = 10
+    min_object_points: int = 15       # smaller clusters are noise
+    # Gripper box in the end-effector frame (z along the fingers, pointing down): points inside
+    # are the gripper's own and are left out of the object state (they stay in the heightmap).
+    gripper_box_min: tuple[float, float, float] = (-0.045, -0.11, -0.25)
+    gripper_box_max: tuple[float, float, float] = (0.045, 0.11, 0.01)
+    compute_object_state: bool = True
+
+    def validate(self) -> "ObservationConfig":
+        lo, hi = np.asarray(self.workspace_min, float), np.asarray(self.workspace_max, float)
+        if lo.shape != (3,) or hi.shape != (3,) or not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise ValueError("workspace_min and workspace_max need 3 finite numbers each")
+        if np.any(lo >= hi):
+            raise ValueError(f"workspace_min {lo.tolist()} must be below workspace_max {hi.tolist()} on every axis")
+        hm.check_grid(self.heightmap_size, self.heightmap_side)
+        if self.fill_iterations < 0:
+            raise ValueError(f"fill_iterations must be >= 0, got {self.fill_iterations}")
+        if self.voxel_size < 0 or self.object_voxel_size < 0:
+            raise ValueError("voxel sizes must be >= 0 (0 turns downsampling off)")
+        if self.outlier_neighbors < 0 or (self.outlier_neighbors and self.outlier_std_ratio <= 0):
+            raise ValueError("outlier_neighbors must be >= 0 and outlier_std_ratio > 0")
+        if self.max_objects < 0:
+            raise ValueError(f"max_objects must be >= 0, got {self.max_objects}")
+        for name in ("plane_distance", "table_clearance", "cluster_eps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.cluster_min_points < 1 or self.min_object_points < 1:
+            raise ValueError("cluster_min_points and min_object_points must be >= 1")
+        if np.any(np.asarray(self.gripper_box_min) > np.asarray(self.gripper_box_max)):
+            raise ValueError("gripper_box_min must not exceed gripper_box_max")
+        return self
+
+    @property
+    def object_state_dim(self) -> int:
+        return osm.object_state_dim(self.max_objects)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Observation:
+    heightmap: np.ndarray               # (2, S, S) float32: heights above the table, gripper state
+    object_state: np.ndarray            # (D,) float32, layout in equimanip.perception.object_state
+    objects: list = field(default_factory=list)  # DetectedObject, nearest the gripper first
+    ee_pose: np.ndarray = None          # pose7 of the end effector in the base frame
+    gripper_aperture: float = 0.0
+    stamp: float = 0.0                  # seconds: when the robot state was taken
+    cloud_stamp: float | None = None    # seconds: when the cloud was taken (None: same as stamp)
+
+
+# ------------------------------------------------------------------------------------ the steps
+
+
+def cloud_msg_to_base_points(msg, resolver) -> np.ndarray:
+    """A PointCloud2 decoded to (H, W, 3) float32 base-frame points, NaN for invalid ones.
+
+    Raises FrameError when ``resolver`` cannot place ``msg.header.frame_id`` and PointCloud2Error
+    for a malformed cloud. The result is planar in memory (a transposed view of a (3, H, W) array),
+    so each coordinate is contiguous for the vectorised crop and binning that follow."""
+    T = resolver.lookup(msg.header.frame_id, msg.header.stamp)
+    xyz = pointcloud2_to_xyz(msg)
+    planes = xyz.transpose(2, 0, 1)                      # (3, H, W), contiguous (see pointcloud2_to_xyz)
+    R = T[:3, :3].astype(np.float32)
+    t = T[:3, 3].astype(np.float32)
+    base = np.matmul(R, planes.reshape(3, -1))           # one (3 x 3) @ (3 x N) product
+    base += t[:, None]
+    return base.reshape(planes.shape).transpose(1, 2, 0)
+
+
+def crop_to_workspace(points: np.ndarray, lo, hi) -> np.ndarray:
+    """Finite points inside the box [lo, hi], as (M, 3). NaN compares false, so it drops out too."""
+    x, y, z = points[..., 0], points[..., 1], points[..., 2]
+    inside = (x >= lo[0]) & (x <= hi[0])
+    inside &= (y >= lo[1]) & (y <= hi[1])
+    inside &= (z >= lo[2]) & (z <= hi[2])
+    keep = np.flatnonzero(inside.reshape(-1))
+    return np.stack([x.reshape(-1)[keep], y.reshape(-1)[keep], z.reshape(-1)[keep]], axis=1)
+
+
+def filter_cloud(points: np.ndarray, config: ObservationConfig) -> np.ndarray:
+    """The optional Open3D filters of step 2 on (M, 3) points; a no-op with the defaults."""
+    if config.voxel_size <= 0 and config.outlier_neighbors <= 0:
+        return points
+    import open3d as o3d
+
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.astype(np.float64)))
+    if config.voxel_size > 0:
+        cloud = cloud.voxel_down_sample(config.voxel_size)
+    if config.outlier_neighbors > 0:
+        cloud, _ = cloud.remove_statistical_outlier(config.outlier_neighbors, config.outlier_std_ratio)
+    return np.asarray(cloud.points).astype(points.dtype)
+
+
+def make_heightmap(points: np.ndarray, ee_pose, gripper_aperture: float, config: ObservationConfig,
+                   device=None) -> np.ndarray:
+    """(2, S, S) float32 heightmap of cropped base-frame points, centred on the gripper's (x, y)."""
+    S = config.heightmap_size
+    heights, occupied = hm.project_heightmap(points, np.asarray(ee_pose[:2], dtype=np.float64), S,
+                                             config.heightmap_side, config.table_z, device=device,
+                                             return_occupied=True)
+    if config.fill_empty:
+        heights = hm.fill_empty_pixels(heights, occupied, config.fill_iterations)
+    image = np.empty((2, S, S), dtype=np.float32)
+    image[0] = heights
+    image[1] = gripper_aperture
+    return image
+
+
+def make_object_state(points: np.ndarray, ee_pose, gripper_aperture: float, config: ObservationConfig):
+    """``(state vector, detected objects)`` from cropped base-frame points."""
+    if not config.compute_object_state:
+        return np.zeros(config.object_state_dim, dtype=np.float32), []
+    objects = osm.detect_objects(
+        points, ee_pose, table_z=config.table_z, plane_distance=config.plane_distance,
+        table_clearance=config.table_clearance, gripper_box_min=config.gripper_box_min,
+        gripper_box_max=config.gripper_box_max, voxel_size=config.object_voxel_size,
+        cluster_eps=config.cluster_eps, cluster_min_points=config.cluster_min_points,
+        min_object_points=config.min_object_points)
+    return osm.object_state_vector(objects, ee_pose, gripper_aperture, config.max_objects), objects
+
+
+def build_observation(points_base, ee_pose, gripper_aperture: float, stamp: float,
+                      config: ObservationConfig, cloud_stamp: float | None = None, device=None) -> Observation:
+    """The Observation of base-frame points (any shape (..., 3), NaN allowed) and the robot state.
+
+    ``device``: a torch device for the heightmap's max-reduction ('cuda' where available); None
+    uses numpy. Same result either way."""
+    ee_pose = np.asarray(ee_pose, dtype=np.float64)
+    if ee_pose.shape != (7,) or not np.all(np.isfinite(ee_pose)):
+        raise ValueError(f"ee_pose must be 7 finite numbers [x y z qx qy qz qw], got {ee_pose.tolist()}")
+    points = np.asarray(points_base)
+    if points.shape[-1:] != (3,):
+        raise ValueError(f"points must be shaped (..., 3), got {points.shape}")
+    cropped = crop_to_workspace(points, config.workspace_min, config.workspace_max)
+    cropped = filter_cloud(cropped, config)
+    image = make_heightmap(cropped, ee_pose, gripper_aperture, config, device)
+    state, objects = make_object_state(cropped, ee_pose, gripper_aperture, config)
+    return Observation(heightmap=image, object_state=state, objects=objects, ee_pose=ee_pose,
+                       gripper_aperture=float(gripper_aperture), stamp=float(stamp),
+                       cloud_stamp=None if cloud_stamp is None else float(cloud_stamp))
+
+
+__all__ = ["ObservationConfig", "Observation", "build_observation", "cloud_msg_to_base_points",
+           "crop_to_workspace", "filter_cloud", "make_heightmap", "make_object_state", "PointCloud2Error"]
