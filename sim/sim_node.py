@@ -60,7 +60,8 @@ _DEFAULT_CAMERA = CameraConfig()
 PARAMS = [
     ParamSpec("task", "block_picking", "Task to simulate; a change applies at the next reset.",
               choices=tuple(sorted(TASKS))),
-    ParamSpec("seed", 0, "Seed of the first episode; episode k after start-up uses seed + k.", min=0),
+    ParamSpec("seed", 0, "Seed of the scene at start-up; each reset takes the next one (seed + 1, "
+              "...). Setting it starts the sequence again from the new value.", min=0),
     ParamSpec("sync", False, "Advance one control step per received motion command instead of "
               "on a wall-clock timer (deterministic closed-loop runs)."),
     ParamSpec("control_period", 0.1, "Seconds of simulated time per control step.",
@@ -99,7 +100,8 @@ class SimNode(Node):
         self._camera_frame = p["camera_frame"]
         self._period = p["control_period"]
         self.env = ManipulationEnv(self._sim_config(p))
-        self._episode = 0          # resets since start-up (or since the seed last changed)
+        self._episode = 0          # episodes started since start-up
+        self._seed_index = 0       # episodes started since the seed was last set
         self._episode_reported = False
         self._pending_task_change = False
         self._step_listeners = []
@@ -156,12 +158,16 @@ class SimNode(Node):
             self._pending_task_change = True
             self.get_logger().info("task settings changed: they apply at the next reset")
         if "seed" in names:
-            self._episode = 0
+            self._seed_index = 0  # the next reset starts the sequence again from the new seed
         if any(n.startswith("camera") for n in names):
             self.env.set_camera(self._camera_config(p))
             self._publish_camera_pose(self.env.observe(render=False).time)
         if "publish_cloud" in names:
             self.env.config.render = p["publish_cloud"]
+
+    @property
+    def control_period(self) -> float:
+        return self._period
 
     def add_step_listener(self, fn) -> None:
         """Call ``fn(env, obs)`` after every control step (used in-process, e.g. to record a GIF)."""
@@ -174,14 +180,15 @@ class SimNode(Node):
             self.env.close()
             self.env = ManipulationEnv(self._sim_config(p))
             self._pending_task_change = False
-        seed = p["seed"] + self._episode
+        seed = p["seed"] + self._seed_index
         obs = self.env.reset(seed)
+        self._seed_index += 1
         self._episode += 1
         self._episode_reported = False
         self._motion = None
         self._gripper = 1.0
         self._publish_camera_pose(obs.time)
-        self._publish_observation(obs)
+        self._publish_observation(obs, task_signals=False)
         return f"episode {self._episode} of task '{p['task']}' started with seed {seed}"
 
     def _on_reset(self, request, response):
@@ -262,7 +269,11 @@ class SimNode(Node):
 
     def _on_idle(self) -> None:
         if self.get_parameter("sync").value and time.monotonic() - self._last_publish_wall > 1.0:
-            self._publish_observation(self.env.observe(render=self.env.config.render))
+            self.republish()
+
+    def republish(self) -> None:
+        """Publish the current state again (same stamp): wakes a controller that missed it."""
+        self._publish_observation(self.env.observe(render=self.env.config.render), task_signals=False)
 
     def _motion_for_step(self, sync: bool) -> Optional[_Motion]:
         """The motion command to execute this step, or None to hold still."""

@@ -33,13 +33,14 @@ CONTROLLER_PARAMS = [
     ParamSpec("base_frame", "base_link", "Frame of the commanded twists.", read_only=True),
 ]
 
-# The robot state every controller reads. Topic name -> message type.
-STATE_TOPICS = {topics.EE_POSE: PoseStamped, topics.JOINT_STATES: JointState}
+# The robot state every controller reads. Topic name -> (message type, QoS).
+STATE_TOPICS = {topics.EE_POSE: (PoseStamped, qos.RELIABLE), topics.JOINT_STATES: (JointState, qos.RELIABLE)}
 
 
 class ControllerNode(Node):
     def __init__(self, name: str, params: Sequence[ParamSpec] = (), extra_topics: dict | None = None,
                  **node_kwargs):
+        """``extra_topics`` maps further topics to read in step with the state to (type, QoS)."""
         super().__init__(name, **node_kwargs)
         declare_parameters(self, [*CONTROLLER_PARAMS, *params])
         self.control_period = self.get_parameter("control_period").value
@@ -48,8 +49,8 @@ class ControllerNode(Node):
         self._pub_twist = self.create_publisher(TwistStamped, topics.TWIST, qos.RELIABLE)
         subscribed = {**STATE_TOPICS, **(extra_topics or {})}
         self._sync = ExactTimeSync(list(subscribed), self._on_state)
-        for topic, msg_type in subscribed.items():
-            self.create_subscription(msg_type, topic, lambda m, t=topic: self._sync.add(t, m), qos.RELIABLE)
+        for topic, (msg_type, profile) in subscribed.items():
+            self.create_subscription(msg_type, topic, lambda m, t=topic: self._sync.add(t, m), profile)
         self.actions_published = 0
 
     def act(self, messages: dict) -> np.ndarray:

@@ -1,0 +1,216 @@
+"""sim_node over real DDS: what it publishes, what it accepts, and what it refuses."""
+import math
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import JointState, PointCloud2
+from std_msgs.msg import Float64
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from equimanip.geometry import pose7_to_matrix, transform_points
+from equimanip.nodes import msgs, qos, topics
+from equimanip.perception.pointcloud2 import pointcloud2_to_xyz
+from equimanip.sim.sim_node import SimNode
+
+pytestmark = pytest.mark.ros
+
+
+class Probe(Node):
+    """Plays the controller: keeps the latest state, sends raw (possibly bad) commands."""
+
+    def __init__(self, **kw):
+        super().__init__("probe", **kw)
+        self.ee: list[PoseStamped] = []
+        self.joints: list[JointState] = []
+        self.clouds: list[PointCloud2] = []
+        self.camera_pose: list[PoseStamped] = []
+        self.create_subscription(PoseStamped, topics.EE_POSE, self.ee.append, qos.RELIABLE)
+        self.create_subscription(JointState, topics.JOINT_STATES, self.joints.append, qos.RELIABLE)
+        self.create_subscription(PointCloud2, topics.CLOUD, self.clouds.append, qos.SENSOR)
+        self.create_subscription(PoseStamped, topics.CAMERA_POSE, self.camera_pose.append, qos.LATCHED)
+        self.twist = self.create_publisher(TwistStamped, topics.TWIST, qos.RELIABLE)
+        self.gripper = self.create_publisher(Float64, topics.GRIPPER, qos.RELIABLE)
+        self.trajectory = self.create_publisher(JointTrajectory, topics.JOINT_TRAJECTORY, qos.RELIABLE)
+        self.reset = self.create_client(Trigger, topics.SIM_RESET)
+
+    def send_twist(self, linear, yaw_rate=0.0, frame="base_link", stamp_s=None):
+        msg = TwistStamped()
+        msg.header.frame_id = frame
+        if stamp_s is not None:
+            msg.header.stamp = msgs.time_msg(stamp_s)
+        msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = linear
+        msg.twist.angular.z = yaw_rate
+        self.twist.publish(msg)
+
+    def send_trajectory(self, names, points):
+        msg = JointTrajectory(joint_names=list(names))
+        for positions, t in points:
+            msg.points.append(JointTrajectoryPoint(
+                positions=list(positions), time_from_start=Duration(sec=int(t), nanosec=int((t % 1) * 1e9))))
+        self.trajectory.publish(msg)
+
+    def ee_position(self):
+        return msgs.pose7(self.ee[-1].pose)[:3]
+
+
+@pytest.fixture
+def loop(ros):
+    """A sync-mode simulation (block_picking, no cloud unless a test turns it on) and a probe."""
+    sim = ros.node(SimNode, sync=True, publish_cloud=False, seed=3)
+    probe = ros.node(Probe)
+    ros.spin_until(lambda: sim.count_publishers(topics.TWIST) > 0 and probe.count_publishers(topics.EE_POSE) > 0,
+                   what="discovery")
+    sim.republish()
+    ros.spin_until(lambda: probe.ee and probe.joints, what="the first state")
+    return ros, sim, probe
+
+
+def _step(ros, probe, send):
+    """Send a command and wait for the state of the step it triggers."""
+    n = len(probe.ee)
+    send()
+    ros.spin_until(lambda: len(probe.ee) > n, what="the next state")
+    return probe.ee_position()
+
+
+def test_a_twist_moves_the_gripper_by_velocity_times_period(loop):
+    ros, sim, probe = loop
+    start = probe.ee_position()
+    for _ in range(3):
+        end = _step(ros, probe, lambda: probe.send_twist((0.2, 0.0, 0.0)))
+    # 3 steps of 0.2 m/s x 0.1 s; the arm tracks to within a few millimetres.
+    assert end[0] - start[0] == pytest.approx(0.06, abs=0.008)
+    assert abs(end[1] - start[1]) < 0.005
+
+
+@pytest.mark.parametrize("linear,frame,reason", [
+    ((math.nan, 0.0, 0.0), "base_link", "non-finite"),
+    ((0.0, math.inf, 0.0), "base_link", "non-finite"),
+    ((0.1, 0.0, 0.0), "camera_link", "frame 'camera_link'"),
+])
+def test_bad_twists_hold_the_arm_and_say_why(loop, capfd, linear, frame, reason):
+    ros, sim, probe = loop
+    start = probe.ee_position()
+    for _ in range(3):
+        end = _step(ros, probe, lambda: probe.send_twist(linear, frame=frame))
+    assert np.linalg.norm(end - start) < 0.002
+    assert reason in capfd.readouterr().err
+
+
+def test_stale_twist_is_rejected(loop, capfd):
+    ros, sim, probe = loop
+    # Move time forward first so that a stamp can be old.
+    for _ in range(3):
+        _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, 0.0)))
+    start = probe.ee_position()
+    end = _step(ros, probe, lambda: probe.send_twist((0.3, 0.0, 0.0), stamp_s=sim.env.time - 0.25))
+    assert np.linalg.norm(end - start) < 0.002
+    assert "older than command_timeout" in capfd.readouterr().err
+
+
+def test_out_of_range_gripper_commands_are_ignored(loop, capfd):
+    ros, sim, probe = loop
+    for bad in (1.5, -0.2, math.nan):
+        probe.gripper.publish(Float64(data=bad))
+    ros.spin_for(0.3)
+    for _ in range(5):
+        _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, 0.0)))
+    fingers = msgs.joint_positions(probe.joints[-1], ["panda_finger_joint1", "panda_finger_joint2"])
+    assert fingers.sum() > 0.07  # still open
+    assert "outside [0, 1]" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("names,points,reason", [
+    (["panda_joint1", "no_such_joint"], [([0.0, 0.0], 1.0)], "unknown joints"),
+    (["panda_joint1", "panda_joint2"], [([0.1], 1.0)], "1 positions for 2 joints"),
+    (["panda_joint1"], [([math.nan], 1.0)], "non-finite"),
+])
+def test_bad_trajectories_hold_the_arm_and_say_why(loop, capfd, names, points, reason):
+    ros, sim, probe = loop
+    start = probe.ee_position()
+    for _ in range(3):
+        end = _step(ros, probe, lambda: probe.send_trajectory(names, points))
+    assert np.linalg.norm(end - start) < 0.002
+    assert reason in capfd.readouterr().err
+
+
+def test_a_trajectory_moves_the_joint(loop):
+    ros, sim, probe = loop
+    q0 = msgs.joint_positions(probe.joints[-1], ["panda_joint1"])[0]
+    target = q0 + 0.2
+    for _ in range(10):
+        _step(ros, probe, lambda: probe.send_trajectory(["panda_joint1"], [([target], 0.5)]))
+    q1 = msgs.joint_positions(probe.joints[-1], ["panda_joint1"])[0]
+    assert q1 == pytest.approx(target, abs=0.02)
+
+
+def test_real_time_mode_halts_a_silent_controller(ros):
+    sim = ros.node(SimNode, sync=False, publish_cloud=False, command_timeout=0.1)
+    probe = ros.node(Probe)
+    ros.spin_until(lambda: sim.count_publishers(topics.TWIST) > 0 and probe.ee, what="state")
+    probe.send_twist((0.2, 0.0, 0.0))
+    ros.spin_for(0.4)
+    after_command = probe.ee_position()
+    ros.spin_for(0.6)  # no further command: the arm must have stopped
+    assert np.linalg.norm(probe.ee_position() - after_command) < 0.005
+
+
+def test_cloud_and_camera_pose_show_the_block(ros):
+    sim = ros.node(SimNode, sync=True, publish_cloud=True, seed=5)
+    probe = ros.node(Probe)
+    ros.spin_until(lambda: probe.count_publishers(topics.CLOUD) > 0 and sim.count_publishers(topics.TWIST) > 0,
+                   what="discovery")
+    sim.republish()
+    ros.spin_until(lambda: probe.clouds and probe.camera_pose, what="a cloud and the camera pose")
+    cloud = probe.clouds[-1]
+    assert cloud.header.frame_id == "camera_depth_optical_frame"
+    assert (cloud.height, cloud.width) == (sim.get_parameter("camera.height").value,
+                                           sim.get_parameter("camera.width").value)
+    T = pose7_to_matrix(msgs.pose7(probe.camera_pose[-1].pose))
+    assert np.allclose(msgs.pose7(probe.camera_pose[-1].pose), sim.get_parameter("camera_pose").value)
+    points = transform_points(T, pointcloud2_to_xyz(cloud).reshape(-1, 3))
+    points = points[np.isfinite(points).all(axis=1)]
+    block = sim.env.observe(render=False).object_poses[0][:3]
+    near = points[np.linalg.norm(points[:, :2] - block[:2], axis=1) < 0.015]
+    assert len(near) > 0
+    assert near[:, 2].max() == pytest.approx(2 * block[2], abs=0.01)  # the block's top face
+
+
+def test_reset_service_follows_the_seed_sequence(loop):
+    ros, sim, probe = loop
+    sim.set_parameters([Parameter("seed", value=10)])
+    poses = []
+    for _ in range(2):
+        future = probe.reset.call_async(Trigger.Request())
+        ros.spin_until(future.done, what="reset")
+        assert future.result().success and "seed" in future.result().message
+        poses.append(sim.env.observe(render=False).object_poses.copy())
+    sim.set_parameters([Parameter("seed", value=10)])
+    future = probe.reset.call_async(Trigger.Request())
+    ros.spin_until(future.done, what="reset")
+    again = sim.env.observe(render=False).object_poses
+    assert not np.allclose(poses[0], poses[1])
+    assert np.allclose(poses[0], again)
+
+
+@pytest.mark.parametrize("name,value,reason", [
+    ("task", "juggling", "must be one of"),
+    ("control_period", -0.1, "read-only"),
+    ("camera.width", -5, "out of range"),
+    ("command_timeout", -1.0, "out of range"),
+    ("camera_pose", [0.5, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0], "quaternion"),
+])
+def test_bad_parameters_are_rejected_at_set_time(loop, name, value, reason):
+    ros, sim, probe = loop
+    result = sim.set_parameters([Parameter(name, value=value)])[0]
+    assert not result.successful and reason in result.reason
+
+
+def test_unknown_task_refuses_to_start(ros):
+    with pytest.raises(Exception, match="juggling"):
+        ros.node(SimNode, task="juggling")
