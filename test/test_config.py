@@ -1,0 +1,65 @@
+"""The parameter files: every key is a real parameter, valid, and sim.yaml says the code's defaults."""
+import numpy as np
+import pytest
+import yaml
+
+from equimanip.config import config_dir, config_file
+from equimanip.nodes.controller import CONTROLLER_PARAMS
+from equimanip.sim import expert_node, sim_node
+from equimanip.sim.camera import SIDE_CAMERA
+
+NODE_PARAMS = {
+    "sim_node": {s.name: s for s in sim_node.PARAMS},
+    "expert_node": {s.name: s for s in [*CONTROLLER_PARAMS, *expert_node.PARAMS]},
+}
+ROS_BUILTIN = {"use_sim_time"}
+
+
+def _flatten(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def _sections(path):
+    data = yaml.safe_load(path.read_text())
+    for node, body in data.items():
+        assert set(body) == {"ros__parameters"}, f"{path.name}: {node} must hold ros__parameters"
+        yield node, dict(_flatten(body["ros__parameters"]))
+
+
+@pytest.mark.parametrize("path", sorted(config_dir().glob("*.yaml")), ids=lambda p: p.name)
+def test_every_key_is_a_declared_valid_parameter(path):
+    for node, params in _sections(path):
+        targets = NODE_PARAMS.values() if node == "/**" else [NODE_PARAMS[node]]
+        for name, value in params.items():
+            if name in ROS_BUILTIN:
+                continue
+            owners = [t[name] for t in targets if name in t]
+            assert owners, f"{path.name}: '{name}' is not a parameter of {node}"
+            for spec in owners:
+                assert spec.check(value) is None, f"{path.name}: {spec.check(value)}"
+
+
+def test_sim_yaml_holds_the_code_defaults():
+    for node, params in _sections(config_file("sim")):
+        targets = NODE_PARAMS.values() if node == "/**" else [NODE_PARAMS[node]]
+        for name, value in params.items():
+            for t in targets:
+                if name in t:
+                    assert np.allclose(value, t[name].default, atol=1e-6) if isinstance(value, (list, float)) \
+                        else value == t[name].default, f"sim.yaml {name}={value} but code says {t[name].default}"
+
+
+def test_side_camera_yaml_is_the_side_camera_preset():
+    params = dict(next(_sections(config_file("side_camera")))[1])
+    assert np.allclose(params["camera_pose"], SIDE_CAMERA.pose, atol=1e-5)
+    assert (params["camera.width"], params["camera.height"]) == (SIDE_CAMERA.width, SIDE_CAMERA.height)
+    assert params["camera.fov_deg"] == SIDE_CAMERA.fov_deg
+
+
+def test_missing_parameter_file_names_the_alternatives():
+    with pytest.raises(FileNotFoundError, match="available: .*sim"):
+        config_file("no_such_setup")
