@@ -63,3 +63,12 @@ def test_side_camera_yaml_is_the_side_camera_preset():
 def test_missing_parameter_file_names_the_alternatives():
     with pytest.raises(FileNotFoundError, match="available: .*sim"):
         config_file("no_such_setup")
+
+
+def test_readme_parameter_tables_match_the_code():
+    from pathlib import Path
+
+    from equimanip.nodes.params import markdown_table
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for specs in (sim_node.PARAMS, [*CONTROLLER_PARAMS, *expert_node.PARAMS]):
+        assert markdown_table(specs) in readme, "regenerate the README table with markdown_table()"
