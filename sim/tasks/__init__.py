@@ -1,0 +1,23 @@
+"""Task registry. Adding a task = a new module with a :class:`Task` subclass + one entry below."""
+from __future__ import annotations
+
+from .base import Task
+from .block_picking import BlockPickingTask
+from .block_pushing import BlockPushingTask
+from .drawer_opening import DrawerOpeningTask
+from .reach import ReachTask
+
+TASKS: dict[str, type[Task]] = {
+    task.name: task for task in (ReachTask, BlockPickingTask, BlockPushingTask, DrawerOpeningTask)
+}
+
+
+def make_task(name: str) -> Task:
+    """A new instance of the task called ``name``; ValueError lists the valid names otherwise."""
+    try:
+        return TASKS[name]()
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}") from None
+
+
+__all__ = ["TASKS", "Task", "make_task"]

@@ -1,0 +1,342 @@
+"""The Panda on its table: one PyBullet client, the table, the robot and its low-level controllers.
+
+Frames: everything is expressed in ``base_link``, the Panda's base frame, which is also the PyBullet
+world frame. The robot stands at the origin on a table whose top surface is the plane z = 0.
+
+Task objects are not created here; tasks add them through :meth:`PandaWorld.create_box`,
+:meth:`PandaWorld.load_urdf` and friends. Every PyBullet call passes ``physicsClientId`` so that
+several worlds can live in one process (for example one per test, or one per evaluation worker).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as p
+import pybullet_data
+
+from equimanip.geometry import down_quat_xyzw, wrap_angle, yaw_of_quat_xyzw
+
+PANDA_URDF = os.path.join(pybullet_data.getDataPath(), "franka_panda", "panda.urdf")
+
+ARM_JOINT_NAMES = tuple(f"panda_joint{i}" for i in range(1, 8))
+FINGER_JOINT_NAMES = ("panda_finger_joint1", "panda_finger_joint2")
+JOINT_NAMES = ARM_JOINT_NAMES + FINGER_JOINT_NAMES
+EE_LINK_NAME = "panda_grasptarget"
+
+# Maximum finger joint position: a fully open gripper has 2 x 0.04 m between the finger pads.
+FINGER_OPEN_POSITION = 0.04
+# Torque limits of the real Panda for the arm joints (N m) and a grasp force per finger (N) that
+# holds a 100 g block with plenty of margin without crushing it through the solver.
+ARM_MAX_FORCES = np.array([87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0])
+FINGER_MAX_FORCE = 20.0
+
+# Yaw of the gripper is limited to +-(pi/2 + pi/4): the wrist joint (+-2.97 rad) cannot turn the
+# hand much further, and the 180-degree symmetry of a parallel gripper makes +-pi/2 enough for
+# any grasp anyway.
+YAW_LIMIT = 0.75 * math.pi
+
+# A delta smaller than this is "no motion" on that axis: the axis keeps its previous target
+# instead of being re-anchored on the measured pose, which sags a little under gravity.
+POSITION_DEADBAND = 1e-4  # m
+YAW_DEADBAND = 1e-3  # rad
+
+# Elbow-up configuration close to the centre of the workspace with the gripper pointing down.
+# Used as the null-space rest pose of the inverse kinematics and as the start of the home search.
+_NEUTRAL_ARM_POSITIONS = np.array([0.0, 0.41, 0.0, -1.85, 0.0, 2.26, math.pi / 4])
+# At the neutral pose the hand's yaw is 0 when joint 7 sits at pi/4 (the hand is mounted at 45
+# degrees on the flange); turning joint 1 or joint 7 turns the hand in opposite senses.
+_WRIST_YAW_OFFSET = math.pi / 4
+
+HOME_EE_POSITION = np.array([0.45, 0.0, 0.25])
+HOME_EE_YAW = 0.0
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Axis-aligned box (metres, base_link) that the end-effector target is kept in.
+
+    The lower z leaves the fingertips (1.1 cm below ``panda_grasptarget``) a few millimetres above
+    the table so that the gripper never digs into it.
+    """
+
+    low: tuple[float, float, float] = (0.3, -0.2, 0.015)
+    high: tuple[float, float, float] = (0.7, 0.2, 0.4)
+
+    @property
+    def low_array(self) -> np.ndarray:
+        return np.array(self.low)
+
+    @property
+    def high_array(self) -> np.ndarray:
+        return np.array(self.high)
+
+    @property
+    def center(self) -> np.ndarray:
+        return 0.5 * (self.low_array + self.high_array)
+
+    def clip(self, position) -> np.ndarray:
+        return np.clip(np.asarray(position, dtype=np.float64), self.low, self.high)
+
+    def contains(self, position, margin: float = 0.0) -> bool:
+        position = np.asarray(position, dtype=np.float64)
+        return bool(np.all(position >= self.low_array + margin) and np.all(position <= self.high_array - margin))
+
+
+WORKSPACE = Workspace()
+
+# Actions are [p, dx, dy, dz, dyaw]: gripper aperture (0 closed .. 1 open) and the motion of the
+# end-effector per control step (metres, radians about base z).
+ACTION_LOW = np.array([0.0, -0.05, -0.05, -0.05, -math.pi / 8])
+ACTION_HIGH = np.array([1.0, 0.05, 0.05, 0.05, math.pi / 8])
+
+# The table: a box whose top face is z = 0, large enough to hold the robot base, the workspace and
+# objects pushed a little beyond it.
+TABLE_HALF_EXTENTS = (0.55, 0.6, 0.025)
+TABLE_CENTER = (0.35, 0.0, -TABLE_HALF_EXTENTS[2])
+TABLE_RGBA = (0.78, 0.72, 0.62, 1.0)
+
+
+def aperture_from_finger_positions(finger_positions) -> float:
+    """Gripper aperture in [0, 1] (0 closed, 1 fully open) from the two finger joint positions."""
+    mean_position = float(np.mean(np.asarray(finger_positions, dtype=np.float64)))
+    return float(np.clip(mean_position / FINGER_OPEN_POSITION, 0.0, 1.0))
+
+
+class PandaWorld:
+    """A PyBullet client holding the table and a fixed-base Panda, with EE and joint controllers.
+
+    The arm is position-controlled. :meth:`move_ee` turns a delta command into an end-effector
+    target (one inverse-kinematics solve per call), :meth:`set_arm_targets` takes joint targets
+    directly and :meth:`command_gripper` sets the finger targets. Nothing moves until
+    :meth:`step` runs the physics.
+    """
+
+    def __init__(self, physics_hz: float = 240.0, gui: bool = False):
+        self.physics_hz = float(physics_hz)
+        self.client = p.connect(p.GUI if gui else p.DIRECT)
+        if self.client < 0:
+            raise RuntimeError("could not connect to PyBullet (only one GUI client per process)")
+        self._connected = True
+        cid = self.client
+        p.setGravity(0.0, 0.0, -9.81, physicsClientId=cid)
+        p.setTimeStep(1.0 / self.physics_hz, physicsClientId=cid)
+        if gui:
+            p.configureDebugVisualizer(p.COV_ENABLE_GUI, 0, physicsClientId=cid)
+
+        self.table = self.create_box(TABLE_HALF_EXTENTS, TABLE_CENTER, mass=0.0, rgba=TABLE_RGBA)
+        self.robot = p.loadURDF(PANDA_URDF, useFixedBase=True, physicsClientId=cid)
+        self._check_robot_model()
+        for finger in self._finger_indices:
+            p.changeDynamics(self.robot, finger, lateralFriction=1.0, spinningFriction=0.001, physicsClientId=cid)
+
+        limits = [p.getJointInfo(self.robot, j, physicsClientId=cid)[8:10] for j in self._joint_indices]
+        self.joint_lower_limits = np.array([lo for lo, _ in limits])
+        self.joint_upper_limits = np.array([hi for _, hi in limits])
+        self.joint_max_velocities = np.array(
+            [p.getJointInfo(self.robot, j, physicsClientId=cid)[11] for j in self._joint_indices]
+        )
+        self._ik_joint_ranges = (self.joint_upper_limits - self.joint_lower_limits).tolist()
+
+        self._target_position = HOME_EE_POSITION.copy()
+        self._target_yaw = HOME_EE_YAW
+        self.home_arm_positions = self._solve_home_configuration()
+        self.reset_robot()
+
+    # ----------------------------------------------------------------------------------- setup
+    def _check_robot_model(self) -> None:
+        """Find the joints and the EE link by name, so a different URDF fails loudly here."""
+        cid = self.client
+        names = {}
+        links = {}
+        for j in range(p.getNumJoints(self.robot, physicsClientId=cid)):
+            info = p.getJointInfo(self.robot, j, physicsClientId=cid)
+            names[info[1].decode()] = j
+            links[info[12].decode()] = j
+        missing = [n for n in JOINT_NAMES if n not in names] + ([EE_LINK_NAME] if EE_LINK_NAME not in links else [])
+        if missing:
+            raise RuntimeError(f"{PANDA_URDF} lacks {missing}")
+        self._arm_indices = [names[n] for n in ARM_JOINT_NAMES]
+        self._finger_indices = [names[n] for n in FINGER_JOINT_NAMES]
+        self._joint_indices = self._arm_indices + self._finger_indices
+        self.ee_link = links[EE_LINK_NAME]
+        # calculateInverseKinematics returns one value per movable joint, in joint-index order.
+        movable = [j for j in range(p.getNumJoints(self.robot, physicsClientId=cid))
+                   if p.getJointInfo(self.robot, j, physicsClientId=cid)[2] != p.JOINT_FIXED]
+        self._ik_arm_slots = [movable.index(j) for j in self._arm_indices]
+
+    def _solve_home_configuration(self) -> np.ndarray:
+        """Joint positions that put the EE at the home pose (IK iterated on a reset arm)."""
+        q = _NEUTRAL_ARM_POSITIONS.copy()
+        for _ in range(20):
+            self._reset_arm(q)
+            q = self._inverse_kinematics(HOME_EE_POSITION, HOME_EE_YAW)
+        return q
+
+    def _reset_arm(self, arm_positions) -> None:
+        for joint, q in zip(self._arm_indices, arm_positions):
+            p.resetJointState(self.robot, joint, float(q), 0.0, physicsClientId=self.client)
+
+    # ----------------------------------------------------------------------------------- bodies
+    def create_box(self, half_extents, position, mass: float, rgba, yaw: float = 0.0,
+                   collision: bool = True, lateral_friction: float | None = None) -> int:
+        """A box body; ``collision=False`` makes a visual-only marker (seen by cameras, not felt)."""
+        cid = self.client
+        visual = p.createVisualShape(p.GEOM_BOX, halfExtents=half_extents, rgbaColor=rgba, physicsClientId=cid)
+        shape = p.createCollisionShape(p.GEOM_BOX, halfExtents=half_extents, physicsClientId=cid) if collision else -1
+        body = p.createMultiBody(mass if collision else 0.0, shape, visual, basePosition=position,
+                                 baseOrientation=p.getQuaternionFromEuler((0.0, 0.0, yaw)), physicsClientId=cid)
+        if lateral_friction is not None:
+            p.changeDynamics(body, -1, lateralFriction=lateral_friction, physicsClientId=cid)
+        return body
+
+    def create_sphere_marker(self, radius: float, position, rgba) -> int:
+        """A visual-only sphere (no collision shape)."""
+        cid = self.client
+        visual = p.createVisualShape(p.GEOM_SPHERE, radius=radius, rgbaColor=rgba, physicsClientId=cid)
+        return p.createMultiBody(0.0, -1, visual, basePosition=position, physicsClientId=cid)
+
+    def load_urdf(self, path: str, fixed_base: bool = False) -> int:
+        return p.loadURDF(path, useFixedBase=fixed_base, physicsClientId=self.client)
+
+    def body_pose(self, body: int) -> np.ndarray:
+        position, orientation = p.getBasePositionAndOrientation(body, physicsClientId=self.client)
+        return np.array(position + orientation)
+
+    def link_pose(self, body: int, link: int) -> np.ndarray:
+        state = p.getLinkState(body, link, computeForwardKinematics=True, physicsClientId=self.client)
+        return np.array(state[4] + state[5])
+
+    def set_body_pose(self, body: int, pose7) -> None:
+        """Teleport a body (velocities zeroed)."""
+        pose7 = np.asarray(pose7, dtype=np.float64)
+        cid = self.client
+        p.resetBasePositionAndOrientation(body, pose7[:3].tolist(), pose7[3:].tolist(), physicsClientId=cid)
+        p.resetBaseVelocity(body, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], physicsClientId=cid)
+
+    # ----------------------------------------------------------------------------------- state
+    def save_state(self) -> int:
+        """Snapshot of every body's state and the contact cache (see :meth:`restore_state`)."""
+        return p.saveState(physicsClientId=self.client)
+
+    def restore_state(self, state_id: int) -> None:
+        """Go back to a snapshot. Restoring before every reset makes an episode independent of the
+        episodes before it (contact warm-starting would otherwise carry over)."""
+        p.restoreState(stateId=state_id, physicsClientId=self.client)
+
+    def ee_pose(self) -> np.ndarray:
+        """Measured pose7 of ``panda_grasptarget`` in base_link."""
+        return self.link_pose(self.robot, self.ee_link)
+
+    def ee_yaw(self) -> float:
+        return yaw_of_quat_xyzw(self.ee_pose()[3:])
+
+    def joint_states(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and velocities of the 7 arm joints then the 2 finger joints."""
+        states = p.getJointStates(self.robot, self._joint_indices, physicsClientId=self.client)
+        positions = np.array([s[0] for s in states])
+        velocities = np.array([s[1] for s in states])
+        return positions, velocities
+
+    def finger_positions(self) -> np.ndarray:
+        return self.joint_states()[0][7:]
+
+    def gripper_aperture(self) -> float:
+        return aperture_from_finger_positions(self.finger_positions())
+
+    @property
+    def ee_target(self) -> tuple[np.ndarray, float]:
+        """The EE pose the arm is currently servoing to: (position, yaw)."""
+        return self._target_position.copy(), self._target_yaw
+
+    # ----------------------------------------------------------------------------------- control
+    def reset_robot(self, arm_positions=None, aperture: float = 1.0) -> None:
+        """Teleport the arm (home by default) and the fingers, and hold them there."""
+        arm_positions = self.home_arm_positions if arm_positions is None else np.asarray(arm_positions)
+        self._reset_arm(arm_positions)
+        finger = FINGER_OPEN_POSITION * float(np.clip(aperture, 0.0, 1.0))
+        for joint in self._finger_indices:
+            p.resetJointState(self.robot, joint, finger, 0.0, physicsClientId=self.client)
+        self.set_arm_targets(arm_positions)
+        self.command_gripper(aperture)
+        self.hold_measured_pose()
+
+    def hold_measured_pose(self) -> None:
+        """Make the measured EE pose the target that zero-delta commands hold."""
+        pose = self.ee_pose()
+        self._target_position = pose[:3]
+        self._target_yaw = yaw_of_quat_xyzw(pose[3:])
+
+    def command_gripper(self, aperture: float) -> None:
+        """Finger targets for an aperture in [0, 1] (0 closed, 1 = 0.04 m per finger)."""
+        finger = FINGER_OPEN_POSITION * float(np.clip(aperture, 0.0, 1.0))
+        p.setJointMotorControlArray(self.robot, self._finger_indices, p.POSITION_CONTROL,
+                                    targetPositions=[finger, finger], forces=[FINGER_MAX_FORCE] * 2,
+                                    physicsClientId=self.client)
+
+    def set_arm_targets(self, arm_positions) -> None:
+        """Joint position targets for the 7 arm joints (no clipping: callers clip)."""
+        p.setJointMotorControlArray(self.robot, self._arm_indices, p.POSITION_CONTROL,
+                                    targetPositions=np.asarray(arm_positions, dtype=np.float64).tolist(),
+                                    forces=ARM_MAX_FORCES.tolist(), physicsClientId=self.client)
+
+    def move_ee(self, delta_position, delta_yaw: float) -> None:
+        """Move the EE target by a delta: target = measured + delta on the axes that move.
+
+        Re-anchoring on the measured pose keeps a blocked arm from winding up a target far away;
+        axes whose delta is (nearly) zero keep their previous target so that holding still does
+        not follow the slow gravity sag of the measured pose.
+        """
+        delta_position = np.asarray(delta_position, dtype=np.float64)
+        moving = np.abs(delta_position) > POSITION_DEADBAND
+        turning = abs(delta_yaw) > YAW_DEADBAND
+        if not moving.any() and not turning:
+            return  # the joint targets of the held pose are still applied
+        pose = self.ee_pose()
+        position = np.where(moving, pose[:3] + delta_position, self._target_position)
+        yaw = wrap_angle(yaw_of_quat_xyzw(pose[3:]) + delta_yaw) if turning else self._target_yaw
+        self.set_ee_target(position, yaw)
+
+    def set_ee_target(self, position, yaw: float) -> None:
+        """Servo the EE to a pose (clipped to the workspace and the yaw limit) with the gripper down."""
+        self._target_position = WORKSPACE.clip(position)
+        self._target_yaw = float(np.clip(wrap_angle(yaw), -YAW_LIMIT, YAW_LIMIT))
+        self.set_arm_targets(self._inverse_kinematics(self._target_position, self._target_yaw))
+
+    def _inverse_kinematics(self, position, yaw: float) -> np.ndarray:
+        """Arm joint positions for a downward EE pose, solved from the current configuration.
+
+        The null-space rest pose keeps the elbow up; its first and last joints point the arm at
+        the target and pre-turn the wrist to the requested yaw, which keeps the solver away from
+        wrist flips.
+        """
+        rest = np.concatenate([_NEUTRAL_ARM_POSITIONS, [0.0, 0.0]])
+        base_heading = math.atan2(position[1], position[0])
+        rest[0] = base_heading
+        rest[6] = np.clip(_WRIST_YAW_OFFSET + base_heading - yaw, self.joint_lower_limits[6], self.joint_upper_limits[6])
+        solution = p.calculateInverseKinematics(
+            self.robot, self.ee_link, list(position), down_quat_xyzw(yaw).tolist(),
+            lowerLimits=self.joint_lower_limits.tolist(), upperLimits=self.joint_upper_limits.tolist(),
+            jointRanges=self._ik_joint_ranges, restPoses=rest.tolist(),
+            maxNumIterations=20, residualThreshold=1e-5, physicsClientId=self.client)
+        arm = np.asarray(solution)[self._ik_arm_slots]
+        return np.clip(arm, self.joint_lower_limits[:7], self.joint_upper_limits[:7])
+
+    def step(self, substeps: int) -> None:
+        """Advance the physics by ``substeps`` time steps of 1 / physics_hz."""
+        cid = self.client
+        for _ in range(substeps):
+            p.stepSimulation(physicsClientId=cid)
+
+    def close(self) -> None:
+        if self._connected:
+            p.disconnect(physicsClientId=self.client)
+            self._connected = False
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the pybullet module may already be gone
+            pass
