@@ -7,8 +7,9 @@ From base-frame points already cropped to the workspace:
    because it can be told to consider only near-horizontal planes (a large box side never wins) and
    it is deterministic, so a rotated cloud gives the rotated plane. Falls back to ``z = table_z`` when
    no plausible plane is found.
-2. Keep points more than ``table_clearance`` above the plane, drop those inside the **gripper box**
-   (a box in the end-effector frame covering hand and open fingers; an object held between the
+2. Keep points between ``table_clearance`` and ``max_object_height`` above the plane (the upper
+   bound leaves out the robot's arm above the gripper), drop those inside the **gripper box** (a
+   box in the end-effector frame covering hand and open fingers; an object held between the
    fingers is inside it too and disappears while held, see ``aperture`` instead).
 3. **Voxel downsample** (``voxel_size``) then **DBSCAN** (Open3D ``cluster_dbscan``, C++); the
    downsampling bounds the cost whatever the camera resolution.
@@ -184,11 +185,15 @@ def detect_objects(points: np.ndarray, ee_pose, *, table_z: float = 0.0, plane_d
                    table_clearance: float = 0.008, gripper_box_min=(-0.045, -0.11, -0.25),
                    gripper_box_max=(0.045, 0.11, 0.01), voxel_size: float = 0.004,
                    cluster_eps: float = 0.012, cluster_min_points: int = 10,
-                   min_object_points: int = 15) -> list[DetectedObject]:
-    """Objects on the table in finite base-frame points (N, 3), nearest the gripper first."""
+                   min_object_points: int = 15, max_object_height: float = 0.15) -> list[DetectedObject]:
+    """Objects on the table in finite base-frame points (N, 3), nearest the gripper first.
+
+    Only points up to ``max_object_height`` above the table are considered: that leaves out the
+    robot's arm, whose wrist stays about 0.2 m above the gripper and outside the gripper box."""
     points = points.reshape(-1, 3)
     plane = fit_table_plane(points, distance=plane_distance, fallback_z=table_z)
-    above = points[height_above_plane(points, plane) > table_clearance]
+    height = height_above_plane(points, plane)
+    above = points[(height > table_clearance) & (height <= max_object_height)]
     above = above[outside_gripper(above, ee_pose, np.asarray(gripper_box_min), np.asarray(gripper_box_max))]
     sparse = voxel_downsample(above, voxel_size)
     labels = cluster_points(sparse, cluster_eps, cluster_min_points)

@@ -53,6 +53,7 @@ class ObservationConfig:
     cluster_eps: float = 0.012        # DBSCAN neighbourhood radius
     cluster_min_points: int = 10
     min_object_points: int = 15       # smaller clusters are noise
+    max_object_height: float = 0.15   # higher points are not table-top objects (the robot's arm)
     # Gripper box in the end-effector frame (z along the fingers, pointing down): points inside
     # are the gripper's own and are left out of the object state (they stay in the heightmap).
     gripper_box_min: tuple[float, float, float] = (-0.045, -0.11, -0.25)
@@ -74,7 +75,7 @@ class ObservationConfig:
             raise ValueError("outlier_neighbors must be >= 0 and outlier_std_ratio > 0")
         if self.max_objects < 0:
             raise ValueError(f"max_objects must be >= 0, got {self.max_objects}")
-        for name in ("plane_distance", "table_clearance", "cluster_eps"):
+        for name in ("plane_distance", "table_clearance", "cluster_eps", "max_object_height"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.cluster_min_points < 1 or self.min_object_points < 1:
@@ -169,7 +170,7 @@ def make_object_state(points: np.ndarray, ee_pose, gripper_aperture: float, conf
         table_clearance=config.table_clearance, gripper_box_min=config.gripper_box_min,
         gripper_box_max=config.gripper_box_max, voxel_size=config.object_voxel_size,
         cluster_eps=config.cluster_eps, cluster_min_points=config.cluster_min_points,
-        min_object_points=config.min_object_points)
+        min_object_points=config.min_object_points, max_object_height=config.max_object_height)
     return osm.object_state_vector(objects, ee_pose, gripper_aperture, config.max_objects), objects
 
 
