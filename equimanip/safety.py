@@ -29,7 +29,7 @@ def _finite(values, what: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TwistLimits:
-    """Speed limits for Cartesian commands (m/s, rad/s), from the per-step action limits."""
+    """Speed limits for Cartesian commands (m/s per axis, rad/s), from the per-step action limits."""
     max_linear: float
     max_yaw_rate: float
 
@@ -43,18 +43,19 @@ def check_twist(linear: Sequence[float], angular: Sequence[float], frame_id: str
     """Validate a Cartesian velocity command.
 
     Returns (linear m/s, yaw rate rad/s, notes) where notes lists what was adjusted (scaled speed,
-    ignored roll/pitch rates) for the caller to log. Speeds above the limits are scaled down along
-    the commanded direction (as MoveIt Servo does), never rotated.
+    ignored roll/pitch rates) for the caller to log.
     """
     if frame_id not in ("", base_frame):
         raise CommandRejected(f"twist is in frame '{frame_id}'; only '{base_frame}' is accepted")
     lin = _finite(linear, "twist.linear")
     ang = _finite(angular, "twist.angular")
     notes = []
-    speed = float(np.linalg.norm(lin))
-    if speed > limits.max_linear:
-        lin = lin * (limits.max_linear / speed)
-        notes.append(f"linear speed {speed:.3f} m/s scaled to the limit {limits.max_linear:.3f} m/s")
+    # The limit is per axis, like the action box; a faster command is scaled down as a whole so
+    # that it keeps its direction (what MoveIt Servo does), never clipped axis by axis.
+    fastest = float(np.max(np.abs(lin)))
+    if fastest > limits.max_linear:
+        lin = lin * (limits.max_linear / fastest)
+        notes.append(f"speed {fastest:.3f} m/s along an axis scaled to the limit {limits.max_linear:.3f} m/s")
     yaw_rate = float(ang[2])
     if abs(yaw_rate) > limits.max_yaw_rate:
         notes.append(f"yaw rate {yaw_rate:.3f} rad/s clamped to {limits.max_yaw_rate:.3f} rad/s")

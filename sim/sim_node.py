@@ -207,7 +207,7 @@ class SimNode(Node):
         return self.env.time
 
     def _reject(self, what: str, reason: str) -> None:
-        self.get_logger().warn(f"rejected {what}: {reason}; holding the arm still",
+        self.get_logger().warning(f"rejected {what}: {reason}; holding the arm still",
                                throttle_duration_sec=1.0)
         self._motion = None
 
@@ -225,7 +225,7 @@ class SimNode(Node):
         try:
             self._gripper = safety.check_gripper(msg.data)
         except safety.CommandRejected as e:
-            self.get_logger().warn(f"rejected gripper command: {e}; keeping {self._gripper:.2f}",
+            self.get_logger().warning(f"rejected gripper command: {e}; keeping {self._gripper:.2f}",
                                    throttle_duration_sec=1.0)
 
     def _on_twist(self, msg: TwistStamped) -> None:
@@ -237,7 +237,7 @@ class SimNode(Node):
                     (msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z),
                     msg.header.frame_id, self._base_frame, safety.TwistLimits.for_period(self._period))
                 for note in notes:
-                    self.get_logger().warn(f"twist: {note}", throttle_duration_sec=1.0)
+                    self.get_logger().warning(f"twist: {note}", throttle_duration_sec=1.0)
                 self._motion = _Motion("twist", time.monotonic(), self._sim_now(),
                                        delta=np.append(lin, yaw_rate) * self._period)
             except safety.CommandRejected as e:

@@ -32,9 +32,12 @@ def test_twist_in_another_frame_is_rejected():
 
 def test_fast_twist_is_scaled_along_its_direction():
     lin, _, notes = check_twist([3.0, 4.0, 0.0], [0, 0, 0], "", "base_link", LIMITS)
-    assert np.isclose(np.linalg.norm(lin), LIMITS.max_linear)
+    assert np.isclose(np.max(np.abs(lin)), LIMITS.max_linear)
     assert np.allclose(lin / np.linalg.norm(lin), [0.6, 0.8, 0.0])
     assert any("scaled" in n for n in notes)
+    # Within the per-axis limit on every axis: unchanged, even though the norm is larger.
+    lin, _, notes = check_twist([0.5, -0.5, 0.5], [0, 0, 0], "", "base_link", LIMITS)
+    assert np.allclose(lin, [0.5, -0.5, 0.5]) and notes == []
 
 
 def test_roll_pitch_rates_are_ignored_with_a_note():

@@ -176,9 +176,10 @@ def test_cloud_and_camera_pose_show_the_block(ros):
     points = transform_points(T, pointcloud2_to_xyz(cloud).reshape(-1, 3))
     points = points[np.isfinite(points).all(axis=1)]
     block = sim.env.observe(render=False).object_poses[0][:3]
-    near = points[np.linalg.norm(points[:, :2] - block[:2], axis=1) < 0.015]
-    assert len(near) > 0
-    assert near[:, 2].max() == pytest.approx(2 * block[2], abs=0.01)  # the block's top face
+    # Below the gripper (which hovers above the scene), around the block's centre: its top face.
+    near = points[(np.linalg.norm(points[:, :2] - block[:2], axis=1) < 0.012) & (points[:, 2] < 0.15)]
+    assert len(near) >= 3
+    assert np.median(near[:, 2]) == pytest.approx(2 * block[2], abs=0.005)
 
 
 def test_reset_service_follows_the_seed_sequence(loop):
@@ -195,7 +196,7 @@ def test_reset_service_follows_the_seed_sequence(loop):
     ros.spin_until(future.done, what="reset")
     again = sim.env.observe(render=False).object_poses
     assert not np.allclose(poses[0], poses[1])
-    assert np.allclose(poses[0], again)
+    assert np.allclose(poses[0], again, atol=1e-4)  # same scene (physics settling differs by um)
 
 
 @pytest.mark.parametrize("name,value,reason", [

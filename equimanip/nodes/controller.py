@@ -63,7 +63,7 @@ class ControllerNode(Node):
             action = self.act(messages)
             action, clipped = clip_action(action)
             if clipped:
-                self.get_logger().warn("action outside the limits was clipped", throttle_duration_sec=1.0)
+                self.get_logger().warning("action outside the limits was clipped", throttle_duration_sec=1.0)
         except Exception as e:  # noqa: BLE001 - whatever went wrong, the arm must hold still
             self.get_logger().error(f"no valid action ({e}); holding the arm still",
                                     throttle_duration_sec=1.0)
