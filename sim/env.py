@@ -20,7 +20,7 @@ from .tasks import TASKS, Task, make_task
 from .world import ACTION_HIGH, ACTION_LOW, JOINT_NAMES, PandaWorld, aperture_from_finger_positions
 
 # Oblique overview for figures and GIFs: from the front-right corner of the table.
-OVERVIEW_EYE = (1.15, -0.65, 0.75)
+OVERVIEW_EYE = (1.0, -0.55, 0.6)
 OVERVIEW_TARGET = (0.45, 0.0, 0.08)
 
 
@@ -253,6 +253,21 @@ class ManipulationEnv:
     @property
     def world(self) -> PandaWorld:
         return self._world
+
+    @property
+    def joint_names(self) -> list[str]:
+        """The 7 arm joints then the 2 finger joints, as in observations."""
+        return list(JOINT_NAMES)
+
+    @property
+    def joint_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) position limits of the joints in ``joint_names`` order (rad, m)."""
+        return self._world.joint_lower_limits.copy(), self._world.joint_upper_limits.copy()
+
+    @property
+    def substeps(self) -> int:
+        """Physics steps per control step."""
+        return self._config.substeps
 
     @property
     def time(self) -> float:
