@@ -47,36 +47,38 @@ def pixel_centers(center_xy, size: int, side: float) -> tuple[np.ndarray, np.nda
     return x, y
 
 
-def _bin_with_edges(offset_px: np.ndarray, size: int):
-    """Pixel index along one axis for offsets in pixel units from the grid centre, plus the indices
-    (into ``offset_px``) of the points sitting exactly on an edge, which also belong to index - 1."""
-    floor = np.floor(offset_px)
-    index = floor.astype(np.int64) + size // 2
-    on_edge = np.flatnonzero(floor == offset_px)
-    return index, on_edge
-
-
 def pixel_indices(x: np.ndarray, y: np.ndarray, center_xy, size: int, side: float):
     """``(flat_pixel_index, point_index)`` pairs for the points (x, y) inside the S x S window.
 
     A point appears once, or 2 / 4 times when it lies on a pixel edge / corner (see the module
-    docstring). ``flat_pixel_index = row * S + col``. x and y are 1-D arrays (float32 or float64)."""
-    scale = np.asarray(size / side, dtype=x.dtype)
-    col, edge_col = _bin_with_edges((x - x.dtype.type(center_xy[0])) * scale, size)
-    row, edge_row = _bin_with_edges((y.dtype.type(center_xy[1]) - y) * scale, size)
-    point = np.arange(x.shape[0])
+    docstring). ``flat_pixel_index = row * S + col``. x and y are 1-D float arrays; NaNs drop out."""
+    scale = x.dtype.type(size / side)
+    half = size // 2
+    u = (x - x.dtype.type(center_xy[0])) * scale   # offsets in pixels, + towards base +x
+    w = (y.dtype.type(center_xy[1]) - y) * scale   # offsets in pixels, + towards base -y
+    # The window including its border (a border point is on an edge and belongs to the pixel
+    # inside); NaN compares false and drops out here.
+    point = np.flatnonzero((np.abs(u) <= half) & (np.abs(w) <= half))
+    u, w = u[point], w[point]
+    floor_u, floor_w = np.floor(u), np.floor(w)
+    col = floor_u.astype(np.int32) + half
+    row = floor_w.astype(np.int32) + half
+    edge_col = np.flatnonzero(floor_u == u)
+    edge_row = np.flatnonzero(floor_w == w)
     if edge_col.size or edge_row.size:
         # Duplicate edge points into the neighbouring pixel: first along columns, then rows (so a
         # corner point ends up in all four pixels around the corner).
+        entry = np.arange(point.size)
         row = np.concatenate([row, row[edge_col]])
         col = np.concatenate([col, col[edge_col] - 1])
-        point = np.concatenate([point, point[edge_col]])
-        edge_row = np.flatnonzero(np.isin(point, edge_row))
+        entry = np.concatenate([entry, entry[edge_col]])
+        edge_row = np.flatnonzero(np.isin(entry, edge_row))
         row = np.concatenate([row, row[edge_row] - 1])
         col = np.concatenate([col, col[edge_row]])
-        point = np.concatenate([point, point[edge_row]])
-    inside = (col >= 0) & (col < size) & (row >= 0) & (row < size)
-    return (row * size + col)[inside], point[inside]
+        entry = np.concatenate([entry, entry[edge_row]])
+        inside = (col >= 0) & (col < size) & (row >= 0) & (row < size)  # the border's outer halves
+        row, col, point = row[inside], col[inside], point[entry[inside]]
+    return row * size + col, point
 
 
 def project_heightmap(points, center_xy, size: int = 128, side: float = 0.6, table_z: float = 0.0,
@@ -94,11 +96,11 @@ def project_heightmap(points, center_xy, size: int = 128, side: float = 0.6, tab
     x = points[..., 0].reshape(-1)
     y = points[..., 1].reshape(-1)
     z = points[..., 2].reshape(-1)
-    valid = np.flatnonzero(np.isfinite(x) & np.isfinite(y) & np.isfinite(z))
-    if valid.size < x.size:
-        x, y, z = x[valid], y[valid], z[valid]
     flat, point = pixel_indices(x, y, center_xy, size, side)
-    heights = (z - z.dtype.type(table_z))[point].astype(np.float32, copy=False)
+    heights = (z[point] - z.dtype.type(table_z)).astype(np.float32, copy=False)
+    if np.isnan(heights).any():  # finite x, y but NaN z: not a point
+        keep = ~np.isnan(heights)
+        flat, heights = flat[keep], heights[keep]
     if device is None:
         image = np.zeros(size * size, dtype=np.float32)
         np.maximum.at(image, flat, heights)
@@ -116,7 +118,7 @@ def _max_reduce_torch(flat: np.ndarray, heights: np.ndarray, n_pixels: int, devi
     import torch  # torch is a hard dependency of equimanip, but keep numpy users free of its import time
 
     device = torch.device(device)
-    index = torch.from_numpy(flat).to(device, non_blocking=True)
+    index = torch.from_numpy(flat).to(device, dtype=torch.int64, non_blocking=True)
     values = torch.from_numpy(heights).to(device, non_blocking=True)
     image = torch.zeros(n_pixels, dtype=torch.float32, device=device)
     image.scatter_reduce_(0, index, values, reduce="amax", include_self=True)

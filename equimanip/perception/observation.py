@@ -129,7 +129,8 @@ def crop_to_workspace(points: np.ndarray, lo, hi) -> np.ndarray:
     inside &= (y >= lo[1]) & (y <= hi[1])
     inside &= (z >= lo[2]) & (z <= hi[2])
     keep = np.flatnonzero(inside.reshape(-1))
-    return np.stack([x.reshape(-1)[keep], y.reshape(-1)[keep], z.reshape(-1)[keep]], axis=1)
+    # Planar memory again (a transposed (3, M) block): the heightmap reads whole columns.
+    return np.stack([x.reshape(-1)[keep], y.reshape(-1)[keep], z.reshape(-1)[keep]]).T
 
 
 def filter_cloud(points: np.ndarray, config: ObservationConfig) -> np.ndarray:
