@@ -25,7 +25,7 @@ PARAMS = [
 
 class ExpertNode(ControllerNode):
     def __init__(self, **node_kwargs):
-        super().__init__("expert_node", PARAMS, {topics.SIM_OBJECT_POSES: PoseArray}, **node_kwargs)
+        super().__init__("expert_node", PARAMS, {topics.SIM_OBJECT_POSES: (PoseArray, qos.RELIABLE)}, **node_kwargs)
         self.expert = make_task(self.get_parameter("task").value).make_expert()
         # Experts keep a little phase memory; a finished episode clears it.
         self.create_subscription(Bool, topics.SIM_EPISODE_DONE, self._on_episode_done, qos.RELIABLE)
