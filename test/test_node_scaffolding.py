@@ -9,7 +9,7 @@ from rclpy.parameter import Parameter
 
 from equimanip.nodes import msgs
 from equimanip.nodes.params import ParamSpec, declare_parameters
-from equimanip.nodes.sync import ExactTimeSync
+from equimanip.nodes.sync import TimeSync
 
 SPECS = [
     ParamSpec("rate", 10.0, "A rate (Hz).", min=0.1, max=100.0),
@@ -61,7 +61,7 @@ def _pose(stamp_s):
 
 def test_exact_time_sync_pairs_equal_stamps_only():
     fired = []
-    sync = ExactTimeSync(["a", "b"], lambda group: fired.append(msgs.seconds(group["a"].header.stamp)))
+    sync = TimeSync(["a", "b"], lambda group: fired.append(msgs.seconds(group["a"].header.stamp)))
     sync.add("a", _pose(1.0))
     sync.add("a", _pose(1.1))
     assert fired == []
@@ -79,3 +79,20 @@ def test_stamp_round_trip():
     pose = np.array([0.1, 0.2, 0.3, 0.0, 0.0, math.sin(0.2), math.cos(0.2)])
     assert np.allclose(msgs.pose7(msgs.pose_msg(pose)), pose)
     assert isinstance(msgs.pose_stamped(pose, "base_link", 1.0), PoseStamped)
+
+
+def test_time_sync_with_slop_pairs_the_nearest_within_it():
+    fired = []
+    sync = TimeSync(["cloud", "state"], lambda g: fired.append(
+        (msgs.seconds(g["cloud"].header.stamp), msgs.seconds(g["state"].header.stamp))), slop=0.03)
+    sync.add("state", _pose(1.00))
+    sync.add("state", _pose(1.05))
+    sync.add("cloud", _pose(1.04))   # nearest state 1.05, 10 ms away: fires
+    assert fired == [(pytest.approx(1.04), pytest.approx(1.05))]
+    sync.add("cloud", _pose(1.20))   # no state within 30 ms yet
+    sync.add("state", _pose(1.10))   # 100 ms from the cloud: still nothing
+    assert len(fired) == 1
+    sync.add("state", _pose(1.21))
+    assert fired[-1] == (pytest.approx(1.20), pytest.approx(1.21))
+    with pytest.raises(ValueError):
+        TimeSync(["a"], print, slop=-1.0)

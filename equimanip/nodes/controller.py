@@ -4,7 +4,7 @@ A controller (scripted expert, Equivariant SAC policy, BMIL policy, MPPI planner
 ``ControllerNode`` and implements ``act(messages) -> action``. The base class
 
 * subscribes to the robot state topics (plus any the subclass asks for) and hands ``act`` one
-  consistent set, all stamped with the same instant (``ExactTimeSync``);
+  consistent set, all stamped with the same instant (``TimeSync``);
 * publishes the action the way a real cell takes it: the gripper aperture on ``/gripper_command``
   first, then the motion as a MoveIt Servo twist, stamped with the instant the action was computed
   from (so the arm side can tell a stale command);
@@ -24,7 +24,7 @@ from std_msgs.msg import Float64
 from equimanip.action import action_to_velocity, clip_action
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.params import ParamSpec, declare_parameters
-from equimanip.nodes.sync import ExactTimeSync
+from equimanip.nodes.sync import TimeSync
 
 CONTROLLER_PARAMS = [
     ParamSpec("control_period", 0.1, "Seconds per control step; converts per-step displacements "
@@ -48,7 +48,7 @@ class ControllerNode(Node):
         self._pub_gripper = self.create_publisher(Float64, topics.GRIPPER, qos.RELIABLE)
         self._pub_twist = self.create_publisher(TwistStamped, topics.TWIST, qos.RELIABLE)
         subscribed = {**STATE_TOPICS, **(extra_topics or {})}
-        self._sync = ExactTimeSync(list(subscribed), self._on_state)
+        self._sync = TimeSync(list(subscribed), self._on_state)
         for topic, (msg_type, profile) in subscribed.items():
             self.create_subscription(msg_type, topic, lambda m, t=topic: self._sync.add(t, m), profile)
         self.actions_published = 0

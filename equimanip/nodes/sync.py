@@ -1,45 +1,62 @@
 """Pairing messages from several topics that describe the same instant.
 
-The simulation stamps everything of one control step with the same time. A controller must act on
-a consistent set (the cloud, the joint states and the end-effector pose of one instant), never on a
-new pose with an old cloud. ``ExactTimeSync`` keeps the newest few messages per topic and fires
-once a stamp has arrived on every topic; older incomplete stamps are dropped. (message_filters does
-this on a ROS install, but it is not available as a pip wheel.)
+A controller must act on a consistent set (the cloud, the joint states and the end-effector pose
+of one instant), never on a new pose with an old cloud. The simulation stamps everything of one
+control step with the same time, so there the sets match exactly (``slop = 0``). A real cell's
+camera and arm are not synchronised: there a set may spread over ``slop`` seconds.
+
+``TimeSync`` keeps the newest few messages per topic. Each arrival is the pivot: for every other
+topic it takes the message nearest the pivot's stamp, and when all are within ``slop`` of it the
+set fires and everything up to it is dropped (sets fire in stamp order, each message at most once).
+message_filters does this on a ROS install, but it is not available as a pip wheel.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from typing import Callable, Sequence
 
 from equimanip.nodes.msgs import seconds
 
 
-class ExactTimeSync:
-    def __init__(self, topics: Sequence[str], callback: Callable[[dict], None], queue_size: int = 10):
+class TimeSync:
+    def __init__(self, topics: Sequence[str], callback: Callable[[dict], None], slop: float = 0.0,
+                 queue_size: int = 10):
+        if slop < 0:
+            raise ValueError(f"slop must be >= 0, got {slop}")
         self._topics = tuple(topics)
         self._callback = callback
-        self._queue_size = queue_size
-        self._pending: OrderedDict[int, dict] = OrderedDict()  # stamp (ns) -> {topic: msg}
-        self._last_fired = -1
+        self._slop_ns = round(slop * 1e9)
+        self._queues = {t: deque(maxlen=queue_size) for t in self._topics}  # (stamp_ns, msg)
+        self._last_fired_ns = -1
 
     def add(self, topic: str, msg) -> None:
-        if topic not in self._topics:
+        if topic not in self._queues:
             raise KeyError(f"unknown topic {topic}; expected one of {self._topics}")
-        stamp_ns = round(seconds(msg.header.stamp) * 1e9)
-        if stamp_ns < self._last_fired:
-            return  # older than a set already delivered: a late duplicate
-        group = self._pending.setdefault(stamp_ns, {})
-        group[topic] = msg
-        if len(group) == len(self._topics):
-            # Everything up to this stamp is either complete now or can never complete in order.
-            for key in [k for k in self._pending if k <= stamp_ns]:
-                del self._pending[key]
-            self._last_fired = stamp_ns
-            self._callback(group)
-            return
-        while len(self._pending) > self._queue_size:
-            self._pending.popitem(last=False)
+        pivot_ns = round(seconds(msg.header.stamp) * 1e9)
+        if pivot_ns < self._last_fired_ns:
+            return  # older than a set already delivered
+        self._queues[topic].append((pivot_ns, msg))
+        group = {topic: msg}
+        stamps = [pivot_ns]
+        for other, queue in self._queues.items():
+            if other == topic:
+                continue
+            candidates = [(abs(s - pivot_ns), s, m) for s, m in queue if s >= self._last_fired_ns]
+            if not candidates:
+                return
+            gap, stamp, best = min(candidates, key=lambda c: c[0])
+            if gap > self._slop_ns:
+                return
+            group[other] = best
+            stamps.append(stamp)
+        newest = max(stamps)
+        for queue in self._queues.values():
+            while queue and queue[0][0] <= newest:
+                queue.popleft()
+        self._last_fired_ns = newest
+        self._callback(group)
 
     def clear(self) -> None:
-        self._pending.clear()
-        self._last_fired = -1
+        for queue in self._queues.values():
+            queue.clear()
+        self._last_fired_ns = -1
