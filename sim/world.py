@@ -202,6 +202,8 @@ class PandaWorld:
         return p.loadURDF(path, useFixedBase=fixed_base, physicsClientId=self.client)
 
     def body_pose(self, body: int) -> np.ndarray:
+        """Pose7 of a body's base. PyBullet reports (and teleports) a base by its inertial frame,
+        so the bodies made here and in the task assets keep that frame at the link origin."""
         position, orientation = p.getBasePositionAndOrientation(body, physicsClientId=self.client)
         return np.array(position + orientation)
 

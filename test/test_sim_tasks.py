@@ -6,7 +6,7 @@ import pybullet as p
 import pytest
 
 from equimanip.geometry import yaw_of_quat_xyzw
-from equimanip.sim.env import ManipulationEnv
+from equimanip.sim.env import ManipulationEnv, expert_input
 from equimanip.sim.evaluate import run_expert
 from equimanip.sim.experts import closest_symmetric_yaw
 from equimanip.sim.tasks import TASKS, Task, make_task
@@ -130,3 +130,23 @@ def test_expert_succeeds(task):
     result = run_expert(task, episodes=20, seed=1000)
     assert result["success_rate"] >= 0.95, result["per_episode"]
     assert all(e["steps"] <= TASKS[task].max_steps for e in result["per_episode"])
+
+
+@pytest.mark.parametrize("task, phase", [("block_picking", "lift"), ("block_pushing", "push")])
+def test_expert_recovers_when_the_block_is_knocked_away(task, phase):
+    """Mid-task the block is teleported elsewhere on the table: the expert starts over on it."""
+    with ManipulationEnv(task=task, render=False) as env:
+        expert = env.make_expert()
+        obs = env.reset(21)
+        expert.reset()
+        while expert.phase != phase:
+            obs = env.step(expert.act(expert_input(obs)))[0]
+        obs = env.step(expert.act(expert_input(obs)))[0]  # one step into the phase: lifting / pushing
+        assert not env.done
+        block = env.task.block
+        elsewhere = 0.6 if obs.ee_pose[0] < 0.5 else 0.4
+        env.world.set_body_pose(block, [elsewhere, -0.12, 0.02, 0.0, 0.0, math.sin(0.4), math.cos(0.4)])
+        obs = env.observe(render=False)
+        while not env.done:
+            obs, _, _, info = env.step(expert.act(expert_input(obs)))
+        assert info["success"]
