@@ -20,8 +20,8 @@ from .tasks import TASKS, Task, make_task
 from .world import ACTION_HIGH, ACTION_LOW, JOINT_NAMES, PandaWorld, aperture_from_finger_positions
 
 # Oblique overview for figures and GIFs: from the front-right corner of the table.
-OVERVIEW_EYE = (1.0, -0.55, 0.6)
-OVERVIEW_TARGET = (0.45, 0.0, 0.08)
+OVERVIEW_EYE = (1.1, -0.65, 0.7)
+OVERVIEW_TARGET = (0.35, 0.0, 0.2)
 
 
 @dataclass
