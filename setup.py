@@ -73,6 +73,7 @@ setup(
             "equimanip = equimanip.cli:main",
             "sim_node = equimanip.sim.sim_node:main",
             "expert_node = equimanip.sim.expert_node:main",
+            "perception_node = equimanip.nodes.perception_node:main",
         ],
     },
 )

@@ -96,3 +96,12 @@ def test_time_sync_with_slop_pairs_the_nearest_within_it():
     assert fired[-1] == (pytest.approx(1.20), pytest.approx(1.21))
     with pytest.raises(ValueError):
         TimeSync(["a"], print, slop=-1.0)
+
+
+def test_time_sync_starts_over_when_time_jumps_back():
+    fired = []
+    sync = TimeSync(["a", "b"], lambda g: fired.append(msgs.seconds(g["a"].header.stamp)))
+    for t in (100.0, 5.0):  # a restarted simulation
+        sync.add("a", _pose(t))
+        sync.add("b", _pose(t))
+    assert fired == [pytest.approx(100.0), pytest.approx(5.0)]

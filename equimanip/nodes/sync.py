@@ -8,6 +8,8 @@ camera and arm are not synchronised: there a set may spread over ``slop`` second
 ``TimeSync`` keeps the newest few messages per topic. Each arrival is the pivot: for every other
 topic it takes the message nearest the pivot's stamp, and when all are within ``slop`` of it the
 set fires and everything up to it is dropped (sets fire in stamp order, each message at most once).
+A stamp more than ``jump_back`` seconds older than the last set means time jumped backwards: the
+queues start over, as tf2 does.
 message_filters does this on a ROS install, but it is not available as a pip wheel.
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ from equimanip.nodes.msgs import seconds
 
 class TimeSync:
     def __init__(self, topics: Sequence[str], callback: Callable[[dict], None], slop: float = 0.0,
-                 queue_size: int = 10):
+                 queue_size: int = 10, jump_back: float = 1.0):
         if slop < 0:
             raise ValueError(f"slop must be >= 0, got {slop}")
         self._topics = tuple(topics)
@@ -28,12 +30,15 @@ class TimeSync:
         self._slop_ns = round(slop * 1e9)
         self._queues = {t: deque(maxlen=queue_size) for t in self._topics}  # (stamp_ns, msg)
         self._last_fired_ns = -1
+        self._jump_back_ns = round(jump_back * 1e9)
 
     def add(self, topic: str, msg) -> None:
         if topic not in self._queues:
             raise KeyError(f"unknown topic {topic}; expected one of {self._topics}")
         pivot_ns = round(seconds(msg.header.stamp) * 1e9)
-        if pivot_ns < self._last_fired_ns:
+        if pivot_ns < self._last_fired_ns - self._jump_back_ns:
+            self.clear()  # time jumped backwards (a restarted simulation, a looping bag): start over
+        elif pivot_ns < self._last_fired_ns:
             return  # older than a set already delivered
         self._queues[topic].append((pivot_ns, msg))
         group = {topic: msg}

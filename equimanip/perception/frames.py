@@ -110,3 +110,20 @@ def make_resolver(node=None, base_frame: str = "base_link"):
             resolver.listener = tf2_ros.TransformListener(buffer, node)  # keep it alive with the resolver
             return resolver
     return CameraPoseResolver(base_frame)
+
+
+class ChainResolver:
+    """Asks each resolver in turn; the first that knows the frame answers. Used to prefer tf2 and
+    fall back to the camera pose (parameter or topic) where no one publishes that frame on /tf."""
+
+    def __init__(self, *resolvers):
+        self.resolvers = [r for r in resolvers if r is not None]
+
+    def lookup(self, frame_id: str, stamp=None) -> np.ndarray:
+        reasons = []
+        for resolver in self.resolvers:
+            try:
+                return resolver.lookup(frame_id, stamp)
+            except FrameError as e:
+                reasons.append(str(e))
+        raise FrameError("; ".join(reasons) or f"no resolver for frame '{frame_id}'")

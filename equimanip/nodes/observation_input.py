@@ -1,0 +1,155 @@
+"""From ROS messages to the one ``Observation`` every learned controller consumes.
+
+A node that needs observations (the perception node, the policy nodes) owns an
+``ObservationInput``: it declares the perception parameters, keeps the camera's pose (tf2 when
+tf2_ros is importable, else or where tf2 does not know the frame: the ``camera_pose`` parameter or
+the ``/camera/pose`` topic) and turns a (cloud, end-effector pose, joint states) set into an
+``Observation`` with ``equimanip.perception.build_observation``, the same function training
+uses. A cloud whose frame cannot be resolved, or that is malformed, raises; the node logs and skips.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Optional
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+
+from equimanip.geometry import pose7_to_matrix
+from equimanip.nodes import msgs, qos, topics
+from equimanip.nodes.params import ParamSpec, declare_parameters, param_values
+from equimanip.perception.frames import CameraPoseResolver, ChainResolver, Tf2Resolver, make_resolver
+from equimanip.perception.observation import (Observation, ObservationConfig, build_observation,
+                                              cloud_msg_to_base_points)
+
+_D = ObservationConfig()
+
+
+def _check_pose7(value) -> Optional[str]:
+    if all(v == 0.0 for v in value):
+        return None  # all zeros: no pose given, the /camera/pose topic or tf2 provides it
+    try:
+        pose7_to_matrix(value)
+    except ValueError as e:
+        return f"camera_pose: {e}"
+    return None
+
+
+# The perception settings users tune, as node parameters; ObservationConfig holds the rest.
+OBSERVATION_PARAMS = [
+    ParamSpec("observation.workspace_min", list(_D.workspace_min), "Crop box lower corner in the base frame (m).",
+              length=3),
+    ParamSpec("observation.workspace_max", list(_D.workspace_max), "Crop box upper corner in the base frame (m).",
+              length=3),
+    ParamSpec("observation.heightmap_size", _D.heightmap_size, "Heightmap pixels per side (even).", min=2, max=1024),
+    ParamSpec("observation.heightmap_side", _D.heightmap_side, "Heightmap side length (m).", min=0.01, max=5.0),
+    ParamSpec("observation.table_z", _D.table_z, "Height of the table top in the base frame (m).", min=-2.0, max=2.0),
+    ParamSpec("observation.fill_empty", _D.fill_empty, "Fill empty heightmap pixels from their neighbours."),
+    ParamSpec("observation.voxel_size", _D.voxel_size, "Voxel downsampling before everything (m); 0 = off.",
+              min=0.0, max=0.1),
+    ParamSpec("observation.outlier_neighbors", _D.outlier_neighbors,
+              "Statistical outlier removal: neighbours considered; 0 = off.", min=0, max=200),
+    ParamSpec("observation.max_objects", _D.max_objects, "Object slots in the object-centric state.", min=0, max=32),
+    ParamSpec("observation.compute_object_state", _D.compute_object_state,
+              "Compute the object-centric state (costs about 10 ms per 640 x 480 cloud)."),
+    ParamSpec("observation.device", "cpu", "Where the heightmap projection runs: cpu or cuda.",
+              choices=("cpu", "cuda")),
+    ParamSpec("camera_pose", [0.0] * 7, "Fallback pose of the cloud's frame in the base frame "
+              "[x y z qx qy qz qw] where tf2 and /camera/pose give none; all zeros = not set.",
+              length=7, validate=_check_pose7),
+    ParamSpec("camera_frame", "camera_depth_optical_frame", "Frame the camera_pose parameter is for.",
+              read_only=True),
+    ParamSpec("gripper_joints", ["panda_finger_joint1", "panda_finger_joint2"],
+              "Finger joints whose mean position gives the aperture.", read_only=True),
+    ParamSpec("gripper_open_position", 0.04, "Finger joint position of a fully open gripper (m).",
+              min=1e-4, max=1.0, read_only=True),
+]
+
+
+def _config_from(values: dict) -> ObservationConfig:
+    return replace(
+        _D,
+        workspace_min=tuple(values["observation.workspace_min"]),
+        workspace_max=tuple(values["observation.workspace_max"]),
+        heightmap_size=values["observation.heightmap_size"],
+        heightmap_side=values["observation.heightmap_side"],
+        table_z=values["observation.table_z"],
+        fill_empty=values["observation.fill_empty"],
+        voxel_size=values["observation.voxel_size"],
+        outlier_neighbors=values["observation.outlier_neighbors"],
+        max_objects=values["observation.max_objects"],
+        compute_object_state=values["observation.compute_object_state"],
+    )
+
+
+class ObservationInput:
+    def __init__(self, node: Node, base_frame: str = "base_link"):
+        self._node = node
+        declare_parameters(node, OBSERVATION_PARAMS)
+        values = param_values(node, OBSERVATION_PARAMS)
+        self.config = _config_from(values).validate()
+        self._device = self._pick_device(values["observation.device"])
+        self._camera_frame = values["camera_frame"]
+        self._gripper_joints = list(values["gripper_joints"])
+        self._open_position = values["gripper_open_position"]
+        self._camera_poses = CameraPoseResolver(base_frame)
+        if any(v != 0.0 for v in values["camera_pose"]):
+            self._camera_poses.set_pose(self._camera_frame, values["camera_pose"])
+        tf2 = make_resolver(node, base_frame)  # a Tf2Resolver only where tf2_ros imports
+        self.resolver = ChainResolver(tf2 if isinstance(tf2, Tf2Resolver) else None, self._camera_poses)
+        node.create_subscription(PoseStamped, topics.CAMERA_POSE, self._on_camera_pose, qos.LATCHED)
+        # Cross-parameter checks (e.g. the crop box's corners) need the whole candidate config.
+        node.add_on_set_parameters_callback(self._validate_together)
+        node.add_post_set_parameters_callback(self._on_set)
+
+    def _pick_device(self, device: str) -> Optional[str]:
+        if device == "cpu":
+            return None  # numpy
+        import torch
+        if not torch.cuda.is_available():
+            self._node.get_logger().warning("observation.device is cuda but torch sees no GPU; using the CPU")
+            return None
+        return device
+
+    def _validate_together(self, params) -> SetParametersResult:
+        values = param_values(self._node, OBSERVATION_PARAMS)
+        values.update({p.name: p.value for p in params if p.name in values})
+        try:
+            _config_from(values).validate()
+        except ValueError as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        return SetParametersResult(successful=True)
+
+    def _on_set(self, params) -> None:
+        values = param_values(self._node, OBSERVATION_PARAMS)
+        self.config = _config_from(values)
+        self._device = self._pick_device(values["observation.device"])
+        if any(p.name == "camera_pose" for p in params) and any(v != 0.0 for v in values["camera_pose"]):
+            self._camera_poses.set_pose(self._camera_frame, values["camera_pose"])
+
+    def _on_camera_pose(self, msg: PoseStamped) -> None:
+        try:
+            self._camera_poses.set_pose(self._camera_frame, msgs.pose7(msg.pose))
+        except ValueError as e:
+            self._node.get_logger().warning(f"ignored /camera/pose: {e}", throttle_duration_sec=5.0)
+
+    def aperture(self, joint_states) -> float:
+        fingers = msgs.joint_positions(joint_states, self._gripper_joints)
+        if not np.all(np.isfinite(fingers)):
+            raise ValueError(f"non-finite gripper joint positions {fingers.tolist()}")
+        return float(np.clip(np.mean(fingers) / self._open_position, 0.0, 1.0))
+
+    def build(self, cloud, ee_pose: PoseStamped, joint_states) -> Observation:
+        """Observation of one (cloud, end-effector pose, joint states) set. Raises FrameError,
+        PointCloud2Error, KeyError (missing joints) or ValueError (NaN state) for bad input."""
+        points = cloud_msg_to_base_points(cloud, self.resolver)
+        pose = msgs.pose7(ee_pose.pose)
+        stamp = msgs.seconds(ee_pose.header.stamp)
+        cloud_stamp = msgs.seconds(cloud.header.stamp)
+        if not math.isfinite(stamp):
+            raise ValueError("the end-effector pose has a non-finite stamp")
+        return build_observation(points, pose, self.aperture(joint_states), stamp, self.config,
+                                 cloud_stamp=cloud_stamp, device=self._device)

@@ -1,0 +1,94 @@
+"""perception_node: the observation every learned controller sees, published for everyone.
+
+It pairs each point cloud with the robot state of the same instant, builds the ``Observation``
+(``equimanip.nodes.observation_input``, the code the policy nodes use too) and publishes its parts:
+the gripper-centred heightmap as an image (view it in RViz or rqt_image_view), the
+object-centric state vector, and the detected objects as poses. Useful to check on a real cell
+that what a policy sees is right before a policy runs, and as a source for logging demonstrations.
+"""
+from __future__ import annotations
+
+import array
+
+import numpy as np
+from geometry_msgs.msg import PoseArray, PoseStamped
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState, PointCloud2
+from std_msgs.msg import Float32MultiArray, MultiArrayDimension
+
+from equimanip.geometry import yaw_quat_xyzw
+from equimanip.nodes import msgs, qos, topics
+from equimanip.nodes.observation_input import ObservationInput
+from equimanip.nodes.params import ParamSpec, declare_parameters
+from equimanip.nodes.spin import spin_node
+from equimanip.nodes.sync import TimeSync
+from equimanip.perception.frames import FrameError
+from equimanip.perception.object_state import object_state_layout
+from equimanip.perception.pointcloud2 import PointCloud2Error
+
+PARAMS = [
+    ParamSpec("base_frame", "base_link", "Frame of the robot state and of the outputs.", read_only=True),
+    ParamSpec("sync_slop", 0.0, "Largest stamp difference (s) between a cloud and the robot state "
+              "it is paired with; 0 pairs equal stamps only (the simulation).", min=0.0, max=1.0,
+              read_only=True),
+]
+
+
+class PerceptionNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("perception_node", **node_kwargs)
+        declare_parameters(self, PARAMS)
+        self._base_frame = self.get_parameter("base_frame").value
+        self.observations = ObservationInput(self, self._base_frame)
+        self.last_observation = None
+        self._pub_heightmap = self.create_publisher(Image, "~/heightmap", qos.SENSOR)
+        self._pub_state = self.create_publisher(Float32MultiArray, "~/object_state", qos.RELIABLE)
+        self._pub_objects = self.create_publisher(PoseArray, "~/objects", qos.RELIABLE)
+        self._sync = TimeSync([topics.CLOUD, topics.EE_POSE, topics.JOINT_STATES], self._on_set,
+                              slop=self.get_parameter("sync_slop").value)
+        self.create_subscription(PointCloud2, topics.CLOUD, lambda m: self._sync.add(topics.CLOUD, m), qos.SENSOR)
+        self.create_subscription(PoseStamped, topics.EE_POSE, lambda m: self._sync.add(topics.EE_POSE, m),
+                                 qos.RELIABLE)
+        self.create_subscription(JointState, topics.JOINT_STATES,
+                                 lambda m: self._sync.add(topics.JOINT_STATES, m), qos.RELIABLE)
+
+    def _on_set(self, messages: dict) -> None:
+        try:
+            obs = self.observations.build(messages[topics.CLOUD], messages[topics.EE_POSE],
+                                          messages[topics.JOINT_STATES])
+        except (FrameError, PointCloud2Error, KeyError, ValueError) as e:
+            self.get_logger().warning(f"skipped a cloud: {e}", throttle_duration_sec=2.0)
+            return
+        self.last_observation = obs
+        stamp = messages[topics.CLOUD].header.stamp
+        self._publish_heightmap(obs.heightmap[0], stamp)
+        self._publish_state(obs.object_state)
+        self._pub_objects.publish(msgs.pose_array(
+            [np.concatenate([o.centroid, yaw_quat_xyzw(o.yaw)]) for o in obs.objects],
+            self._base_frame, msgs.seconds(stamp)))
+
+    def _publish_heightmap(self, heights: np.ndarray, stamp) -> None:
+        # Row i runs along base -y and column j along base +x (equimanip.perception.heightmap), so
+        # the image shows the workspace from above with +x to the right.
+        image = Image(height=heights.shape[0], width=heights.shape[1], encoding="32FC1",
+                      is_bigendian=0, step=heights.shape[1] * 4)
+        image.header.stamp = stamp
+        image.header.frame_id = self._base_frame
+        # An array.array is taken as is; bytes would be checked element by element in Python.
+        image.data = array.array("B", np.ascontiguousarray(heights, dtype="<f4").tobytes())
+        self._pub_heightmap.publish(image)
+
+    def _publish_state(self, state: np.ndarray) -> None:
+        msg = Float32MultiArray()
+        msg.layout.dim = [MultiArrayDimension(label=",".join(object_state_layout(
+            self.observations.config.max_objects)), size=len(state), stride=len(state))]
+        msg.data = state.astype(np.float32).tolist()
+        self._pub_state.publish(msg)
+
+
+def main(args=None):
+    spin_node(PerceptionNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""perception_node over DDS: the simulated block seen where it is, bad clouds refused."""
+import numpy as np
+import pytest
+from geometry_msgs.msg import PoseArray, PoseStamped
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState, PointCloud2
+from std_msgs.msg import Float32MultiArray
+
+from equimanip.nodes import msgs, qos, topics
+from equimanip.nodes.perception_node import PerceptionNode
+from equimanip.sim.sim_node import SimNode
+
+pytestmark = pytest.mark.ros
+
+
+class Listener(Node):
+    def __init__(self, **kw):
+        super().__init__("listener", **kw)
+        self.heightmaps, self.states, self.objects = [], [], []
+        self.create_subscription(Image, "/perception_node/heightmap", self.heightmaps.append, qos.SENSOR)
+        self.create_subscription(Float32MultiArray, "/perception_node/object_state", self.states.append, qos.RELIABLE)
+        self.create_subscription(PoseArray, "/perception_node/objects", self.objects.append, qos.RELIABLE)
+        self.cloud = self.create_publisher(PointCloud2, topics.CLOUD, qos.SENSOR)
+        self.ee = self.create_publisher(PoseStamped, topics.EE_POSE, qos.RELIABLE)
+        self.joints = self.create_publisher(JointState, topics.JOINT_STATES, qos.RELIABLE)
+
+
+@pytest.fixture
+def cell(ros):
+    sim = ros.node(SimNode, sync=True, seed=4, **{"camera.width": 320, "camera.height": 240})
+    perception = ros.node(PerceptionNode)
+    listener = ros.node(Listener)
+    ros.spin_until(lambda: perception.count_publishers(topics.CLOUD) > 0
+                   and listener.count_publishers("/perception_node/objects") > 0, what="discovery")
+    return ros, sim, perception, listener
+
+
+def test_the_block_is_seen_where_it_is(cell):
+    ros, sim, perception, listener = cell
+    sim.republish()
+    ros.spin_until(lambda: listener.objects and listener.heightmaps and listener.states, what="an observation")
+    truth = sim.env.observe(render=False)
+    block = truth.object_poses[0]
+    found = msgs.poses7(listener.objects[-1])
+    assert len(found) == 1
+    assert np.linalg.norm(found[0, :2] - block[:2]) < 0.01
+    image = listener.heightmaps[-1]
+    heights = np.frombuffer(bytes(image.data), dtype="<f4").reshape(image.height, image.width)
+    assert heights.max() == pytest.approx(0.04, abs=0.005) or heights.max() > 0.1  # block (or gripper) seen
+    obs = perception.last_observation
+    # The object state's first slot holds the block relative to the gripper.
+    assert obs.object_state[3] == 1.0
+    assert np.allclose(obs.object_state[4:6], block[:2] - truth.ee_pose[:2], atol=0.01)
+
+
+def _send(ros, listener, cloud, stamp):
+    """Publish a cloud with a matching robot state, so that the perception node pairs them."""
+    cloud.header.stamp = msgs.time_msg(stamp)
+    listener.cloud.publish(cloud)
+    listener.ee.publish(msgs.pose_stamped([0.5, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0], "base_link", stamp))
+    listener.joints.publish(msgs.joint_state(["panda_finger_joint1", "panda_finger_joint2"],
+                                             [0.04, 0.04], [0, 0], stamp))
+    ros.spin_for(0.3)
+
+
+def _still_working(ros, sim, listener):
+    sim.republish()
+    n = len(listener.objects)
+    ros.spin_until(lambda: len(listener.objects) > n, what="an observation after the bad cloud")
+
+
+def _cloud(frame):
+    from equimanip.perception.pointcloud2 import xyz_rgb_to_pointcloud2
+    return xyz_rgb_to_pointcloud2(np.zeros((4, 4, 3), np.float32), None, msgs.header(frame, 0.0))
+
+
+def test_a_cloud_in_an_unknown_frame_is_skipped_with_a_reason(cell, capfd):
+    ros, sim, perception, listener = cell
+    _send(ros, listener, _cloud("nowhere_frame"), 1000.0)
+    assert "skipped a cloud: no pose known for frame 'nowhere_frame'" in capfd.readouterr().err
+    _still_working(ros, sim, listener)
+
+
+def test_a_malformed_cloud_is_skipped_with_a_reason(cell, capfd):
+    ros, sim, perception, listener = cell
+    cloud = _cloud("camera_depth_optical_frame")
+    cloud.data = cloud.data[:-16]
+    _send(ros, listener, cloud, 1000.0)
+    err = capfd.readouterr().err
+    assert "skipped a cloud" in err and "data" in err
+    _still_working(ros, sim, listener)
