@@ -26,6 +26,12 @@ from std_msgs.msg import Bool, Float32, Float64
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+try:  # tf2_msgs comes with a ROS install; the pip wheels lack it
+    from geometry_msgs.msg import TransformStamped
+    from tf2_msgs.msg import TFMessage
+except ImportError:
+    TFMessage = None
+
 from equimanip import safety
 from equimanip.geometry import pose7_to_matrix
 from equimanip.nodes import msgs, qos, topics
@@ -120,6 +126,9 @@ class SimNode(Node):
         self._pub_reward = self.create_publisher(Float32, "~/reward", qos.RELIABLE)
         self._pub_done = self.create_publisher(Bool, "~/episode_done", qos.RELIABLE)
         self._pub_objects = self.create_publisher(PoseArray, "~/object_poses", qos.RELIABLE)
+        # On a ROS install the camera frame also goes on /tf_static, for RViz and tf2 users.
+        self._pub_tf_static = (self.create_publisher(TFMessage, "/tf_static", qos.LATCHED)
+                               if TFMessage is not None else None)
 
         # The gripper subscription is created first: when a gripper command and a motion command
         # wait together, the executor then takes the gripper command first.
@@ -333,6 +342,11 @@ class SimNode(Node):
     def _publish_camera_pose(self, stamp_s: float) -> None:
         pose = self.get_parameter("camera_pose").value
         self._pub_camera_pose.publish(msgs.pose_stamped(pose, self._base_frame, stamp_s))
+        if self._pub_tf_static is not None:
+            tf = TransformStamped(header=msgs.header(self._base_frame, stamp_s), child_frame_id=self._camera_frame)
+            t, q = tf.transform.translation, tf.transform.rotation
+            t.x, t.y, t.z, q.x, q.y, q.z, q.w = (float(v) for v in pose)
+            self._pub_tf_static.publish(TFMessage(transforms=[tf]))
 
     def _publish_observation(self, obs, reward: float = 0.0, success: bool = False,
                              task_signals: bool = True) -> None:
