@@ -39,6 +39,13 @@ def clip_action(action) -> tuple[np.ndarray, bool]:
     return clipped, bool(np.any(clipped != a))
 
 
+def gripper_aperture(finger_positions, open_position: float) -> float:
+    """Measured aperture in [0, 1] of a parallel gripper from its finger joint positions (each
+    ``open_position`` when fully open): what ``p`` commands, read back."""
+    mean_position = float(np.mean(np.asarray(finger_positions, dtype=np.float64)))
+    return float(np.clip(mean_position / open_position, 0.0, 1.0))
+
+
 def action_to_velocity(action, control_period: float) -> tuple[np.ndarray, float]:
     """Displacement per step -> (linear velocity m/s (3,), yaw rate rad/s)."""
     a = np.asarray(action, dtype=np.float64)

@@ -88,3 +88,22 @@ def rotation_z(angle: float) -> np.ndarray:
     """3 x 3 rotation about +z."""
     c, s = math.cos(angle), math.sin(angle)
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def look_at_pose7(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """Pose7 of a camera optical frame (z forward, x right, y down in the image) at ``eye``
+    looking at ``target``; ``up`` (base frame) points to the top of the image and must not be
+    parallel to the viewing direction."""
+    eye = np.asarray(eye, dtype=np.float64)
+    forward = np.asarray(target, dtype=np.float64) - eye
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, np.asarray(up, dtype=np.float64))
+    norm = np.linalg.norm(right)
+    if norm < 1e-6:
+        raise ValueError("the up vector is parallel to the viewing direction")
+    right /= norm
+    down = np.cross(forward, right)
+    T = np.eye(4)
+    T[:3, :3] = np.column_stack([right, down, forward])
+    T[:3, 3] = eye
+    return matrix_to_pose7(T)

@@ -14,29 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pybullet as p
 
-from equimanip.geometry import matrix_to_pose7, pose7_to_matrix
+from equimanip.geometry import look_at_pose7, pose7_to_matrix
 
 # OpenGL cameras look along their -z axis with y up; the optical frame looks along +z with y
 # down. The two differ by a half turn about x.
 _OPTICAL_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
-
-
-def look_at_pose7(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """Pose7 of an optical frame at ``eye`` looking at ``target``; ``up`` (base frame) points to
-    the top of the image. ``up`` must not be parallel to the viewing direction."""
-    eye = np.asarray(eye, dtype=np.float64)
-    forward = np.asarray(target, dtype=np.float64) - eye
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, np.asarray(up, dtype=np.float64))
-    norm = np.linalg.norm(right)
-    if norm < 1e-6:
-        raise ValueError("the up vector is parallel to the viewing direction")
-    right /= norm
-    down = np.cross(forward, right)
-    T = np.eye(4)
-    T[:3, :3] = np.column_stack([right, down, forward])
-    T[:3, 3] = eye
-    return matrix_to_pose7(T)
 
 
 # Above the workspace centre (0.5, 0, 0), 0.95 m up and moved 0.2 m beyond it, so the view is

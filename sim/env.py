@@ -17,7 +17,9 @@ from equimanip.geometry import transform_points, yaw_of_quat_xyzw
 from .camera import CameraConfig, render_point_cloud, render_rgb
 from .experts import Expert, ExpertInput
 from .tasks import TASKS, Task, make_task
-from .world import ACTION_HIGH, ACTION_LOW, JOINT_NAMES, PandaWorld, aperture_from_finger_positions
+from equimanip.action import ACTION_HIGH, ACTION_LOW
+
+from .world import JOINT_NAMES, PandaWorld, aperture_from_finger_positions
 
 # Oblique overview for figures and GIFs: from the front-right corner of the table.
 OVERVIEW_EYE = (1.1, -0.65, 0.7)

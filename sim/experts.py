@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from equimanip.action import ACTION_HIGH, ACTION_LOW
 from equimanip.geometry import wrap_angle, yaw_of_quat_xyzw
-
-from .world import ACTION_HIGH, ACTION_LOW
 
 # Yaws the hand reaches from everywhere in the workspace without hitting the wrist joint limit
 # (the wrist alone spans +-2.97 rad; the base joint's heading eats into it at the workspace corners).

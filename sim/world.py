@@ -17,6 +17,7 @@ import numpy as np
 import pybullet as p
 import pybullet_data
 
+from equimanip.action import gripper_aperture
 from equimanip.geometry import down_quat_xyzw, wrap_angle, yaw_of_quat_xyzw
 
 PANDA_URDF = os.path.join(pybullet_data.getDataPath(), "franka_panda", "panda.urdf")
@@ -87,11 +88,6 @@ class Workspace:
 
 WORKSPACE = Workspace()
 
-# Actions are [p, dx, dy, dz, dyaw]: gripper aperture (0 closed .. 1 open) and the motion of the
-# end-effector per control step (metres, radians about base z).
-ACTION_LOW = np.array([0.0, -0.05, -0.05, -0.05, -math.pi / 8])
-ACTION_HIGH = np.array([1.0, 0.05, 0.05, 0.05, math.pi / 8])
-
 # The table: a box whose top face is z = 0, large enough to hold the robot base, the workspace and
 # objects pushed a little beyond it.
 TABLE_HALF_EXTENTS = (0.55, 0.6, 0.025)
@@ -101,8 +97,7 @@ TABLE_RGBA = (0.78, 0.72, 0.62, 1.0)
 
 def aperture_from_finger_positions(finger_positions) -> float:
     """Gripper aperture in [0, 1] (0 closed, 1 fully open) from the two finger joint positions."""
-    mean_position = float(np.mean(np.asarray(finger_positions, dtype=np.float64)))
-    return float(np.clip(mean_position / FINGER_OPEN_POSITION, 0.0, 1.0))
+    return gripper_aperture(finger_positions, FINGER_OPEN_POSITION)
 
 
 class PandaWorld:

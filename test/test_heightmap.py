@@ -19,7 +19,8 @@ from scipy.ndimage import map_coordinates
 from equimanip.geometry import down_quat_xyzw, pose7_to_matrix, rotation_z, transform_points
 from equimanip.perception.heightmap import fill_empty_pixels, pixel_centers, project_heightmap
 from equimanip.perception.observation import ObservationConfig, build_observation
-from equimanip.perception.synthetic import Box, SyntheticScene, look_at_pose7, render
+from equimanip.geometry import look_at_pose7
+from equimanip.perception.synthetic import Box, SyntheticScene, render
 
 GRIDS = [(128, 0.6), (16, 0.5), (32, 0.64), (64, 0.5)]  # (S, L); the last three have dyadic pixels
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from equimanip.geometry import down_quat_xyzw, pose7_to_matrix, rotation_z, transform_points, wrap_angle
 from equimanip.perception import object_state as osm
 from equimanip.perception.observation import ObservationConfig, build_observation
-from equimanip.perception.synthetic import Box, SyntheticScene, look_at_pose7, render
+from equimanip.geometry import look_at_pose7
+from equimanip.perception.synthetic import Box, SyntheticScene, render
 
 
 def box_surface(x, y, yaw, size, spacing=0.003, table_z=0.0):

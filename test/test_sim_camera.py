@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from equimanip.geometry import transform_points
-from equimanip.sim.camera import SIDE_CAMERA, CameraConfig, look_at_pose7, render_point_cloud
+from equimanip.geometry import look_at_pose7
+from equimanip.sim.camera import SIDE_CAMERA, CameraConfig, render_point_cloud
 from equimanip.sim.world import WORKSPACE, PandaWorld
 
 BLOCK_HALF = 0.02

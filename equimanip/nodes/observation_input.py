@@ -18,6 +18,7 @@ from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 
+from equimanip.action import gripper_aperture
 from equimanip.geometry import pose7_to_matrix
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.params import ParamSpec, declare_parameters, param_values
@@ -140,7 +141,7 @@ class ObservationInput:
         fingers = msgs.joint_positions(joint_states, self._gripper_joints)
         if not np.all(np.isfinite(fingers)):
             raise ValueError(f"non-finite gripper joint positions {fingers.tolist()}")
-        return float(np.clip(np.mean(fingers) / self._open_position, 0.0, 1.0))
+        return gripper_aperture(fingers, self._open_position)
 
     def build(self, cloud, ee_pose: PoseStamped, joint_states) -> Observation:
         """Observation of one (cloud, end-effector pose, joint states) set. Raises FrameError,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from equimanip.geometry import matrix_to_pose7, pose7_to_matrix, rotation_z
+from equimanip.geometry import look_at_pose7, pose7_to_matrix, rotation_z
 
 
 @dataclass
@@ -41,21 +41,6 @@ class SyntheticScene:
     def __post_init__(self):
         if self.camera_pose is None:
             self.camera_pose = look_at_pose7(eye=(0.45, -0.55, 0.75), target=(0.45, 0.0, 0.0))
-
-
-def look_at_pose7(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """pose7 of an optical frame at ``eye`` whose z axis points at ``target``, image 'down' (+y)
-    towards the base frame's -``up``."""
-    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    T = np.eye(4)
-    T[:3, :3] = np.stack([x, y, z], axis=1)
-    T[:3, 3] = eye
-    return matrix_to_pose7(T)
 
 
 def render(scene: SyntheticScene, seed: int = 0):
