@@ -60,7 +60,7 @@ setup(
     ],
     extras_require={
         "ros": ros_wheels,
-        "test": ["pytest", "pytest-timeout", "hypothesis"],
+        "test": ["pytest", "pytest-timeout", "hypothesis", "ruff"],
         "bench": ["panda-gym"],
     },
     zip_safe=True,

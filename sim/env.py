@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from equimanip.action import ACTION_HIGH, ACTION_LOW
 from equimanip.geometry import transform_points, yaw_of_quat_xyzw
 
 from .camera import CameraConfig, render_point_cloud, render_rgb
 from .experts import Expert, ExpertInput
 from .tasks import TASKS, Task, make_task
-from equimanip.action import ACTION_HIGH, ACTION_LOW
-
 from .world import JOINT_NAMES, PandaWorld, aperture_from_finger_positions
 
 # Oblique overview for figures and GIFs: from the front-right corner of the table.

@@ -10,9 +10,9 @@ from geometry_msgs.msg import PoseArray
 from std_msgs.msg import Bool
 
 from equimanip.nodes import msgs, qos, topics
-from equimanip.nodes.spin import spin_node
 from equimanip.nodes.controller import ControllerNode, joint_positions
 from equimanip.nodes.params import ParamSpec
+from equimanip.nodes.spin import spin_node
 from equimanip.sim.experts import ExpertInput
 from equimanip.sim.tasks import TASKS, make_task
 from equimanip.sim.world import FINGER_JOINT_NAMES, aperture_from_finger_positions

@@ -35,13 +35,14 @@ except ImportError:
 from equimanip import safety
 from equimanip.geometry import pose7_to_matrix
 from equimanip.nodes import msgs, qos, topics
-from equimanip.nodes.spin import spin_node
 from equimanip.nodes.params import ParamSpec, declare_parameters, param_values
+from equimanip.nodes.spin import spin_node
 from equimanip.perception.pointcloud2 import xyz_rgb_to_pointcloud2
 from equimanip.sim.camera import CameraConfig
 from equimanip.sim.env import ManipulationEnv, SimConfig
-from equimanip.sim.world import FINGER_JOINT_NAMES, aperture_from_finger_positions
 from equimanip.sim.tasks import TASKS
+from equimanip.sim.world import FINGER_JOINT_NAMES, aperture_from_finger_positions
+
 
 @dataclass
 class _Motion:

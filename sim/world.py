@@ -332,7 +332,8 @@ class PandaWorld:
         rest = np.concatenate([_NEUTRAL_ARM_POSITIONS, [0.0, 0.0]])
         base_heading = math.atan2(position[1], position[0])
         rest[0] = base_heading
-        rest[6] = np.clip(_WRIST_YAW_OFFSET + base_heading - yaw, self.joint_lower_limits[6], self.joint_upper_limits[6])
+        rest[6] = np.clip(_WRIST_YAW_OFFSET + base_heading - yaw,
+                          self.joint_lower_limits[6], self.joint_upper_limits[6])
         solution = p.calculateInverseKinematics(
             self.robot, self.ee_link, list(position), down_quat_xyzw(yaw).tolist(),
             lowerLimits=self.joint_lower_limits.tolist(), upperLimits=self.joint_upper_limits.tolist(),

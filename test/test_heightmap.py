@@ -16,10 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import map_coordinates
 
-from equimanip.geometry import down_quat_xyzw, pose7_to_matrix, rotation_z, transform_points
+from equimanip.geometry import down_quat_xyzw, look_at_pose7, pose7_to_matrix, rotation_z, transform_points
 from equimanip.perception.heightmap import fill_empty_pixels, pixel_centers, project_heightmap
 from equimanip.perception.observation import ObservationConfig, build_observation
-from equimanip.geometry import look_at_pose7
 from equimanip.perception.synthetic import Box, SyntheticScene, render
 
 GRIDS = [(128, 0.6), (16, 0.5), (32, 0.64), (64, 0.5)]  # (S, L); the last three have dyadic pixels

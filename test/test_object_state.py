@@ -9,10 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from equimanip.geometry import down_quat_xyzw, pose7_to_matrix, rotation_z, transform_points, wrap_angle
+from equimanip.geometry import down_quat_xyzw, look_at_pose7, pose7_to_matrix, rotation_z, transform_points, wrap_angle
 from equimanip.perception import object_state as osm
 from equimanip.perception.observation import ObservationConfig, build_observation
-from equimanip.geometry import look_at_pose7
 from equimanip.perception.synthetic import Box, SyntheticScene, render
 
 

@@ -11,7 +11,11 @@ from equimanip.geometry import down_quat_xyzw, pose7_to_matrix, transform_points
 from equimanip.perception.frames import CameraPoseResolver
 from equimanip.perception.object_state import object_state_layout
 from equimanip.perception.observation import (
-    Observation, ObservationConfig, build_observation, cloud_msg_to_base_points, crop_to_workspace,
+    Observation,
+    ObservationConfig,
+    build_observation,
+    cloud_msg_to_base_points,
+    crop_to_workspace,
 )
 from equimanip.perception.pointcloud2 import xyz_rgb_to_pointcloud2
 from equimanip.perception.synthetic import default_scene, render

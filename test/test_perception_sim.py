@@ -16,12 +16,14 @@ pytest.importorskip("pybullet")
 
 from std_msgs.msg import Header  # noqa: E402
 
+from equimanip.geometry import yaw_of_quat_xyzw  # noqa: E402
 from equimanip.perception.frames import CameraPoseResolver  # noqa: E402
 from equimanip.perception.observation import (  # noqa: E402
-    ObservationConfig, build_observation, cloud_msg_to_base_points,
+    ObservationConfig,
+    build_observation,
+    cloud_msg_to_base_points,
 )
 from equimanip.perception.pointcloud2 import xyz_rgb_to_pointcloud2  # noqa: E402
-from equimanip.geometry import yaw_of_quat_xyzw  # noqa: E402
 from equimanip.sim.camera import CameraConfig  # noqa: E402
 from equimanip.sim.env import ManipulationEnv  # noqa: E402
 

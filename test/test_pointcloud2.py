@@ -8,8 +8,12 @@ from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
 from equimanip.perception.pointcloud2 import (
-    PointCloud2Error, array_to_pointcloud2, pointcloud2_to_array, pointcloud2_to_xyz,
-    pointcloud2_to_xyz_rgb, xyz_rgb_to_pointcloud2,
+    PointCloud2Error,
+    array_to_pointcloud2,
+    pointcloud2_to_array,
+    pointcloud2_to_xyz,
+    pointcloud2_to_xyz_rgb,
+    xyz_rgb_to_pointcloud2,
 )
 
 F32, F64, U32, U8 = PointField.FLOAT32, PointField.FLOAT64, PointField.UINT32, PointField.UINT8

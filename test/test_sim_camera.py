@@ -4,8 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from equimanip.geometry import transform_points
-from equimanip.geometry import look_at_pose7
+from equimanip.geometry import look_at_pose7, transform_points
 from equimanip.sim.camera import SIDE_CAMERA, CameraConfig, render_point_cloud
 from equimanip.sim.world import WORKSPACE, PandaWorld
 

@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
+from equimanip.action import ACTION_HIGH, ACTION_LOW
 from equimanip.sim.camera import CameraConfig
 from equimanip.sim.env import ManipulationEnv, SimConfig, SimObservation
-from equimanip.action import ACTION_HIGH, ACTION_LOW
 from equimanip.sim.world import ARM_JOINT_NAMES, FINGER_JOINT_NAMES, WORKSPACE
 
 SMALL_CAMERA = CameraConfig(width=32, height=24)

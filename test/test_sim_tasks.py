@@ -9,8 +9,7 @@ from equimanip.geometry import yaw_of_quat_xyzw
 from equimanip.sim.env import ManipulationEnv, expert_input
 from equimanip.sim.evaluate import run_expert
 from equimanip.sim.experts import closest_symmetric_yaw
-from equimanip.sim.tasks import TASKS, Task, make_task
-from equimanip.sim.tasks import drawer_opening
+from equimanip.sim.tasks import TASKS, Task, drawer_opening, make_task
 from equimanip.sim.world import WORKSPACE
 
 

@@ -6,12 +6,11 @@ with ``--json``, end with exactly one JSON object on the last line so scripts ca
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
 from typing import Callable
-
-import os
 
 
 def time_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> list[float]:

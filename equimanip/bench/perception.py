@@ -24,7 +24,11 @@ from equimanip.bench.common import machine_info, median_ms, print_report
 from equimanip.geometry import down_quat_xyzw
 from equimanip.perception.frames import CameraPoseResolver
 from equimanip.perception.observation import (
-    ObservationConfig, build_observation, cloud_msg_to_base_points, crop_to_workspace, make_heightmap,
+    ObservationConfig,
+    build_observation,
+    cloud_msg_to_base_points,
+    crop_to_workspace,
+    make_heightmap,
     make_object_state,
 )
 from equimanip.perception.pointcloud2 import pointcloud2_to_array, pointcloud2_to_xyz, xyz_rgb_to_pointcloud2

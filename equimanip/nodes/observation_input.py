@@ -23,8 +23,7 @@ from equimanip.geometry import pose7_to_matrix
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.params import ParamSpec, declare_parameters, param_values
 from equimanip.perception.frames import CameraPoseResolver, ChainResolver, Tf2Resolver, make_resolver
-from equimanip.perception.observation import (Observation, ObservationConfig, build_observation,
-                                              cloud_msg_to_base_points)
+from equimanip.perception.observation import Observation, ObservationConfig, build_observation, cloud_msg_to_base_points
 
 _D = ObservationConfig()
 
