@@ -21,7 +21,7 @@ import numpy as np
 from geometry_msgs.msg import PoseArray, PoseStamped, TwistStamped
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import JointState, PointCloud2
+from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
 from std_msgs.msg import Bool, Float32, Float64
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -98,6 +98,19 @@ PARAMS = [
 ]
 
 
+def camera_info(camera: CameraConfig, header) -> CameraInfo:
+    """The pinhole model of the simulated camera, in ROS's convention (pixel centres at integer
+    coordinates, hence half a pixel less than CameraConfig's corner-origin principal point)."""
+    K = camera.intrinsics.copy()
+    K[0, 2] -= 0.5
+    K[1, 2] -= 0.5
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    return CameraInfo(header=header, width=camera.width, height=camera.height, distortion_model="plumb_bob",
+                      d=[0.0] * 5, k=K.reshape(-1).tolist(), r=np.eye(3).reshape(-1).tolist(),
+                      p=P.reshape(-1).tolist())
+
+
 class SimNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("sim_node", **node_kwargs)
@@ -119,6 +132,7 @@ class SimNode(Node):
         self._last_publish_wall = 0.0
 
         self._pub_cloud = self.create_publisher(PointCloud2, topics.CLOUD, qos.SENSOR)
+        self._pub_camera_info = self.create_publisher(CameraInfo, topics.CAMERA_INFO, qos.SENSOR)
         self._pub_camera_pose = self.create_publisher(PoseStamped, topics.CAMERA_POSE, qos.LATCHED)
         self._pub_joints = self.create_publisher(JointState, topics.JOINT_STATES, qos.RELIABLE)
         self._pub_ee = self.create_publisher(PoseStamped, topics.EE_POSE, qos.RELIABLE)
@@ -354,8 +368,9 @@ class SimNode(Node):
         self._last_publish_wall = time.monotonic()
         self._pub_clock.publish(Clock(clock=msgs.time_msg(obs.time)))
         if obs.points_camera is not None:
-            self._pub_cloud.publish(xyz_rgb_to_pointcloud2(
-                obs.points_camera, obs.colors, msgs.header(self._camera_frame, obs.time)))
+            header = msgs.header(self._camera_frame, obs.time)
+            self._pub_cloud.publish(xyz_rgb_to_pointcloud2(obs.points_camera, obs.colors, header))
+            self._pub_camera_info.publish(camera_info(self.env.config.camera, header))
         self._pub_joints.publish(msgs.joint_state(obs.joint_names, obs.joint_positions,
                                                   obs.joint_velocities, obs.time))
         self._pub_ee.publish(msgs.pose_stamped(obs.ee_pose, self._base_frame, obs.time))

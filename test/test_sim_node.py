@@ -182,6 +182,27 @@ def test_cloud_and_camera_pose_show_the_block(ros):
     assert np.median(near[:, 2]) == pytest.approx(2 * block[2], abs=0.005)
 
 
+def test_camera_info_projects_each_point_onto_its_own_pixel(ros):
+    from sensor_msgs.msg import CameraInfo
+    sim = ros.node(SimNode, sync=True, publish_cloud=True, **{"camera.width": 64, "camera.height": 48})
+    probe = ros.node(Probe)
+    infos = []
+    probe.create_subscription(CameraInfo, topics.CAMERA_INFO, infos.append, qos.SENSOR)
+    ros.spin_until(lambda: probe.count_publishers(topics.CLOUD) > 0 and sim.count_publishers(topics.TWIST) > 0,
+                   what="discovery")
+    sim.republish()
+    ros.spin_until(lambda: probe.clouds and infos, what="a cloud and its camera info")
+    info, cloud = infos[-1], probe.clouds[-1]
+    assert info.header == cloud.header and (info.width, info.height) == (64, 48)
+    xyz = pointcloud2_to_xyz(cloud)
+    K = np.array(info.k).reshape(3, 3)
+    rows, cols = np.nonzero(np.isfinite(xyz[..., 2]))
+    p = xyz[rows, cols].astype(np.float64)
+    u = K[0, 0] * p[:, 0] / p[:, 2] + K[0, 2]
+    v = K[1, 1] * p[:, 1] / p[:, 2] + K[1, 2]
+    assert np.allclose(u, cols, atol=1e-3) and np.allclose(v, rows, atol=1e-3)
+
+
 def test_reset_service_follows_the_seed_sequence(loop):
     ros, sim, probe = loop
     sim.set_parameters([Parameter("seed", value=10)])

@@ -9,6 +9,7 @@ JOINT_TRAJECTORY = "/joint_trajectory_controller/joint_trajectory"
 EE_POSE = "/ee_pose"
 JOINT_STATES = "/joint_states"
 CLOUD = "/camera/points"
+CAMERA_INFO = "/camera/camera_info"
 CAMERA_POSE = "/camera/pose"
 
 # Published by the simulation node (its private ~/ names, as seen from outside).
