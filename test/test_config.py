@@ -70,5 +70,7 @@ def test_readme_parameter_tables_match_the_code():
 
     from equimanip.nodes.params import markdown_table
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    for specs in (sim_node.PARAMS, [*CONTROLLER_PARAMS, *expert_node.PARAMS]):
+    from equimanip.nodes import observation_input, perception_node
+    for specs in (sim_node.PARAMS, [*CONTROLLER_PARAMS, *expert_node.PARAMS],
+                  [*perception_node.PARAMS, *observation_input.OBSERVATION_PARAMS]):
         assert markdown_table(specs) in readme, "regenerate the README table with markdown_table()"

@@ -130,7 +130,7 @@ def markdown_table(specs: Sequence[ParamSpec]) -> str:
 
     def fmt(v) -> str:
         if isinstance(v, list):
-            return "[" + ", ".join(f"{x:.6g}" for x in v) + "]"
+            return "[" + ", ".join(f"{x:.6g}" if isinstance(x, float) else str(x) for x in v) + "]"
         return str(v).lower() if isinstance(v, bool) else str(v)
 
     lines = ["| parameter | default | allowed | run-time | description |", "|---|---|---|---|---|"]
