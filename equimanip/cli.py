@@ -1,7 +1,7 @@
 """The ``equimanip`` command.
 
     equimanip run --task block_picking --controller expert --episodes 10 [--seed S] [--json]
-    equimanip bench sim|perception [--json]
+    equimanip bench sim|perception|experts [--json]
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 BENCHMARKS = {
     "sim": "equimanip.bench.sim",
     "perception": "equimanip.bench.perception",
+    "experts": "equimanip.sim.evaluate",
 }
 
 

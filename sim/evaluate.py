@@ -1,6 +1,7 @@
 """Run a task's scripted expert through the simulation API and measure its success rate.
 
-    python -m equimanip.sim.evaluate --task block_picking --episodes 100
+    equimanip bench experts --task block_picking --episodes 100
+    python -m equimanip.sim.evaluate --task block_picking --episodes 100   (the same)
 """
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ def run_expert(task: str, episodes: int, seed: int = 0, render: bool = False, pr
     }
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="equimanip bench experts", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=sorted(TASKS), nargs="+", default=sorted(TASKS))
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
@@ -54,7 +56,8 @@ def main(argv=None) -> None:
         else:
             print(f"{task}: success {result['success_rate']:.1%} over {result['episodes']} episodes, "
                   f"mean steps {result['mean_steps']:.1f}, failed seeds {failures}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
