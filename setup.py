@@ -2,7 +2,10 @@
 
 The simulation lives in the top-level ``sim/`` folder of the repository (worlds, tasks, assets,
 experts, the simulation node) and installs as ``equimanip.sim``, so that no generic top-level
-module named ``sim`` lands in site-packages.
+module named ``sim`` lands in site-packages. The mapping is the symbolic link ``equimanip/sim ->
+../sim`` rather than setuptools' ``package_dir``: colcon's ``--symlink-install`` (and setuptools'
+develop mode) only link top-level packages, so a ``package_dir`` mapping of a subpackage breaks
+them, while the link works for pip, pip -e, colcon build and colcon build --symlink-install alike.
 """
 import os
 from glob import glob
@@ -11,10 +14,6 @@ from setuptools import find_packages, setup
 
 package_name = "equimanip"
 
-core_packages = find_packages(include=["equimanip", "equimanip.*"])
-sim_packages = ["equimanip.sim"] + [
-    "equimanip.sim." + p for p in find_packages(where="sim")
-]
 
 # Pip wheels of ROS 2 Kilted, for machines without a ROS installation. Inside a ROS workspace
 # colcon uses the system's rclpy and these are not needed (package.xml lists them as exec_depend).
@@ -33,8 +32,7 @@ ros_wheels = [
 setup(
     name=package_name,
     version="0.1.0",
-    packages=core_packages + sim_packages,
-    package_dir={"equimanip.sim": "sim"},
+    packages=find_packages(include=["equimanip", "equimanip.*"]),
     package_data={"equimanip.sim": ["assets/*.urdf"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),

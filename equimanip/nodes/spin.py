@@ -15,6 +15,11 @@ def spin_node(node_class, args=None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # Ctrl-C shuts the context down under a callback that may be publishing right then; that
+        # is a normal stop, anything else is a real error.
+        if rclpy.ok():
+            raise
     except ValueError as e:  # invalid parameters at start-up: say why, exit non-zero
         print(f"{node_class.__name__}: {e}", file=sys.stderr)
         sys.exit(2)
