@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from std_msgs.msg import Bool
@@ -86,9 +85,12 @@ def test_nodes_as_separate_processes(ros):
                 self.reset = self.create_client(Trigger, topics.SIM_RESET)
 
         watcher = ros.add(Watcher(context=ros.context))
-        ros.spin_until(lambda: watcher.reset.service_is_ready() and watcher.count_publishers(topics.TWIST) > 0,
+        # Both processes are up once the sim's service answers and the expert's publisher and
+        # subscriptions show in the graph; if the first state still misses the expert, the sync
+        # mode's idle republish (1 s) repeats it.
+        ros.spin_until(lambda: watcher.reset.service_is_ready() and watcher.count_publishers(topics.TWIST) > 0
+                       and watcher.count_subscribers(topics.SIM_OBJECT_POSES) > 0,
                        timeout_s=60, what="both processes")
-        time.sleep(1.0)  # let the expert's subscriptions match the simulation's publishers
         future = watcher.reset.call_async(Trigger.Request())
         ros.spin_until(future.done, what="reset")
         ros.spin_until(lambda: watcher.done, timeout_s=60, what="the episode to end")

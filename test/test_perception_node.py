@@ -8,6 +8,7 @@ from std_msgs.msg import Float32MultiArray
 
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.perception_node import PerceptionNode
+from equimanip.perception.frames import FrameError
 from equimanip.sim.sim_node import SimNode
 
 pytestmark = pytest.mark.ros
@@ -30,9 +31,21 @@ def cell(ros):
     sim = ros.node(SimNode, sync=True, seed=4, **{"camera.width": 320, "camera.height": 240})
     perception = ros.node(PerceptionNode)
     listener = ros.node(Listener)
-    ros.spin_until(lambda: perception.count_publishers(topics.CLOUD) > 0
+    # Both publishers of each input (the simulation's and the listener's) must be matched.
+    ros.spin_until(lambda: perception.count_publishers(topics.CLOUD) == 2
+                   and perception.count_publishers(topics.EE_POSE) == 2
+                   and perception.count_publishers(topics.JOINT_STATES) == 2
                    and listener.count_publishers("/perception_node/objects") > 0, what="discovery")
+    ros.spin_until(lambda: _knows_camera(perception), what="the latched /camera/pose")
     return ros, sim, perception, listener
+
+
+def _knows_camera(perception) -> bool:
+    try:
+        perception.observations.resolver.lookup("camera_depth_optical_frame")
+        return True
+    except FrameError:
+        return False
 
 
 def test_the_block_is_seen_where_it_is(cell):
@@ -53,14 +66,17 @@ def test_the_block_is_seen_where_it_is(cell):
     assert np.allclose(obs.object_state[4:6], block[:2] - truth.ee_pose[:2], atol=0.01)
 
 
-def _send(ros, listener, cloud, stamp):
-    """Publish a cloud with a matching robot state, so that the perception node pairs them."""
+def _send_and_expect(ros, listener, capfd, cloud, stamp, expected: str) -> str:
+    """Publish a cloud with a matching robot state and spin until ``expected`` is logged."""
     cloud.header.stamp = msgs.time_msg(stamp)
     listener.cloud.publish(cloud)
     listener.ee.publish(msgs.pose_stamped([0.5, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0], "base_link", stamp))
     listener.joints.publish(msgs.joint_state(["panda_finger_joint1", "panda_finger_joint2"],
                                              [0.04, 0.04], [0, 0], stamp))
-    ros.spin_for(0.3)
+    err = []
+    ros.spin_until(lambda: err.append(capfd.readouterr().err) or expected in "".join(err),
+                   what=f"the log line '{expected}'")
+    return "".join(err)
 
 
 def _still_working(ros, sim, listener):
@@ -76,8 +92,8 @@ def _cloud(frame):
 
 def test_a_cloud_in_an_unknown_frame_is_skipped_with_a_reason(cell, capfd):
     ros, sim, perception, listener = cell
-    _send(ros, listener, _cloud("nowhere_frame"), 1000.0)
-    assert "skipped a cloud: no pose known for frame 'nowhere_frame'" in capfd.readouterr().err
+    _send_and_expect(ros, listener, capfd, _cloud("nowhere_frame"), 1000.0,
+                     "skipped a cloud: no pose known for frame 'nowhere_frame'")
     _still_working(ros, sim, listener)
 
 
@@ -85,7 +101,6 @@ def test_a_malformed_cloud_is_skipped_with_a_reason(cell, capfd):
     ros, sim, perception, listener = cell
     cloud = _cloud("camera_depth_optical_frame")
     cloud.data = cloud.data[:-16]
-    _send(ros, listener, cloud, 1000.0)
-    err = capfd.readouterr().err
-    assert "skipped a cloud" in err and "data" in err
+    err = _send_and_expect(ros, listener, capfd, cloud, 1000.0, "skipped a cloud")
+    assert "data" in err.split("skipped a cloud")[1]
     _still_working(ros, sim, listener)

@@ -63,11 +63,20 @@ def loop(ros):
     """A sync-mode simulation (block_picking, no cloud unless a test turns it on) and a probe."""
     sim = ros.node(SimNode, sync=True, publish_cloud=False, seed=3)
     probe = ros.node(Probe)
-    ros.spin_until(lambda: sim.count_publishers(topics.TWIST) > 0 and probe.count_publishers(topics.EE_POSE) > 0,
-                   what="discovery")
+    _connect(ros, sim, probe)
     sim.republish()
     ros.spin_until(lambda: probe.ee and probe.joints, what="the first state")
     return ros, sim, probe
+
+
+def _connect(ros, sim, probe):
+    """Wait until every command topic and state topic is matched both ways (a message sent
+    before its subscription matched would be lost, and the test would wait for nothing)."""
+    ros.spin_until(lambda: all(sim.count_publishers(t) > 0 for t in (topics.TWIST, topics.GRIPPER,
+                                                                      topics.JOINT_TRAJECTORY))
+                   and all(probe.count_publishers(t) > 0 for t in (topics.EE_POSE, topics.JOINT_STATES,
+                                                                     topics.CLOUD, topics.CAMERA_POSE))
+                   and probe.reset.service_is_ready(), what="discovery")
 
 
 def _step(ros, probe, send):
@@ -152,7 +161,8 @@ def test_a_trajectory_moves_the_joint(loop):
 def test_real_time_mode_halts_a_silent_controller(ros):
     sim = ros.node(SimNode, sync=False, publish_cloud=False, command_timeout=0.1)
     probe = ros.node(Probe)
-    ros.spin_until(lambda: sim.count_publishers(topics.TWIST) > 0 and probe.ee, what="state")
+    _connect(ros, sim, probe)
+    ros.spin_until(lambda: probe.ee, what="state")
     probe.send_twist((0.2, 0.0, 0.0))
     ros.spin_for(0.4)
     after_command = probe.ee_position()
@@ -163,8 +173,7 @@ def test_real_time_mode_halts_a_silent_controller(ros):
 def test_cloud_and_camera_pose_show_the_block(ros):
     sim = ros.node(SimNode, sync=True, publish_cloud=True, seed=5)
     probe = ros.node(Probe)
-    ros.spin_until(lambda: probe.count_publishers(topics.CLOUD) > 0 and sim.count_publishers(topics.TWIST) > 0,
-                   what="discovery")
+    _connect(ros, sim, probe)
     sim.republish()
     ros.spin_until(lambda: probe.clouds and probe.camera_pose, what="a cloud and the camera pose")
     cloud = probe.clouds[-1]
@@ -188,8 +197,8 @@ def test_camera_info_projects_each_point_onto_its_own_pixel(ros):
     probe = ros.node(Probe)
     infos = []
     probe.create_subscription(CameraInfo, topics.CAMERA_INFO, infos.append, qos.SENSOR)
-    ros.spin_until(lambda: probe.count_publishers(topics.CLOUD) > 0 and sim.count_publishers(topics.TWIST) > 0,
-                   what="discovery")
+    _connect(ros, sim, probe)
+    ros.spin_until(lambda: probe.count_publishers(topics.CAMERA_INFO) > 0, what="camera info")
     sim.republish()
     ros.spin_until(lambda: probe.clouds and infos, what="a cloud and its camera info")
     info, cloud = infos[-1], probe.clouds[-1]
