@@ -3,7 +3,8 @@
 Reports medians over repeated runs, in one process, of
 
 * ``control_step_ms``: one control step of block_pushing without rendering (IK + physics substeps
-  + state read-out), next to panda-gym's PandaPush-v3 step measured in the same run;
+  + state read-out), next to panda-gym's PandaPush-v3 step measured in the same run, the two in
+  alternating blocks;
 * ``cloud_128_ms`` / ``cloud_640_ms``: rendering the depth camera to an organized point cloud at
   128 x 128 and 640 x 480 (PyBullet's TinyRenderer on the CPU);
 * ``closed_loop_step_ms``: a full step through ROS: the simulation node steps in sync mode,
@@ -25,24 +26,75 @@ REFERENCE_PANDA_GYM_MS = 1.29   # REFERENCES.md section 7, measured on the proje
 REFERENCE_TINYRENDER_128_MS = 18.6
 
 
-def control_step_samples(steps: int, seed: int = 0) -> list[float]:
-    from equimanip.sim.env import ManipulationEnv
+class _PushingSteps:
+    """Control steps of block_pushing with random actions, without rendering."""
 
-    env = ManipulationEnv(task="block_pushing", render=False)
-    rng = np.random.default_rng(seed)
-    env.reset(seed)
-    samples = []
-    try:
+    def __init__(self, seed: int = 0):
+        from equimanip.sim.env import ManipulationEnv
+        self.env = ManipulationEnv(task="block_pushing", render=False)
+        self.rng = np.random.default_rng(seed)
+        self.env.reset(seed)
+
+    def run(self, steps: int) -> list[float]:
+        samples = []
         for _ in range(steps):
-            action = rng.uniform(ACTION_LOW, ACTION_HIGH)
+            action = self.rng.uniform(ACTION_LOW, ACTION_HIGH)
             t0 = time.perf_counter()
-            _, _, done, _ = env.step(action)
+            _, _, done, _ = self.env.step(action)
             samples.append((time.perf_counter() - t0) * 1e3)
             if done:
-                env.reset()
+                self.env.reset()
+        return samples
+
+    def close(self):
+        self.env.close()
+
+
+class _PandaGymSteps:
+    """panda-gym's PandaPush-v3 with random actions (physics only, no rendering)."""
+
+    def __init__(self, seed: int = 0):
+        import gymnasium as gym
+        import panda_gym  # noqa: F401 - registers the Panda environments
+        self.env = gym.make("PandaPush-v3")
+        self.env.reset(seed=seed)
+        self.env.action_space.seed(seed)
+
+    def run(self, steps: int) -> list[float]:
+        samples = []
+        for _ in range(steps):
+            action = self.env.action_space.sample()
+            t0 = time.perf_counter()
+            _, _, terminated, truncated, _ = self.env.step(action)
+            samples.append((time.perf_counter() - t0) * 1e3)
+            if terminated or truncated:
+                self.env.reset()
+        return samples
+
+    def close(self):
+        self.env.close()
+
+
+def control_step_samples(steps: int, blocks: int = 10) -> tuple[list[float], list[float] | None]:
+    """Step times of ours and panda-gym's, measured in alternating blocks so that both see the
+    same machine load (a shared machine's load drifts over a run)."""
+    ours = _PushingSteps()
+    try:
+        theirs = _PandaGymSteps()
+    except ImportError:
+        theirs = None
+    ours_ms, theirs_ms = [], []
+    per_block = max(1, steps // blocks)
+    try:
+        for _ in range(blocks):
+            ours_ms += ours.run(per_block)
+            if theirs is not None:
+                theirs_ms += theirs.run(per_block)
     finally:
-        env.close()
-    return samples
+        ours.close()
+        if theirs is not None:
+            theirs.close()
+    return ours_ms, (theirs_ms if theirs is not None else None)
 
 
 def cloud_samples(width: int, height: int, repeats: int) -> list[float]:
@@ -55,27 +107,6 @@ def cloud_samples(width: int, height: int, repeats: int) -> list[float]:
         return time_ms(lambda: env.observe(render=True), repeats, warmup=1)
     finally:
         env.close()
-
-
-def panda_gym_samples(steps: int) -> list[float] | None:
-    try:
-        import gymnasium as gym
-        import panda_gym  # noqa: F401 - registers the Panda environments
-    except ImportError:
-        return None
-    env = gym.make("PandaPush-v3")
-    env.reset(seed=0)
-    env.action_space.seed(0)
-    samples = []
-    for _ in range(steps):
-        action = env.action_space.sample()
-        t0 = time.perf_counter()
-        _, _, terminated, truncated, _ = env.step(action)
-        samples.append((time.perf_counter() - t0) * 1e3)
-        if terminated or truncated:
-            env.reset()
-    env.close()
-    return samples
 
 
 def closed_loop_samples(steps: int) -> list[float]:
@@ -132,14 +163,14 @@ def closed_loop_samples(steps: int) -> list[float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="equimanip bench sim", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=500, help="control steps per measurement")
+    parser.add_argument("--steps", type=int, default=1000, help="control steps per measurement")
     parser.add_argument("--repeats", type=int, default=20, help="renders per cloud measurement")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    step = statistics.median(control_step_samples(args.steps))
-    gym_samples = panda_gym_samples(args.steps)
-    gym = statistics.median(gym_samples) if gym_samples else None
+    ours_ms, gym_ms = control_step_samples(args.steps)
+    step = statistics.median(ours_ms)
+    gym = statistics.median(gym_ms) if gym_ms else None
     cloud_128 = statistics.median(cloud_samples(128, 128, args.repeats))
     cloud_640 = statistics.median(cloud_samples(640, 480, max(5, args.repeats // 4)))
     loop = statistics.median(closed_loop_samples(min(args.steps, 200)))
