@@ -6,7 +6,8 @@ Reports medians over repeated runs, in one process, of
   + state read-out), next to panda-gym's PandaPush-v3 step measured in the same run, the two in
   alternating blocks;
 * ``cloud_128_ms`` / ``cloud_640_ms``: rendering the depth camera to an organized point cloud at
-  128 x 128 and 640 x 480 (PyBullet's TinyRenderer on the CPU);
+  128 x 128 and 640 x 480 (PyBullet's TinyRenderer on the CPU), next to panda-gym's own RGB
+  render at the same sizes;
 * ``closed_loop_step_ms``: a full step through ROS: the simulation node steps in sync mode,
   renders and publishes a 128 x 128 cloud with the robot state; a controller node receives and
   decodes it and answers with a command, which triggers the next step.
@@ -71,8 +72,24 @@ class _PandaGymSteps:
                 self.env.reset()
         return samples
 
+    def render_samples(self, width: int, height: int, repeats: int) -> list[float]:
+        """panda-gym's own camera image (RGB, TinyRenderer) at the given size."""
+        sim = self.env.unwrapped.sim
+        return time_ms(lambda: sim.render(width=width, height=height), repeats, warmup=1)
+
     def close(self):
         self.env.close()
+
+
+def panda_gym_render_samples(width: int, height: int, repeats: int) -> list[float] | None:
+    try:
+        env = _PandaGymSteps()
+    except ImportError:
+        return None
+    try:
+        return env.render_samples(width, height, repeats)
+    finally:
+        env.close()
 
 
 def control_step_samples(steps: int, blocks: int = 10) -> tuple[list[float], list[float] | None]:
@@ -173,6 +190,10 @@ def main(argv=None) -> int:
     gym = statistics.median(gym_ms) if gym_ms else None
     cloud_128 = statistics.median(cloud_samples(128, 128, args.repeats))
     cloud_640 = statistics.median(cloud_samples(640, 480, max(5, args.repeats // 4)))
+    gym_128 = panda_gym_render_samples(128, 128, args.repeats)
+    gym_640 = panda_gym_render_samples(640, 480, max(5, args.repeats // 4))
+    gym_128 = statistics.median(gym_128) if gym_128 else None
+    gym_640 = statistics.median(gym_640) if gym_640 else None
     loop = statistics.median(closed_loop_samples(min(args.steps, 200)))
 
     from equimanip.sim.env import ManipulationEnv
@@ -189,6 +210,8 @@ def main(argv=None) -> int:
         "cloud_640_ms": cloud_640,
         "clouds_per_s_128": 1e3 / cloud_128,
         "clouds_per_s_640": 1e3 / cloud_640,
+        "panda_gym_render_128_ms": gym_128,
+        "panda_gym_render_640_ms": gym_640,
         "closed_loop_step_ms": loop,
     }
     gym_row = (f"{gym:.2f} ms (20 substeps at 500 Hz); ours / theirs = {step / gym:.2f}x (goal <= 1.5x)"
@@ -199,6 +222,8 @@ def main(argv=None) -> int:
         ("panda-gym PandaPush-v3 step", gym_row),
         ("point cloud 128 x 128", f"{cloud_128:.1f} ms = {1e3 / cloud_128:.1f} clouds/s"),
         ("point cloud 640 x 480", f"{cloud_640:.1f} ms = {1e3 / cloud_640:.1f} clouds/s"),
+        ("panda-gym RGB render 128 x 128", f"{gym_128:.1f} ms = {1e3 / gym_128:.1f} images/s" if gym_128 else "-"),
+        ("panda-gym RGB render 640 x 480", f"{gym_640:.1f} ms = {1e3 / gym_640:.1f} images/s" if gym_640 else "-"),
         ("closed-loop step via ROS (128 x 128 cloud)", f"{loop:.1f} ms (goal < 40 ms)"),
     ]
     print_report("equimanip bench sim (medians)", rows, results, args.json)
