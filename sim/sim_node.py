@@ -19,6 +19,7 @@ from typing import Optional
 
 import numpy as np
 from geometry_msgs.msg import PoseArray, PoseStamped, TwistStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
@@ -130,6 +131,7 @@ class SimNode(Node):
         self._motion: Optional[_Motion] = None
         self._gripper = 1.0
         self._last_publish_wall = 0.0
+        self._clock_offset = 0.0
 
         self._pub_cloud = self.create_publisher(PointCloud2, topics.CLOUD, qos.SENSOR)
         self._pub_camera_info = self.create_publisher(CameraInfo, topics.CAMERA_INFO, qos.SENSOR)
@@ -151,6 +153,7 @@ class SimNode(Node):
         self.create_subscription(TwistStamped, topics.TWIST, self._on_twist, qos.RELIABLE)
         self.create_subscription(JointTrajectory, topics.JOINT_TRAJECTORY, self._on_trajectory, qos.RELIABLE)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        self.add_on_set_parameters_callback(self._check_camera)
         self.add_post_set_parameters_callback(self._on_parameters_set)
 
         self._timer = self.create_timer(self._period, self._on_timer)
@@ -175,6 +178,18 @@ class SimNode(Node):
                          camera=self._camera_config(p), render=p["publish_cloud"], gui=p["gui"],
                          max_steps=p["max_steps"] or None)
 
+    def _check_camera(self, params) -> SetParametersResult:
+        """The camera parameters must make a valid camera together (e.g. near below far)."""
+        if not any(q.name.startswith("camera") for q in params):
+            return SetParametersResult(successful=True)
+        p = param_values(self, PARAMS)
+        p.update({q.name: q.value for q in params if q.name in p})
+        try:
+            self._camera_config(p).validate()
+        except ValueError as e:
+            return SetParametersResult(successful=False, reason=f"invalid camera: {e}")
+        return SetParametersResult(successful=True)
+
     def _on_parameters_set(self, params) -> None:
         names = {q.name for q in params}
         p = param_values(self, PARAMS)
@@ -185,7 +200,7 @@ class SimNode(Node):
             self._seed_index = 0  # the next reset starts the sequence again from the new seed
         if any(n.startswith("camera") for n in names):
             self.env.set_camera(self._camera_config(p))
-            self._publish_camera_pose(self.env.observe(render=False).time)
+            self._publish_camera_pose(self._sim_now())
         if "publish_cloud" in names:
             self.env.config.render = p["publish_cloud"]
 
@@ -201,6 +216,8 @@ class SimNode(Node):
     def _reset_episode(self) -> str:
         p = param_values(self, PARAMS)
         if self._pending_task_change:
+            # A new world starts its clock at 0; /clock must not go backwards, so carry the time.
+            self._clock_offset = self._sim_now()
             self.env.close()
             self.env = ManipulationEnv(self._sim_config(p))
             self._pending_task_change = False
@@ -211,7 +228,7 @@ class SimNode(Node):
         self._episode_reported = False
         self._motion = None
         self._gripper = 1.0
-        self._publish_camera_pose(obs.time)
+        self._publish_camera_pose(self._sim_now())
         self._publish_observation(obs, task_signals=False)
         return f"episode {self._episode} of task '{p['task']}' started with seed {seed}"
 
@@ -228,11 +245,12 @@ class SimNode(Node):
 
     # ---------------------------------------------------------------- commands
     def _sim_now(self) -> float:
-        return self.env.time
+        """Simulated time (s) as published on /clock: never goes backwards."""
+        return self._clock_offset + self.env.time
 
     def _reject(self, what: str, reason: str) -> None:
         self.get_logger().warning(f"rejected {what}: {reason}; holding the arm still",
-                               throttle_duration_sec=1.0)
+                                  throttle_duration_sec=1.0)
         self._motion = None
 
     def _fresh(self, what: str, stamp) -> Optional[float]:
@@ -366,15 +384,16 @@ class SimNode(Node):
     def _publish_observation(self, obs, reward: float = 0.0, success: bool = False,
                              task_signals: bool = True) -> None:
         self._last_publish_wall = time.monotonic()
-        self._pub_clock.publish(Clock(clock=msgs.time_msg(obs.time)))
+        stamp = self._clock_offset + obs.time  # everything of one step carries this stamp
+        self._pub_clock.publish(Clock(clock=msgs.time_msg(stamp)))
         if obs.points_camera is not None:
-            header = msgs.header(self._camera_frame, obs.time)
+            header = msgs.header(self._camera_frame, stamp)
             self._pub_cloud.publish(xyz_rgb_to_pointcloud2(obs.points_camera, obs.colors, header))
             self._pub_camera_info.publish(camera_info(self.env.config.camera, header))
         self._pub_joints.publish(msgs.joint_state(obs.joint_names, obs.joint_positions,
-                                                  obs.joint_velocities, obs.time))
-        self._pub_ee.publish(msgs.pose_stamped(obs.ee_pose, self._base_frame, obs.time))
-        self._pub_objects.publish(msgs.pose_array(obs.object_poses, self._base_frame, obs.time))
+                                                  obs.joint_velocities, stamp))
+        self._pub_ee.publish(msgs.pose_stamped(obs.ee_pose, self._base_frame, stamp))
+        self._pub_objects.publish(msgs.pose_array(obs.object_poses, self._base_frame, stamp))
         if task_signals:
             self._pub_success.publish(Bool(data=bool(success)))
             self._pub_reward.publish(Float32(data=float(reward)))

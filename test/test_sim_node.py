@@ -242,6 +242,28 @@ def test_bad_parameters_are_rejected_at_set_time(loop, name, value, reason):
     assert not result.successful and reason in result.reason
 
 
+def test_inconsistent_camera_is_rejected(loop):
+    ros, sim, probe = loop
+    result = sim.set_parameters([Parameter("camera.near", value=5.0)])[0]  # beyond far (2 m)
+    assert not result.successful and "invalid camera" in result.reason
+    assert sim.get_parameter("camera.near").value == pytest.approx(0.1)
+
+
+def test_task_change_applies_at_reset_and_time_keeps_running(loop):
+    ros, sim, probe = loop
+    for _ in range(3):
+        _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, 0.0)))
+    before = msgs.seconds(probe.ee[-1].header.stamp)
+    assert sim.set_parameters([Parameter("task", value="drawer_opening")])[0].successful
+    assert sim.env.task.name == "block_picking"  # not in the middle of an episode
+    future = probe.reset.call_async(Trigger.Request())
+    ros.spin_until(future.done, what="reset")
+    assert sim.env.task.name == "drawer_opening"
+    ros.spin_until(lambda: msgs.seconds(probe.ee[-1].header.stamp) != before, what="the new scene")
+    assert msgs.seconds(probe.ee[-1].header.stamp) > before  # /clock never goes backwards
+    assert len(sim.env.observe(render=False).object_poses) == 2
+
+
 def test_unknown_task_refuses_to_start(ros):
     with pytest.raises(Exception, match="juggling"):
         ros.node(SimNode, task="juggling")
