@@ -7,7 +7,7 @@ from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import JointState, PointCloud2
+from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -33,6 +33,8 @@ class Probe(Node):
         self.create_subscription(JointState, topics.JOINT_STATES, self.joints.append, qos.RELIABLE)
         self.create_subscription(PointCloud2, topics.CLOUD, self.clouds.append, qos.SENSOR)
         self.create_subscription(PoseStamped, topics.CAMERA_POSE, self.camera_pose.append, qos.LATCHED)
+        self.camera_infos: list[CameraInfo] = []
+        self.create_subscription(CameraInfo, topics.CAMERA_INFO, self.camera_infos.append, qos.SENSOR)
         self.twist = self.create_publisher(TwistStamped, topics.TWIST, qos.RELIABLE)
         self.gripper = self.create_publisher(Float64, topics.GRIPPER, qos.RELIABLE)
         self.trajectory = self.create_publisher(JointTrajectory, topics.JOINT_TRAJECTORY, qos.RELIABLE)
@@ -58,14 +60,20 @@ class Probe(Node):
         return msgs.pose7(self.ee[-1].pose)[:3]
 
 
-@pytest.fixture
-def loop(ros):
-    """A sync-mode simulation (block_picking, no cloud unless a test turns it on) and a probe."""
-    sim = ros.node(SimNode, sync=True, publish_cloud=False, seed=3)
+def _bring_up(ros, **parameters):
+    """A sync-mode simulation with ``parameters`` and a probe, connected, first state received."""
+    sim = ros.node(SimNode, sync=True, **parameters)
     probe = ros.node(Probe)
     _connect(ros, sim, probe)
     sim.republish()
     ros.spin_until(lambda: probe.ee and probe.joints, what="the first state")
+    return sim, probe
+
+
+@pytest.fixture
+def loop(ros):
+    """block_picking without the point cloud (most tests need only the robot state)."""
+    sim, probe = _bring_up(ros, publish_cloud=False, seed=3)
     return ros, sim, probe
 
 
@@ -75,7 +83,8 @@ def _connect(ros, sim, probe):
     ros.spin_until(lambda: all(sim.count_publishers(t) > 0 for t in (topics.TWIST, topics.GRIPPER,
                                                                       topics.JOINT_TRAJECTORY))
                    and all(probe.count_publishers(t) > 0 for t in (topics.EE_POSE, topics.JOINT_STATES,
-                                                                     topics.CLOUD, topics.CAMERA_POSE))
+                                                                     topics.CLOUD, topics.CAMERA_POSE,
+                                                                     topics.CAMERA_INFO))
                    and probe.reset.service_is_ready(), what="discovery")
 
 
@@ -171,10 +180,7 @@ def test_real_time_mode_halts_a_silent_controller(ros):
 
 
 def test_cloud_and_camera_pose_show_the_block(ros):
-    sim = ros.node(SimNode, sync=True, publish_cloud=True, seed=5)
-    probe = ros.node(Probe)
-    _connect(ros, sim, probe)
-    sim.republish()
+    sim, probe = _bring_up(ros, publish_cloud=True, seed=5)
     ros.spin_until(lambda: probe.clouds and probe.camera_pose, what="a cloud and the camera pose")
     cloud = probe.clouds[-1]
     assert cloud.header.frame_id == "camera_depth_optical_frame"
@@ -192,16 +198,9 @@ def test_cloud_and_camera_pose_show_the_block(ros):
 
 
 def test_camera_info_projects_each_point_onto_its_own_pixel(ros):
-    from sensor_msgs.msg import CameraInfo
-    sim = ros.node(SimNode, sync=True, publish_cloud=True, **{"camera.width": 64, "camera.height": 48})
-    probe = ros.node(Probe)
-    infos = []
-    probe.create_subscription(CameraInfo, topics.CAMERA_INFO, infos.append, qos.SENSOR)
-    _connect(ros, sim, probe)
-    ros.spin_until(lambda: probe.count_publishers(topics.CAMERA_INFO) > 0, what="camera info")
-    sim.republish()
-    ros.spin_until(lambda: probe.clouds and infos, what="a cloud and its camera info")
-    info, cloud = infos[-1], probe.clouds[-1]
+    sim, probe = _bring_up(ros, publish_cloud=True, **{"camera.width": 64, "camera.height": 48})
+    ros.spin_until(lambda: probe.clouds and probe.camera_infos, what="a cloud and its camera info")
+    info, cloud = probe.camera_infos[-1], probe.clouds[-1]
     assert info.header == cloud.header and (info.width, info.height) == (64, 48)
     xyz = pointcloud2_to_xyz(cloud)
     K = np.array(info.k).reshape(3, 3)
