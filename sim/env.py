@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from equimanip.action import ACTION_HIGH, ACTION_LOW
+from equimanip.action import ACTION_HIGH, ACTION_LOW, MAX_STEP_M
 from equimanip.geometry import transform_points, yaw_of_quat_xyzw
 
 from .camera import CameraConfig, render_point_cloud, render_rgb
@@ -142,9 +142,10 @@ class ManipulationEnv:
         return self._finish_step(clipped=bool(np.any(command != action)))
 
     def step_joints(self, arm_positions, gripper: float | None = None):
-        """One control step towards arm joint positions (7,), clipped to the joint limits and to
-        what the joints' maximum speeds reach in one control period; ``gripper`` is an aperture
-        in [0, 1] or None to leave the fingers as they are."""
+        """One control step towards arm joint positions (7,), clipped to the joint limits, to
+        what the joints' maximum speeds reach in one control period, and shortened so that the
+        end effector moves at most MAX_STEP_M per axis and stays in the workspace; ``gripper`` is
+        an aperture in [0, 1] or None to leave the fingers as they are."""
         self._require_reset()
         world = self._world
         requested = np.asarray(arm_positions, dtype=np.float64)
@@ -152,10 +153,15 @@ class ManipulationEnv:
             raise ValueError(f"arm_positions must be 7 finite numbers, got {requested.tolist()}")
         if gripper is not None and not np.isfinite(gripper):
             raise ValueError(f"gripper must be finite or None, got {gripper}")
-        current = world.joint_states()[0][:7]
+        positions = world.joint_states()[0]
+        current = positions[:7]
         max_change = world.joint_max_velocities[:7] * self._config.control_period
         target = np.clip(requested, world.joint_lower_limits[:7], world.joint_upper_limits[:7])
         target = current + np.clip(target - current, -max_change, max_change)
+        # The same Cartesian limits as a delta command: at most MAX_STEP_M per axis and step, and
+        # the end effector stays in the workspace box (a joint command must not drive it into the
+        # table).
+        target, _ = world.limit_joint_step(positions, target, MAX_STEP_M)
         clipped = bool(np.any(np.abs(target - requested) > 1e-12))
         world.set_arm_targets(target)
         if gripper is not None:

@@ -255,11 +255,33 @@ class PandaWorld:
         velocities = np.array([s[1] for s in states])
         return positions, velocities
 
-    def finger_positions(self) -> np.ndarray:
-        return self.joint_states()[0][7:]
+    def ee_linear_jacobian(self, joint_positions) -> np.ndarray:
+        """3 x 7 Jacobian of the end-effector position with respect to the arm joints at
+        ``joint_positions`` (9: arm then fingers)."""
+        q = np.asarray(joint_positions, dtype=np.float64).tolist()
+        zeros = [0.0] * len(q)
+        linear, _ = p.calculateJacobian(self.robot, self.ee_link, [0.0, 0.0, 0.0], q, zeros, zeros,
+                                        physicsClientId=self.client)
+        return np.asarray(linear)[:, :7]
 
-    def gripper_aperture(self) -> float:
-        return aperture_from_finger_positions(self.finger_positions())
+    def limit_joint_step(self, joint_positions, arm_target, max_step: float) -> tuple[np.ndarray, bool]:
+        """Shorten the arm's move from ``joint_positions`` (9) towards ``arm_target`` (7) so that,
+        to first order, the end effector moves at most ``max_step`` metres along each axis and
+        does not leave the workspace box: joint commands get the same Cartesian limits as delta
+        commands. Returns (target, whether it was shortened)."""
+        current = np.asarray(joint_positions, dtype=np.float64)[:7]
+        dq = np.asarray(arm_target, dtype=np.float64) - current
+        dp = self.ee_linear_jacobian(joint_positions) @ dq   # predicted EE displacement
+        position = self.ee_pose()[:3]
+        scale = 1.0
+        for axis in range(3):
+            if abs(dp[axis]) < 1e-12:
+                continue
+            scale = min(scale, max_step / abs(dp[axis]))
+            bound = WORKSPACE.high[axis] if dp[axis] > 0 else WORKSPACE.low[axis]
+            room = max(0.0, (bound - position[axis]) * np.sign(dp[axis]))  # none when already out
+            scale = min(scale, room / abs(dp[axis]))
+        return current + scale * dq, scale < 1.0
 
     @property
     def ee_target(self) -> tuple[np.ndarray, float]:

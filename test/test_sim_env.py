@@ -152,7 +152,7 @@ def test_step_joints_moves_towards_the_target_at_limited_speed(env):
     moved = obs.joint_positions[:7] - start[:7]
     max_change = env.world.joint_max_velocities[:7] * env.config.control_period
     assert np.all(np.abs(moved) <= max_change + 0.01)
-    assert moved[0] > 0.1 and moved[6] < -0.1
+    assert moved[0] > 0.05 and moved[6] < -0.05  # on its way (the 5 cm Cartesian step limit binds)
     for _ in range(5):
         obs, _, _, info = env.step_joints(target)
     assert not info["clipped"]
@@ -200,3 +200,23 @@ def test_config_derives_substeps():
     assert SimConfig().substeps == 24
     assert SimConfig(control_period=0.05, physics_hz=480.0).substeps == 24
     assert SimConfig(physics_hz=500.0).substeps == 50
+
+
+def test_joint_targets_cannot_drive_the_gripper_into_the_table():
+    """A joint command gets the Cartesian limits of a delta command: at most 5 cm per axis and
+    step, and the end effector stays in the workspace box (here: above the table)."""
+    env = ManipulationEnv(task="block_picking", render=False)
+    try:
+        obs = env.reset(0)
+        dive = obs.joint_positions[:7].copy()
+        dive[1], dive[3] = 1.7, -0.1   # shoulder forward, elbow straight: the hand heads for the table
+        lowest, previous = obs.ee_pose[2], obs.ee_pose[:3]
+        for _ in range(12):
+            obs, _, _, info = env.step_joints(dive)
+            assert np.all(np.abs(obs.ee_pose[:3] - previous) < 0.05 + 0.01)
+            previous = obs.ee_pose[:3]
+            lowest = min(lowest, obs.ee_pose[2])
+        assert info["clipped"]
+        assert lowest > WORKSPACE.low[2] - 0.005
+    finally:
+        env.close()
