@@ -2,7 +2,7 @@
 
 This is how the pip path (no ``ros2 launch``) starts a graph. The nodes talk over real DDS topics
 exactly as they do in separate processes; the runner only resets episodes through the simulation's
-``~/reset`` service and waits for ``~/episode_done``. For bookkeeping it reads the step count from
+``~/reset`` service and waits for ``~/episode_done``. For bookkeeping (step count, outcome) it reads
 the simulation object it owns.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ class RunConfig:
     params_files: Sequence[str] = ("sim",)  # names in config/ or paths, applied in order
     sim_overrides: dict = field(default_factory=dict)
     controller_overrides: dict = field(default_factory=dict)
-    record: Optional[Path] = None           # write an animation (GIF/MP4) of the first episode
+    record: Optional[Path] = None           # write a GIF of the first episode
     record_size: tuple[int, int] = (320, 240)
     episode_timeout_s: float = 300.0        # wall-clock guard against a stalled loop
     domain_id: Optional[int] = None
@@ -169,9 +169,11 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
             if recorder.active:
                 recorder.capture(sim.env)
             t0 = time.monotonic()
-            spin_until(executor, lambda: monitor.done is not None, config.episode_timeout_s,
-                        f"episode {k + 1} to end")
-            episode = EpisodeResult(k + 1, config.seed + k, monitor.done, sim.env.steps,
+            # The topic wakes us; the simulation object we own says which episode ended, so a
+            # late message from the previous scene cannot end this one.
+            spin_until(executor, lambda: monitor.done is not None and sim.env.done, config.episode_timeout_s,
+                       f"episode {k + 1} to end")
+            episode = EpisodeResult(k + 1, config.seed + k, sim.env.success, sim.env.steps,
                                     time.monotonic() - t0)
             result.episodes.append(episode)
             if on_episode is not None:
@@ -186,12 +188,11 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
 
 
 def write_animation(path: Path, frames: list, fps: int = 10) -> Path:
-    """Write frames (H x W x 3 uint8) as a GIF or MP4, by the file's extension."""
+    """Write frames (H x W x 3 uint8) as an animated GIF (Pillow; no ffmpeg needed)."""
     import imageio.v2 as imageio
     path = Path(path)
+    if path.suffix.lower() != ".gif":
+        raise ValueError(f"animations are written as .gif, not '{path.suffix}'")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".gif":
-        imageio.mimsave(path, frames, duration=1000.0 / fps, loop=0)  # ms per frame
-    else:
-        imageio.mimsave(path, frames, fps=fps)
+    imageio.mimsave(path, frames, duration=1000.0 / fps, loop=0)  # ms per frame
     return path

@@ -36,6 +36,9 @@ def _cmd_run(args) -> int:
     if args.episodes < 1:
         print("--episodes must be at least 1", file=sys.stderr)
         return 2
+    if args.record is not None and args.record.suffix.lower() != ".gif":
+        print(f"--record writes a .gif; got '{args.record}'", file=sys.stderr)
+        return 2
     config = RunConfig(task=args.task, controller=args.controller, episodes=args.episodes,
                        seed=args.seed, sync=not args.realtime,
                        params_files=["sim", *args.params], record=args.record)
@@ -80,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--params", action="append", default=[], metavar="YAML",
                      help="extra parameter file (a path or a name in config/, e.g. side_camera)")
     run.add_argument("--record", type=Path, default=None, metavar="PATH",
-                     help="write an animation of the first episode (.gif or .mp4)")
+                     help="write an animated GIF of the first episode")
     run.add_argument("--json", action="store_true", help="end with one JSON line of results")
 
     bench = sub.add_parser("bench", help="benchmarks (see each one's --help)", add_help=False)

@@ -5,7 +5,7 @@ Conventions used everywhere in equimanip:
 * A *pose7* is ``[x, y, z, qx, qy, qz, qw]``: position in metres and a unit quaternion in
   ROS / PyBullet order (scalar last). transforms3d uses scalar-first quaternions; the conversion
   happens only in this module.
-* Yaw is the rotation about the base frame's vertical (+z) axis, in radians, wrapped to (-pi, pi].
+* Yaw is the rotation about the base frame's vertical (+z) axis, in radians, wrapped to [-pi, pi).
 * ``T_a_b`` is a 4 x 4 homogeneous matrix that maps points expressed in frame ``b`` into frame ``a``.
 """
 from __future__ import annotations

@@ -45,7 +45,7 @@ def check_twist(linear: Sequence[float], angular: Sequence[float], frame_id: str
     Returns (linear m/s, yaw rate rad/s, notes) where notes lists what was adjusted (scaled speed,
     ignored roll/pitch rates) for the caller to log.
     """
-    if frame_id not in ("", base_frame):
+    if frame_id.lstrip("/") not in ("", base_frame.lstrip("/")):  # ROS 1 style '/base_link' is the same frame
         raise CommandRejected(f"twist is in frame '{frame_id}'; only '{base_frame}' is accepted")
     lin = _finite(linear, "twist.linear")
     ang = _finite(angular, "twist.angular")

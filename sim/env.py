@@ -198,7 +198,7 @@ class ManipulationEnv:
             "truncated": limit_reached and not self._success,
             "clipped": clipped,
         }
-        reward = 1.0 if self._success else 0.0
+        reward = self._task.reward(self._world, self._success)
         return self.observe(render=self._config.render), reward, self._done, info
 
     # ----------------------------------------------------------------------------------- sensing

@@ -46,16 +46,17 @@ def main(argv=None) -> int:
     parser.add_argument("--task", choices=sorted(TASKS), nargs="+", default=sorted(TASKS))
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help="print one JSON object per task")
+    parser.add_argument("--json", action="store_true", help="end with one JSON object of all tasks' results")
     args = parser.parse_args(argv)
+    summary = {}
     for task in args.task:
         result = run_expert(task, args.episodes, seed=args.seed, progress=not args.json)
         failures = [e["seed"] for e in result["per_episode"] if not e["success"]]
-        if args.json:
-            print(json.dumps({k: v for k, v in result.items() if k != "per_episode"} | {"failed_seeds": failures}))
-        else:
-            print(f"{task}: success {result['success_rate']:.1%} over {result['episodes']} episodes, "
-                  f"mean steps {result['mean_steps']:.1f}, failed seeds {failures}")
+        summary[task] = {k: v for k, v in result.items() if k != "per_episode"} | {"failed_seeds": failures}
+        print(f"{task}: success {result['success_rate']:.1%} over {result['episodes']} episodes, "
+              f"mean steps {result['mean_steps']:.1f}, failed seeds {failures}", flush=True)
+    if args.json:
+        print(json.dumps(summary))
     return 0
 
 

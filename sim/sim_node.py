@@ -34,9 +34,9 @@ except ImportError:
     TFMessage = None
 
 from equimanip import safety
-from equimanip.geometry import pose7_to_matrix
+from equimanip.action import velocity_to_delta
 from equimanip.nodes import msgs, qos, topics
-from equimanip.nodes.params import ParamSpec, declare_parameters, param_values
+from equimanip.nodes.params import ParamSpec, check_pose7, declare_parameters, param_values
 from equimanip.nodes.spin import spin_node
 from equimanip.perception.pointcloud2 import xyz_rgb_to_pointcloud2
 from equimanip.sim.camera import CameraConfig
@@ -53,14 +53,6 @@ class _Motion:
     started: float            # simulated time of arrival: where a trajectory's time 0 lies
     delta: Optional[np.ndarray] = None                                # [dx, dy, dz, dyaw] per step
     trajectory: Optional[safety.JointTrajectoryCommand] = None
-
-
-def _check_pose7(value) -> Optional[str]:
-    try:
-        pose7_to_matrix(value)
-    except ValueError as e:
-        return f"camera_pose: {e}"
-    return None
 
 
 _DEFAULT_CAMERA = CameraConfig()
@@ -93,7 +85,7 @@ PARAMS = [
     ParamSpec("camera.dropout", 0.0, "Probability that a pixel is invalid (NaN).", min=0.0, max=0.99),
     ParamSpec("camera_pose", [float(v) for v in _DEFAULT_CAMERA.pose],
               "Pose of camera_depth_optical_frame in base_link [x y z qx qy qz qw].",
-              length=7, validate=_check_pose7),
+              length=7, validate=check_pose7),
     ParamSpec("base_frame", "base_link", "Frame of poses and commands.", read_only=True),
     ParamSpec("camera_frame", "camera_depth_optical_frame", "Frame of the point cloud.", read_only=True),
 ]
@@ -121,7 +113,6 @@ class SimNode(Node):
         self._camera_frame = p["camera_frame"]
         self._period = p["control_period"]
         self.env = ManipulationEnv(self._sim_config(p))
-        self._episode = 0          # episodes started since start-up
         self._seed_index = 0       # episodes started since the seed was last set
         self._episode_reported = False
         self._pending_task_change = False
@@ -216,21 +207,21 @@ class SimNode(Node):
     def _reset_episode(self) -> str:
         p = param_values(self, PARAMS)
         if self._pending_task_change:
+            new_env = ManipulationEnv(self._sim_config(p))  # built first: a failure keeps the old one
             # A new world starts its clock at 0; /clock must not go backwards, so carry the time.
             self._clock_offset = self._sim_now()
             self.env.close()
-            self.env = ManipulationEnv(self._sim_config(p))
+            self.env = new_env
             self._pending_task_change = False
         seed = p["seed"] + self._seed_index
         obs = self.env.reset(seed)
         self._seed_index += 1
-        self._episode += 1
         self._episode_reported = False
         self._motion = None
         self._gripper = 1.0
         self._publish_camera_pose(self._sim_now())
         self._publish_observation(obs, task_signals=False)
-        return f"episode {self._episode} of task '{p['task']}' started with seed {seed}"
+        return f"new '{p['task']}' scene from seed {seed}"
 
     def _on_reset(self, request, response):
         try:
@@ -254,12 +245,19 @@ class SimNode(Node):
         self._motion = None
 
     def _fresh(self, what: str, stamp) -> Optional[float]:
-        """The command's stamp in seconds, or None (after logging) when it is too old."""
+        """The command's stamp in seconds, or None (after logging) when it is stale or from the
+        future. A zero stamp means "now" (as for MoveIt Servo and ros2_control)."""
         stamp_s = msgs.seconds(stamp)
+        if stamp_s == 0.0:
+            return stamp_s
         timeout = self.get_parameter("command_timeout").value
-        if stamp_s > 0.0 and self._sim_now() - stamp_s > timeout:
-            self._reject(what, f"stamped {self._sim_now() - stamp_s:.3f} s ago, older than "
-                               f"command_timeout {timeout} s")
+        age = self._sim_now() - stamp_s
+        if age > timeout:
+            self._reject(what, f"stamped {age:.3f} s ago, older than command_timeout {timeout} s")
+            return None
+        if age < -timeout:
+            self._reject(what, f"stamped {-age:.3f} s in the future of the simulated clock; does the "
+                               "controller use_sim_time?")
             return None
         return stamp_s
 
@@ -281,7 +279,7 @@ class SimNode(Node):
                 for note in notes:
                     self.get_logger().warning(f"twist: {note}", throttle_duration_sec=1.0)
                 self._motion = _Motion("twist", time.monotonic(), self._sim_now(),
-                                       delta=np.append(lin, yaw_rate) * self._period)
+                                       delta=velocity_to_delta(lin, yaw_rate, self._period))
             except safety.CommandRejected as e:
                 self._reject("twist", str(e))
         self._step_if_sync()
@@ -367,7 +365,7 @@ class SimNode(Node):
             self._episode_reported = True
             self._pub_done.publish(Bool(data=bool(info["success"])))
             outcome = "success" if info["success"] else "step limit"
-            self.get_logger().info(f"episode {self._episode} ended after {info['steps']} steps: {outcome}")
+            self.get_logger().info(f"episode ended after {info['steps']} steps: {outcome}")
         for fn in self._step_listeners:
             fn(self.env, obs)
 
@@ -399,7 +397,8 @@ class SimNode(Node):
             self._pub_reward.publish(Float32(data=float(reward)))
 
     def destroy_node(self):
-        self.env.close()
+        if hasattr(self, "env"):  # absent when start-up failed on a parameter
+            self.env.close()
         return super().destroy_node()
 
 

@@ -65,6 +65,18 @@ def test_cli_rejects_unknown_task():
     assert proc.returncode == 2 and "unknown task 'juggling'" in proc.stderr
 
 
+@pytest.mark.parametrize("override,reason", [
+    ("task:=juggling", "must be one of"),
+    ("control_period:=-0.1", "invalid parameter control_period"),
+    ("seed:=abc", "invalid parameter seed"),
+])
+def test_node_executable_refuses_bad_parameters_in_one_line(override, reason):
+    proc = subprocess.run([sys.executable, "-m", "equimanip.sim.sim_node", "--ros-args", "-p", override],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert reason in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_nodes_as_separate_processes(ros):
     """sim_node and expert_node as their own executables, talking over DDS between processes."""
     params = str(config_file("sim"))

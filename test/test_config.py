@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from equimanip.config import config_dir, config_file
+from equimanip.nodes import observation_input, perception_node
 from equimanip.nodes.controller import CONTROLLER_PARAMS
 from equimanip.sim import expert_node, sim_node
 from equimanip.sim.camera import SIDE_CAMERA
@@ -11,6 +12,7 @@ from equimanip.sim.camera import SIDE_CAMERA
 NODE_PARAMS = {
     "sim_node": {s.name: s for s in sim_node.PARAMS},
     "expert_node": {s.name: s for s in [*CONTROLLER_PARAMS, *expert_node.PARAMS]},
+    "perception_node": {s.name: s for s in [*perception_node.PARAMS, *observation_input.OBSERVATION_PARAMS]},
 }
 ROS_BUILTIN = {"use_sim_time"}
 
@@ -70,7 +72,6 @@ def test_readme_parameter_tables_match_the_code():
 
     from equimanip.nodes.params import markdown_table
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    from equimanip.nodes import observation_input, perception_node
     for specs in (sim_node.PARAMS, [*CONTROLLER_PARAMS, *expert_node.PARAMS],
                   [*perception_node.PARAMS, *observation_input.OBSERVATION_PARAMS]):
         assert markdown_table(specs) in readme, "regenerate the README table with markdown_table()"

@@ -234,6 +234,7 @@ def test_reset_service_follows_the_seed_sequence(loop):
     ("camera.width", -5, "out of range"),
     ("command_timeout", -1.0, "out of range"),
     ("camera_pose", [0.5, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0], "quaternion"),
+    ("camera_pose", [0.5, 0.0, 1.0, 0.0, 0.0, 0.0, 2.0], "unit"),
 ])
 def test_bad_parameters_are_rejected_at_set_time(loop, name, value, reason):
     ros, sim, probe = loop

@@ -19,23 +19,17 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 
 from equimanip.action import gripper_aperture
-from equimanip.geometry import pose7_to_matrix
 from equimanip.nodes import msgs, qos, topics
-from equimanip.nodes.params import ParamSpec, declare_parameters, param_values
+from equimanip.nodes.params import ParamSpec, check_pose7, declare_parameters, param_values
 from equimanip.perception.frames import CameraPoseResolver, ChainResolver, Tf2Resolver, make_resolver
 from equimanip.perception.observation import Observation, ObservationConfig, build_observation, cloud_msg_to_base_points
 
 _D = ObservationConfig()
 
 
-def _check_pose7(value) -> Optional[str]:
-    if all(v == 0.0 for v in value):
-        return None  # all zeros: no pose given, the /camera/pose topic or tf2 provides it
-    try:
-        pose7_to_matrix(value)
-    except ValueError as e:
-        return f"camera_pose: {e}"
-    return None
+def _check_optional_pose7(value) -> Optional[str]:
+    """All zeros means "not given" (tf2 or the /camera/pose topic provides the pose)."""
+    return None if not any(value) else check_pose7(value)
 
 
 # The perception settings users tune, as node parameters; ObservationConfig holds the rest.
@@ -59,7 +53,7 @@ OBSERVATION_PARAMS = [
               choices=("cpu", "cuda")),
     ParamSpec("camera_pose", [0.0] * 7, "Fallback pose of the cloud's frame in the base frame "
               "[x y z qx qy qz qw] where tf2 and /camera/pose give none; all zeros = not set.",
-              length=7, validate=_check_pose7),
+              length=7, validate=_check_optional_pose7),
     ParamSpec("camera_frame", "camera_depth_optical_frame", "Frame the camera_pose parameter is for.",
               read_only=True),
     ParamSpec("gripper_joints", ["panda_finger_joint1", "panda_finger_joint2"],

@@ -19,8 +19,11 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+
+from equimanip.geometry import pose7_to_matrix
 
 # A validator gets the new value and returns None when it is fine, else the reason it is not.
 Validator = Callable[[Any], Optional[str]]
@@ -84,6 +87,18 @@ class ParamSpec:
         return None
 
 
+def check_pose7(value) -> Optional[str]:
+    """Validator for pose parameters [x y z qx qy qz qw]: finite, with a unit quaternion."""
+    try:
+        pose7_to_matrix(value)
+    except ValueError as e:
+        return str(e)
+    norm = math.sqrt(sum(v * v for v in value[3:]))
+    if abs(norm - 1.0) > 1e-3:
+        return f"the quaternion of {list(value)} has norm {norm:.4f}; it must be a unit quaternion"
+    return None
+
+
 def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, ParamSpec]:
     """Declare ``specs`` on ``node`` and reject invalid values, at start-up and on every set.
 
@@ -92,7 +107,10 @@ def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Para
     """
     table = {s.name: s for s in specs}
     for spec in specs:
-        node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        try:
+            node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        except ParameterException as e:  # out of the descriptor's range, or of the wrong type
+            raise ValueError(f"invalid parameter {spec.name}: {e}") from None
         reason = spec.check(node.get_parameter(spec.name).value)
         if reason is not None:
             raise ValueError(f"invalid parameter: {reason}")

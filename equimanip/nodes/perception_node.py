@@ -44,7 +44,7 @@ class PerceptionNode(Node):
         self._pub_heightmap = self.create_publisher(Image, "~/heightmap", qos.SENSOR)
         self._pub_state = self.create_publisher(Float32MultiArray, "~/object_state", qos.RELIABLE)
         self._pub_objects = self.create_publisher(PoseArray, "~/objects", qos.RELIABLE)
-        self._sync = TimeSync([topics.CLOUD, topics.EE_POSE, topics.JOINT_STATES], self._on_set,
+        self._sync = TimeSync([topics.CLOUD, topics.EE_POSE, topics.JOINT_STATES], self._on_synced,
                               slop=self.get_parameter("sync_slop").value)
         self.create_subscription(PointCloud2, topics.CLOUD, lambda m: self._sync.add(topics.CLOUD, m), qos.SENSOR)
         self.create_subscription(PoseStamped, topics.EE_POSE, lambda m: self._sync.add(topics.EE_POSE, m),
@@ -52,7 +52,7 @@ class PerceptionNode(Node):
         self.create_subscription(JointState, topics.JOINT_STATES,
                                  lambda m: self._sync.add(topics.JOINT_STATES, m), qos.RELIABLE)
 
-    def _on_set(self, messages: dict) -> None:
+    def _on_synced(self, messages: dict) -> None:
         try:
             obs = self.observations.build(messages[topics.CLOUD], messages[topics.EE_POSE],
                                           messages[topics.JOINT_STATES])

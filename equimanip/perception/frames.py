@@ -67,7 +67,9 @@ class CameraPoseResolver:
 class Tf2Resolver:
     """``lookup`` through a tf2_ros.Buffer; any tf2 failure becomes a FrameError."""
 
-    def __init__(self, buffer, base_frame: str = "base_link", timeout_s: float = 0.05):
+    def __init__(self, buffer, base_frame: str = "base_link", timeout_s: float = 0.0):
+        # No waiting by default: lookups run inside callbacks, and a wait there would stall the
+        # node's executor (the listener has its own spin thread, see make_resolver).
         self.buffer = buffer
         self.base_frame = _normalize(base_frame)
         self.timeout_s = timeout_s
@@ -107,7 +109,8 @@ def make_resolver(node=None, base_frame: str = "base_link"):
         else:
             buffer = tf2_ros.Buffer()
             resolver = Tf2Resolver(buffer, base_frame)
-            resolver.listener = tf2_ros.TransformListener(buffer, node)  # keep it alive with the resolver
+            # Its own spin thread fills the buffer whatever the node's executor is doing.
+            resolver.listener = tf2_ros.TransformListener(buffer, node, spin_thread=True)
             return resolver
     return CameraPoseResolver(base_frame)
 
