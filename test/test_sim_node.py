@@ -106,16 +106,18 @@ def test_a_twist_moves_the_gripper_by_velocity_times_period(loop):
     assert abs(end[1] - start[1]) < 0.005
 
 
-@pytest.mark.parametrize("linear,frame,reason", [
-    ((math.nan, 0.0, 0.0), "base_link", "non-finite"),
-    ((0.0, math.inf, 0.0), "base_link", "non-finite"),
-    ((0.1, 0.0, 0.0), "camera_link", "frame 'camera_link'"),
+@pytest.mark.parametrize("linear,yaw_rate,frame,reason", [
+    ((math.nan, 0.0, 0.0), 0.0, "base_link", "non-finite"),
+    ((0.0, math.inf, 0.0), 0.0, "base_link", "non-finite"),
+    ((0.0, 0.0, 0.0), math.nan, "base_link", "twist.angular has non-finite"),
+    ((0.0, 0.0, 0.0), -math.inf, "base_link", "twist.angular has non-finite"),
+    ((0.1, 0.0, 0.0), 0.0, "camera_link", "frame 'camera_link'"),
 ])
-def test_bad_twists_hold_the_arm_and_say_why(loop, capfd, linear, frame, reason):
+def test_bad_twists_hold_the_arm_and_say_why(loop, capfd, linear, yaw_rate, frame, reason):
     ros, sim, probe = loop
     start = probe.ee_position()
     for _ in range(3):
-        end = _step(ros, probe, lambda: probe.send_twist(linear, frame=frame))
+        end = _step(ros, probe, lambda: probe.send_twist(linear, yaw_rate, frame=frame))
     assert np.linalg.norm(end - start) < 0.002
     assert reason in capfd.readouterr().err
 
@@ -131,22 +133,42 @@ def test_stale_twist_is_rejected(loop, capfd):
     assert "older than command_timeout" in capfd.readouterr().err
 
 
-def test_out_of_range_gripper_commands_are_ignored(loop, capfd):
+def test_a_ros1_style_frame_name_is_the_same_frame(loop):
     ros, sim, probe = loop
-    for bad in (1.5, -0.2, math.nan):
-        probe.gripper.publish(Float64(data=bad))
-    ros.spin_for(0.3)
+    start = probe.ee_position()
+    end = _step(ros, probe, lambda: probe.send_twist((0.2, 0.0, 0.0), frame="/base_link"))
+    assert end[0] - start[0] > 0.01
+
+
+def test_twist_stamped_in_the_future_is_rejected(loop, capfd):
+    ros, sim, probe = loop
+    start = probe.ee_position()
+    end = _step(ros, probe, lambda: probe.send_twist((0.3, 0.0, 0.0), stamp_s=sim.env.time + 1e6))
+    assert np.linalg.norm(end - start) < 0.002
+    assert "in the future" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("bad,reason", [(1.5, "outside [0, 1]"), (-0.2, "outside [0, 1]"),
+                                        (math.nan, "not finite"), (math.inf, "not finite")])
+def test_bad_gripper_commands_are_ignored(loop, capfd, bad, reason):
+    ros, sim, probe = loop
+    probe.gripper.publish(Float64(data=bad))
     for _ in range(5):
         _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, 0.0)))
     fingers = msgs.joint_positions(probe.joints[-1], ["panda_finger_joint1", "panda_finger_joint2"])
     assert fingers.sum() > 0.07  # still open
-    assert "outside [0, 1]" in capfd.readouterr().err
+    assert reason in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("names,points,reason", [
     (["panda_joint1", "no_such_joint"], [([0.0, 0.0], 1.0)], "unknown joints"),
     (["panda_joint1", "panda_joint2"], [([0.1], 1.0)], "1 positions for 2 joints"),
     (["panda_joint1"], [([math.nan], 1.0)], "non-finite"),
+    (["panda_joint1", "panda_joint1"], [([0.1, 0.1], 1.0)], "names a joint twice"),
+    (["panda_joint1"], [], "no points"),
+    (["panda_joint1"], [([0.1], -1.0)], "increasing"),
+    (["panda_joint1"], [([0.1], 1.0), ([0.2], 0.5)], "increasing"),
+    (["panda_joint1"], [([9.0], 1.0)], "joint limits"),
 ])
 def test_bad_trajectories_hold_the_arm_and_say_why(loop, capfd, names, points, reason):
     ros, sim, probe = loop
