@@ -205,22 +205,24 @@ def test_fill_empty_pixels_closes_holes_and_stays_equivariant():
                                       np.rot90(filled, k))
 
 
-def test_build_observation_heightmap_is_equivariant_with_the_gripper_yaw():
-    """Through build_observation (crop, heightmap, gripper channel) with the gripper's yaw turned too."""
-    config = ObservationConfig(heightmap_size=32, heightmap_side=0.4, compute_object_state=False).validate()
-    rng = np.random.default_rng(7)
-    centre = np.array([0.5, 0.0], dtype=np.float32)
-    offsets = (rng.integers(-800, 800, size=(5000, 2)) / 4096.0).astype(np.float32)
-    heights = rng.uniform(0.0, 0.2, size=5000).astype(np.float32)
-    ee = np.r_[centre, 0.3, down_quat_xyzw(0.4)]
+@settings(max_examples=40, deadline=None)
+@given(dyadic_scenes(), st.integers(1, 3), st.floats(-math.pi, math.pi))
+def test_build_observation_heightmap_is_equivariant_with_the_gripper_yaw(scene, k, yaw):
+    """Through build_observation (crop, heightmap, gripper channel): turning the cloud by k x 90
+    degrees about the vertical axis through the gripper, and the gripper's yaw with it, turns the
+    heightmap by exactly k x 90 degrees."""
+    size, side, centre, offsets, heights = scene
+    # A crop box that holds the whole window around the gripper, whichever way it is turned.
+    config = ObservationConfig(heightmap_size=size, heightmap_side=side, compute_object_state=False,
+                               workspace_min=(-5.0, -5.0, -1.0), workspace_max=(5.0, 5.0, 1.0)).validate()
+    ee = np.r_[centre, 0.3, down_quat_xyzw(yaw)]
     base = build_observation(cloud(centre, offsets, heights), ee, 0.7, stamp=1.0, config=config)
-    for k in range(1, 4):
-        ee_turned = np.r_[centre, 0.3, down_quat_xyzw(0.4 + k * math.pi / 2)]
-        turned = build_observation(cloud(centre, rot90_offsets(offsets, k), heights), ee_turned, 0.7,
-                                   stamp=1.0, config=config)
-        np.testing.assert_array_equal(turned.heightmap[0], np.rot90(base.heightmap[0], k))
-    assert base.heightmap.shape == (2, 32, 32) and base.heightmap.dtype == np.float32
-    assert np.all(base.heightmap[1] == np.float32(0.7))
+    ee_turned = np.r_[centre, 0.3, down_quat_xyzw(yaw + k * math.pi / 2)]
+    turned = build_observation(cloud(centre, rot90_offsets(offsets, k), heights), ee_turned, 0.7,
+                               stamp=1.0, config=config)
+    np.testing.assert_array_equal(turned.heightmap[0], np.rot90(base.heightmap[0], k))
+    assert base.heightmap.shape == (2, size, size) and base.heightmap.dtype == np.float32
+    assert np.all(base.heightmap[1] == np.float32(0.7)) and np.all(turned.heightmap[1] == np.float32(0.7))
 
 
 def test_synthetic_scene_block_at_the_right_pixel_and_height():

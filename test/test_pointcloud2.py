@@ -96,14 +96,19 @@ def test_decode_every_layout(layout, shape):
                                   np.stack([cloud[c] for c in "xyz"], axis=-1).astype(np.float64))
 
 
+@pytest.mark.parametrize("shape", [(4, 6), (9,)], ids=["organized", "unorganized"])
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-def test_array_round_trip_every_layout(layout):
+def test_array_round_trip_every_layout(layout, shape):
     dtype, _ = LAYOUTS[layout]
-    cloud = random_cloud(dtype, (4, 6), seed=1)
+    cloud = random_cloud(dtype, shape, seed=1)
+    flat = cloud.reshape(-1)
+    flat["x"][0] = np.nan   # invalid points travel as they are
+    flat["z"][1] = np.inf
     msg = array_to_pointcloud2(cloud, Header(frame_id="cam"))
-    assert msg.header.frame_id == "cam" and (msg.height, msg.width) == (4, 6)
+    assert msg.header.frame_id == "cam"
+    assert (msg.height, msg.width) == (shape if len(shape) == 2 else (1, shape[0]))
     assert msg.point_step == dtype.itemsize and msg.is_bigendian == (layout.startswith("big_endian"))
-    back = pointcloud2_to_array(msg)
+    back = pointcloud2_to_array(msg).reshape(cloud.shape)
     assert back.dtype == cloud.dtype
     for name in dtype.names:
         np.testing.assert_array_equal(back[name], cloud[name])
