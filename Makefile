@@ -37,7 +37,7 @@ demo: $(STAMP)
 	$(BIN)/equimanip run --task $(TASK) --controller expert --episodes $(EPISODES) --record artifacts/demo.gif
 
 test: $(STAMP)
-	$(BIN)/ruff check equimanip sim test launch
+	$(BIN)/ruff check equimanip sim test launch scripts
 	$(BIN)/python -m pytest -q test
 
 bench: $(STAMP)

@@ -7,9 +7,9 @@ a rejected or stale command stops the arm for that step.
 
 Timing. In real-time mode a wall-clock timer runs one control step per ``control_period``. In
 ``sync`` mode the simulation advances exactly one control step per received motion command (a
-twist or a trajectory), which makes closed-loop runs deterministic and as fast as the controller.
-The gripper command is latched: it applies from the next step on, so a controller publishes it
-before its motion command. Either way the node publishes its own time on ``/clock``.
+twist or a trajectory) together with a gripper command (``sync_gripper``), whichever arrives
+first, which makes closed-loop runs deterministic and as fast as the controller. The gripper
+command is latched until the next one. Either way the node publishes its own time on ``/clock``.
 """
 from __future__ import annotations
 
@@ -64,6 +64,9 @@ PARAMS = [
               "...). Setting it starts the sequence again from the new value.", min=0),
     ParamSpec("sync", False, "Advance one control step per received motion command instead of "
               "on a wall-clock timer (deterministic closed-loop runs)."),
+    ParamSpec("sync_gripper", True, "In sync mode, a step also waits for a gripper command (for "
+              "controllers that send one with every motion command, as equimanip's do); turn off "
+              "for controllers that send motion commands only."),
     ParamSpec("control_period", 0.1, "Seconds of simulated time per control step.",
               min=0.01, max=1.0, read_only=True),
     ParamSpec("physics_hz", 240.0, "Physics steps per simulated second.", min=240.0, max=2000.0,
@@ -121,6 +124,8 @@ class SimNode(Node):
         # Latest accepted commands.
         self._motion: Optional[_Motion] = None
         self._gripper = 1.0
+        # Sync mode: which halves of this step's command have come in (see _step_if_sync).
+        self._motion_heard = self._gripper_heard = False
         self._last_publish_wall = 0.0
         self._clock_offset = 0.0
 
@@ -138,8 +143,6 @@ class SimNode(Node):
         self._pub_tf_static = (self.create_publisher(TFMessage, "/tf_static", qos.LATCHED)
                                if TFMessage is not None else None)
 
-        # The gripper subscription is created first: when a gripper command and a motion command
-        # wait together, the executor then takes the gripper command first.
         self.create_subscription(Float64, topics.GRIPPER, self._on_gripper, qos.RELIABLE)
         self.create_subscription(TwistStamped, topics.TWIST, self._on_twist, qos.RELIABLE)
         self.create_subscription(JointTrajectory, topics.JOINT_TRAJECTORY, self._on_trajectory, qos.RELIABLE)
@@ -218,6 +221,7 @@ class SimNode(Node):
         self._seed_index += 1
         self._episode_reported = False
         self._motion = None
+        self._motion_heard = self._gripper_heard = False
         self._gripper = 1.0
         self._publish_camera_pose(self._sim_now())
         self._publish_observation(obs, task_signals=False)
@@ -266,7 +270,9 @@ class SimNode(Node):
             self._gripper = safety.check_gripper(msg.data)
         except safety.CommandRejected as e:
             self.get_logger().warning(f"rejected gripper command: {e}; keeping {self._gripper:.2f}",
-                                   throttle_duration_sec=1.0)
+                                      throttle_duration_sec=1.0)
+        self._gripper_heard = True
+        self._step_if_sync()
 
     def _on_twist(self, msg: TwistStamped) -> None:
         stamp_s = self._fresh("twist", msg.header.stamp)
@@ -282,6 +288,7 @@ class SimNode(Node):
                                        delta=velocity_to_delta(lin, yaw_rate, self._period))
             except safety.CommandRejected as e:
                 self._reject("twist", str(e))
+        self._motion_heard = True
         self._step_if_sync()
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
@@ -296,12 +303,20 @@ class SimNode(Node):
                 self._motion = _Motion("trajectory", time.monotonic(), self._sim_now(), trajectory=traj)
             except safety.CommandRejected as e:
                 self._reject("trajectory", str(e))
+        self._motion_heard = True
         self._step_if_sync()
 
     # ---------------------------------------------------------------- stepping
     def _step_if_sync(self) -> None:
-        if self.get_parameter("sync").value:
-            self._control_step(sync=True)
+        """In sync mode, step once a motion command (accepted or not) has come in, and, with
+        sync_gripper, a gripper command too: the step then does not depend on which of the two
+        messages DDS delivered first."""
+        if not self.get_parameter("sync").value or not self._motion_heard:
+            return
+        if self.get_parameter("sync_gripper").value and not self._gripper_heard:
+            return
+        self._motion_heard = self._gripper_heard = False
+        self._control_step(sync=True)
 
     def _on_timer(self) -> None:
         if not self.get_parameter("sync").value:

@@ -1,19 +1,16 @@
 """The parameter files: every key is a real parameter, valid, and sim.yaml says the code's defaults."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
 
 from equimanip.config import config_dir, config_file
-from equimanip.nodes import observation_input, perception_node
-from equimanip.nodes.controller import CONTROLLER_PARAMS
-from equimanip.sim import expert_node, sim_node
+from equimanip.nodes.params import markdown_table
+from equimanip.nodes.tables import NODE_PARAMETER_TABLES
 from equimanip.sim.camera import SIDE_CAMERA
 
-NODE_PARAMS = {
-    "sim_node": {s.name: s for s in sim_node.PARAMS},
-    "expert_node": {s.name: s for s in [*CONTROLLER_PARAMS, *expert_node.PARAMS]},
-    "perception_node": {s.name: s for s in [*perception_node.PARAMS, *observation_input.OBSERVATION_PARAMS]},
-}
+NODE_PARAMS = {node: {s.name: s for s in specs} for node, specs in NODE_PARAMETER_TABLES.items()}
 ROS_BUILTIN = {"use_sim_time"}
 
 
@@ -68,10 +65,7 @@ def test_missing_parameter_file_names_the_alternatives():
 
 
 def test_readme_parameter_tables_match_the_code():
-    from pathlib import Path
-
-    from equimanip.nodes.params import markdown_table
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    for specs in (sim_node.PARAMS, [*CONTROLLER_PARAMS, *expert_node.PARAMS],
-                  [*perception_node.PARAMS, *observation_input.OBSERVATION_PARAMS]):
-        assert markdown_table(specs) in readme, "regenerate the README table with markdown_table()"
+    for node, specs in NODE_PARAMETER_TABLES.items():
+        block = f"<!-- params:{node} -->\n{markdown_table(specs)}\n<!-- /params -->"
+        assert block in readme, f"the {node} table is out of date: run scripts/update_readme_tables.py"

@@ -61,8 +61,10 @@ class Probe(Node):
 
 
 def _bring_up(ros, **parameters):
-    """A sync-mode simulation with ``parameters`` and a probe, connected, first state received."""
-    sim = ros.node(SimNode, sync=True, **parameters)
+    """A sync-mode simulation with ``parameters`` and a probe, connected, first state received.
+    The probe sends motion commands alone, so a step does not wait for a gripper command unless
+    a test asks for it."""
+    sim = ros.node(SimNode, **{"sync": True, "sync_gripper": False, **parameters})
     probe = ros.node(Probe)
     _connect(ros, sim, probe)
     sim.republish()
@@ -131,6 +133,20 @@ def test_stale_twist_is_rejected(loop, capfd):
     end = _step(ros, probe, lambda: probe.send_twist((0.3, 0.0, 0.0), stamp_s=sim.env.time - 0.25))
     assert np.linalg.norm(end - start) < 0.002
     assert "older than command_timeout" in capfd.readouterr().err
+
+
+def test_sync_step_waits_for_both_halves_of_a_command_in_any_order(ros):
+    sim, probe = _bring_up(ros, publish_cloud=False, seed=3, sync_gripper=True)
+    steps = sim.env.steps
+    probe.send_twist((0.0, 0.0, 0.0))        # motion first: no step yet
+    ros.spin_for(0.3)
+    assert sim.env.steps == steps
+    n = len(probe.joints)
+    probe.gripper.publish(Float64(data=0.0))  # then the gripper: one step, already closing
+    ros.spin_until(lambda: len(probe.joints) > n, what="the step")
+    assert sim.env.steps == steps + 1
+    fingers = msgs.joint_positions(probe.joints[-1], ["panda_finger_joint1", "panda_finger_joint2"])
+    assert fingers.sum() < 0.07
 
 
 def test_a_ros1_style_frame_name_is_the_same_frame(loop):
