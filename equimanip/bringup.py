@@ -24,14 +24,14 @@ from std_srvs.srv import Trigger
 from equimanip.config import config_file
 from equimanip.nodes import qos, topics
 
-CONTROLLERS = ("expert",)
+
+def _expert_node():
+    from equimanip.sim.expert_node import ExpertNode
+    return ExpertNode
 
 
-def make_controller(name: str, **node_kwargs) -> Node:
-    if name == "expert":
-        from equimanip.sim.expert_node import ExpertNode
-        return ExpertNode(**node_kwargs)
-    raise ValueError(f"unknown controller '{name}'; available: {', '.join(CONTROLLERS)}")
+# Controller name -> a function returning its node class (imported on demand).
+CONTROLLERS = {"expert": _expert_node}
 
 
 @dataclass
@@ -124,32 +124,67 @@ def spin_until(executor, condition: Callable[[], bool], timeout_s: float, what: 
         executor.spin_once(timeout_sec=0.05)
 
 
+class InProcessGraph:
+    """A private rclpy context with one executor, for nodes that run in this process.
+
+    Parameter files apply to every node of the graph, as ``--params-file`` does for a process.
+    Closing (or leaving the ``with`` block) destroys the nodes and shuts the context down.
+    """
+
+    def __init__(self, params_files: Sequence[str] = (), domain_id: Optional[int] = None):
+        args = ["--ros-args"]
+        for name in params_files:
+            args += ["--params-file", str(config_file(name))]
+        self.context = Context()
+        rclpy.init(args=args, context=self.context, domain_id=domain_id)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.nodes: list[Node] = []
+
+    def node(self, node_class, **parameters):
+        """Create ``node_class`` in this graph with parameter overrides (over the files)."""
+        node = node_class(context=self.context, parameter_overrides=_overrides(parameters))
+        return self.add(node)
+
+    def add(self, node: Node) -> Node:
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def spin_until(self, condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "a condition"):
+        spin_until(self.executor, condition, timeout_s, what)
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            self.executor.remove_node(node)
+            node.destroy_node()
+        self.nodes.clear()
+        self.executor.shutdown()
+        rclpy.try_shutdown(context=self.context)
+
+    def __enter__(self) -> "InProcessGraph":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]] = None) -> RunResult:
     """Bring up sim_node + controller in this process and run ``config.episodes`` episodes."""
     from equimanip.sim.sim_node import SimNode
 
-    args = ["--ros-args"]
-    for name in config.params_files:
-        args += ["--params-file", str(config_file(name))]
-    context = Context()
-    rclpy.init(args=args, context=context, domain_id=config.domain_id)
-    nodes = []
-    try:
+    with InProcessGraph(config.params_files, config.domain_id) as graph:
         common = {"task": config.task}
-        sim = SimNode(context=context, parameter_overrides=_overrides(
-            {**common, "seed": config.seed, "sync": config.sync, **config.sim_overrides}))
-        nodes.append(sim)
-        controller = make_controller(config.controller, context=context, parameter_overrides=_overrides(
-            {**common, **config.controller_overrides}))
-        nodes.append(controller)
-        monitor = _EpisodeMonitor(context=context)
-        nodes.append(monitor)
-        executor = SingleThreadedExecutor(context=context)
-        for node in nodes:
-            executor.add_node(node)
+        sim = graph.node(SimNode, **{**common, "seed": config.seed, "sync": config.sync, **config.sim_overrides})
+        controller = graph.node(CONTROLLERS[config.controller](), **{**common, **config.controller_overrides})
+        monitor = graph.add(_EpisodeMonitor(context=graph.context))
 
         # Discovery: start only when the loop is closed both ways and the reset service answers.
-        spin_until(executor, lambda: (
+        graph.spin_until(lambda: (
             sim.count_publishers(topics.TWIST) > 0 and controller.count_publishers(topics.EE_POSE) > 0
             and monitor.reset_client.service_is_ready()), 30.0, "the nodes to discover each other")
 
@@ -162,7 +197,7 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
         for k in range(config.episodes):
             monitor.done = None
             future = monitor.reset_client.call_async(Trigger.Request())
-            spin_until(executor, future.done, 30.0, "the simulation to reset")
+            graph.spin_until(future.done, 30.0, "the simulation to reset")
             if not future.result().success:
                 raise RuntimeError(future.result().message)
             recorder.active = config.record is not None and k == 0
@@ -171,8 +206,8 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
             t0 = time.monotonic()
             # The topic wakes us; the simulation object we own says which episode ended, so a
             # late message from the previous scene cannot end this one.
-            spin_until(executor, lambda: monitor.done is not None and sim.env.done, config.episode_timeout_s,
-                       f"episode {k + 1} to end")
+            graph.spin_until(lambda: monitor.done is not None and sim.env.done, config.episode_timeout_s,
+                             f"episode {k + 1} to end")
             episode = EpisodeResult(k + 1, config.seed + k, sim.env.success, sim.env.steps,
                                     time.monotonic() - t0)
             result.episodes.append(episode)
@@ -181,10 +216,34 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
         if config.record is not None:
             write_animation(config.record, recorder.frames, fps=int(round(1.0 / sim.control_period)))
         return result
-    finally:
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
+
+
+@dataclass
+class Snapshot:
+    """One observation of a simulated scene, taken through the ROS graph, and the ground truth."""
+    observation: object            # equimanip.perception.observation.Observation
+    config: object                 # the ObservationConfig it was built with
+    scene_rgb: np.ndarray          # oblique view of the scene
+    object_poses: np.ndarray       # ground truth (K, 7), the task's order
+
+
+def observe(task: str = "block_picking", seed: int = 0, params_files: Sequence[str] = ("sim",),
+            domain_id: Optional[int] = None) -> Snapshot:
+    """Bring up sim_node and perception_node in this process and take one observation: what a
+    policy would see of this scene with these parameters (e.g. a side camera)."""
+    from equimanip.nodes.perception_node import PerceptionNode
+    from equimanip.sim.sim_node import SimNode
+
+    with InProcessGraph(params_files, domain_id) as graph:
+        sim = graph.node(SimNode, task=task, seed=seed, sync=True, publish_cloud=True)
+        perception = graph.node(PerceptionNode)
+        graph.spin_until(lambda: perception.count_publishers(topics.CLOUD) > 0
+                         and perception.observations.can_resolve(sim.camera_frame), 30.0,
+                         "discovery and the latched camera pose")
+        sim.republish()
+        graph.spin_until(lambda: perception.last_observation is not None, 30.0, "an observation")
+        return Snapshot(perception.last_observation, perception.observations.config,
+                        sim.env.render_rgb(320, 240), sim.env.observe(render=False).object_poses)
 
 
 def write_animation(path: Path, frames: list, fps: int = 10) -> Path:

@@ -1,6 +1,7 @@
 """The ``equimanip`` command.
 
     equimanip run --task block_picking --controller expert --episodes 10 [--seed S] [--json]
+    equimanip observe --task block_picking [--params side_camera] [--out observation.png]
     equimanip bench sim|perception|experts [--json]
 """
 from __future__ import annotations
@@ -63,6 +64,37 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_observe(args) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from equimanip.bringup import observe
+    from equimanip.viz import observation_figure
+
+    if args.task not in _task_names():
+        print(f"unknown task '{args.task}'; available: {', '.join(_task_names())}", file=sys.stderr)
+        return 2
+    try:
+        snap = observe(args.task, args.seed, ["sim", *args.params])
+    except (TimeoutError, FileNotFoundError, ValueError) as e:
+        print(f"equimanip observe: {e}", file=sys.stderr)
+        return 1
+    obs, truth = snap.observation, snap.object_poses
+    print(f"{args.task}, seed {args.seed}: heightmap {obs.heightmap.shape[1]} x {obs.heightmap.shape[2]}, "
+          f"highest point {obs.heightmap[0].max() * 100:.1f} cm above the table, "
+          f"{len(obs.objects)} object(s) found")
+    for k, o in enumerate(obs.objects):
+        nearest = truth[np.argmin(np.linalg.norm(truth[:, :2] - o.centroid[:2], axis=1))]
+        error = np.linalg.norm(nearest[:2] - o.centroid[:2]) * 1000
+        print(f"  object {k}: centre ({o.centroid[0]:.3f}, {o.centroid[1]:.3f}, {o.centroid[2]:.3f}) m, "
+              f"extents {o.extents[0] * 100:.1f} x {o.extents[1] * 100:.1f} x {o.extents[2] * 100:.1f} cm, "
+              f"{error:.1f} mm from the nearest true object")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(observation_figure(snap.scene_rgb, obs, snap.config)).save(args.out)
+    print(f"picture written to {args.out}")
+    return 0
+
+
 def _cmd_bench(args, rest: list[str]) -> int:
     module = importlib.import_module(BENCHMARKS[args.target])
     return module.main(rest)
@@ -86,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write an animated GIF of the first episode")
     run.add_argument("--json", action="store_true", help="end with one JSON line of results")
 
+    observe = sub.add_parser("observe", help="take one observation of a simulated scene through the "
+                             "ROS graph and save a picture of what a policy sees")
+    observe.add_argument("--task", default="block_picking")
+    observe.add_argument("--seed", type=int, default=0)
+    observe.add_argument("--params", action="append", default=[], metavar="YAML",
+                         help="extra parameter file (a path or a name in config/, e.g. side_camera)")
+    observe.add_argument("--out", type=Path, default=Path("artifacts/observation.png"))
+
     bench = sub.add_parser("bench", help="benchmarks (see each one's --help)", add_help=False)
     bench.add_argument("target", choices=sorted(BENCHMARKS))
     return parser
@@ -99,7 +139,7 @@ def main(argv=None) -> int:
         return _cmd_bench(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return _cmd_run(args)
+    return _cmd_observe(args) if args.command == "observe" else _cmd_run(args)
 
 
 if __name__ == "__main__":

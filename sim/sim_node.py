@@ -202,6 +202,10 @@ class SimNode(Node):
     def control_period(self) -> float:
         return self._period
 
+    @property
+    def camera_frame(self) -> str:
+        return self._camera_frame
+
     def add_step_listener(self, fn) -> None:
         """Call ``fn(env, obs)`` after every control step (used in-process, e.g. to record a GIF)."""
         self._step_listeners.append(fn)

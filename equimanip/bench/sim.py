@@ -128,14 +128,9 @@ def cloud_samples(width: int, height: int, repeats: int) -> list[float]:
 
 def closed_loop_samples(steps: int) -> list[float]:
     """Wall time between consecutive clouds received by a controller that answers each one."""
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
-    from rclpy.parameter import Parameter
     from sensor_msgs.msg import PointCloud2
 
-    from equimanip.bringup import spin_until
+    from equimanip.bringup import InProcessGraph
     from equimanip.nodes import qos, topics
     from equimanip.nodes.controller import ControllerNode
     from equimanip.perception.pointcloud2 import pointcloud2_to_xyz
@@ -153,28 +148,14 @@ def closed_loop_samples(steps: int) -> list[float]:
             self.received.append(time.perf_counter())
             return np.array([1.0, 0.0, 0.0, 0.0, 0.0])
 
-    context = Context()
-    rclpy.init(context=context)
-    nodes: list[Node] = []
-    try:
-        sim = SimNode(context=context, parameter_overrides=[
-            Parameter("sync", value=True), Parameter("task", value="block_pushing"),
-            Parameter("max_steps", value=100000)])
-        echo = CloudEcho(context=context)
-        nodes += [sim, echo]
-        executor = SingleThreadedExecutor(context=context)
-        for n in nodes:
-            executor.add_node(n)
-        spin_until(executor, lambda: sim.count_publishers(topics.TWIST) > 0
-                   and echo.count_publishers(topics.CLOUD) > 0, 30.0, "discovery")
+    with InProcessGraph() as graph:
+        sim = graph.node(SimNode, sync=True, task="block_pushing", max_steps=100000)
+        echo = graph.add(CloudEcho(context=graph.context))
+        graph.spin_until(lambda: sim.count_publishers(topics.TWIST) > 0
+                         and echo.count_publishers(topics.CLOUD) > 0, 30.0, "discovery")
         sim.republish()
-        spin_until(executor, lambda: len(echo.received) >= steps + 5, 120.0, "closed-loop steps")
-        stamps = echo.received[5:]
-        return list(np.diff(stamps) * 1e3)
-    finally:
-        for n in nodes:
-            n.destroy_node()
-        rclpy.try_shutdown(context=context)
+        graph.spin_until(lambda: len(echo.received) >= steps + 5, 120.0, "closed-loop steps")
+        return list(np.diff(echo.received[5:]) * 1e3)
 
 
 def main(argv=None) -> int:

@@ -21,7 +21,7 @@ from rclpy.node import Node
 from equimanip.action import gripper_aperture
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.params import ParamSpec, check_pose7, declare_parameters, param_values
-from equimanip.perception.frames import CameraPoseResolver, ChainResolver, Tf2Resolver, make_resolver
+from equimanip.perception.frames import CameraPoseResolver, ChainResolver, FrameError, Tf2Resolver, make_resolver
 from equimanip.perception.observation import Observation, ObservationConfig, build_observation, cloud_msg_to_base_points
 
 _D = ObservationConfig()
@@ -47,6 +47,12 @@ OBSERVATION_PARAMS = [
     ParamSpec("observation.outlier_neighbors", _D.outlier_neighbors,
               "Statistical outlier removal: neighbours considered; 0 = off.", min=0, max=200),
     ParamSpec("observation.max_objects", _D.max_objects, "Object slots in the object-centric state.", min=0, max=32),
+    ParamSpec("observation.cluster_eps", _D.cluster_eps, "DBSCAN neighbourhood radius (m); raise it "
+              "for sparse clouds (low-resolution or distant cameras).", min=0.001, max=0.2),
+    ParamSpec("observation.cluster_min_points", _D.cluster_min_points, "DBSCAN core-point neighbours.",
+              min=1, max=1000),
+    ParamSpec("observation.min_object_points", _D.min_object_points, "Smaller clusters are noise, not objects.",
+              min=1, max=100000),
     ParamSpec("observation.compute_object_state", _D.compute_object_state,
               "Compute the object-centric state (costs about 10 ms per 640 x 480 cloud)."),
     ParamSpec("observation.device", "cpu", "Where the heightmap projection runs: cpu or cuda.",
@@ -75,6 +81,9 @@ def _config_from(values: dict) -> ObservationConfig:
         voxel_size=values["observation.voxel_size"],
         outlier_neighbors=values["observation.outlier_neighbors"],
         max_objects=values["observation.max_objects"],
+        cluster_eps=values["observation.cluster_eps"],
+        cluster_min_points=values["observation.cluster_min_points"],
+        min_object_points=values["observation.min_object_points"],
         compute_object_state=values["observation.compute_object_state"],
     )
 
@@ -129,6 +138,14 @@ class ObservationInput:
             self._camera_poses.set_pose(self._camera_frame, msgs.pose7(msg.pose))
         except ValueError as e:
             self._node.get_logger().warning(f"ignored /camera/pose: {e}", throttle_duration_sec=5.0)
+
+    def can_resolve(self, frame_id: str) -> bool:
+        """Whether clouds in ``frame_id`` can be placed in the base frame yet."""
+        try:
+            self.resolver.lookup(frame_id)
+            return True
+        except FrameError:
+            return False
 
     def aperture(self, joint_states) -> float:
         fingers = msgs.joint_positions(joint_states, self._gripper_joints)

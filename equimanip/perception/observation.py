@@ -34,7 +34,7 @@ from equimanip.perception.pointcloud2 import PointCloud2Error, pointcloud2_to_xy
 class ObservationConfig:
     """Every perception setting. ``validate()`` raises ValueError naming the first bad one."""
     # Workspace crop, base frame (metres). Points outside are ignored by everything below.
-    workspace_min: tuple[float, float, float] = (0.0, -0.45, -0.05)
+    workspace_min: tuple[float, float, float] = (0.15, -0.45, -0.05)  # x from 0.15: not the robot base
     workspace_max: tuple[float, float, float] = (0.9, 0.45, 0.5)
     # Heightmap: S x S pixels over L x L metres centred on the gripper (Equi SAC: 128 over 0.6 m).
     heightmap_size: int = 128
