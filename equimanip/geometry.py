@@ -15,10 +15,6 @@ import math
 import numpy as np
 import transforms3d
 
-# The gripper points straight down: its z axis is the base frame's -z axis. Rolling the hand by
-# pi about x gives that orientation at yaw 0; a yaw then turns it about the base z axis.
-_DOWN = transforms3d.euler.euler2mat(math.pi, 0.0, 0.0, "sxyz")
-
 
 def wrap_angle(angle):
     """Wrap an angle (scalar or array) to [-pi, pi)."""
@@ -69,14 +65,16 @@ def transform_points(T, points) -> np.ndarray:
 
 def yaw_of_quat_xyzw(q) -> float:
     """Yaw of an orientation: the heading of its x axis projected on the base xy plane."""
-    R = quat_xyzw_to_matrix(q)
-    return float(math.atan2(R[1, 0], R[0, 0]))
+    x, y, z, w = (float(v) for v in q)
+    # atan2(R[1, 0], R[0, 0]) of the quaternion's rotation matrix, in closed form (a hot path:
+    # every control step reads the gripper's yaw); the scale of q cancels out.
+    return math.atan2(2.0 * (x * y + w * z), w * w + x * x - y * y - z * z)
 
 
 def down_quat_xyzw(yaw: float) -> np.ndarray:
-    """Orientation of a gripper that points straight down, turned by ``yaw`` about base z."""
-    Rz = transforms3d.euler.euler2mat(0.0, 0.0, yaw, "sxyz")
-    return matrix_to_quat_xyzw(Rz @ _DOWN)
+    """Orientation of a gripper that points straight down, turned by ``yaw`` about base z:
+    Rz(yaw) @ Rx(pi), whose quaternion is (cos(yaw/2), sin(yaw/2), 0, 0) in (x, y, z, w)."""
+    return np.array([math.cos(yaw / 2.0), math.sin(yaw / 2.0), 0.0, 0.0])
 
 
 def yaw_quat_xyzw(yaw: float) -> np.ndarray:

@@ -83,3 +83,4 @@ def test_action_clip_and_conversions():
         clip_action([0.5, 0.0])
     lin, yaw_rate = action_to_velocity([1.0, 0.01, 0.02, 0.03, 0.1], 0.1)
     assert np.allclose(velocity_to_delta(lin, yaw_rate, 0.1), [0.01, 0.02, 0.03, 0.1])
+
