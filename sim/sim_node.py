@@ -188,7 +188,7 @@ class SimNode(Node):
         names = {q.name for q in params}
         p = param_values(self, PARAMS)
         if names & {"task", "max_steps"}:
-            self._pending_task_change = True
+            self._pending_task_change = "task" in names or self._pending_task_change
             self.get_logger().info("task settings changed: they apply at the next reset")
         if "seed" in names:
             self._seed_index = 0  # the next reset starts the sequence again from the new seed
@@ -220,6 +220,7 @@ class SimNode(Node):
             self.env.close()
             self.env = new_env
             self._pending_task_change = False
+        self.env.config.max_steps = p["max_steps"] or None  # 0: the task's own limit
         seed = p["seed"] + self._seed_index
         obs = self.env.reset(seed)
         self._seed_index += 1

@@ -305,3 +305,13 @@ def test_task_change_applies_at_reset_and_time_keeps_running(loop):
 def test_unknown_task_refuses_to_start(ros):
     with pytest.raises(Exception, match="juggling"):
         ros.node(SimNode, task="juggling")
+
+
+def test_max_steps_applies_at_the_next_reset(loop):
+    ros, sim, probe = loop
+    assert sim.set_parameters([Parameter("max_steps", value=2)])[0].successful
+    future = probe.reset.call_async(Trigger.Request())
+    ros.spin_until(future.done, what="reset")
+    for _ in range(2):
+        _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, 0.0)))
+    assert sim.env.done and sim.env.steps == 2 and not sim.env.success
