@@ -14,6 +14,7 @@ from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 
 def generate_launch_description():
@@ -28,8 +29,12 @@ def generate_launch_description():
                               description="extra parameter file applied after sim.yaml"),
         DeclareLaunchArgument("expert", default_value="true",
                               description="start the scripted expert as the controller"),
+        DeclareLaunchArgument("auto_reset", default_value="true",
+                              description="start a new episode when one ends (nobody else resets here)"),
         Node(package="equimanip", executable="sim_node", name="sim_node", output="screen",
-             parameters=[defaults, extra, {"task": task}]),
+             parameters=[defaults, extra, {"task": task,
+                                           "auto_reset": ParameterValue(LaunchConfiguration("auto_reset"),
+                                                                        value_type=bool)}]),
         Node(package="equimanip", executable="expert_node", name="expert_node", output="screen",
              parameters=[defaults, extra, {"task": task}],
              condition=IfCondition(LaunchConfiguration("expert"))),
