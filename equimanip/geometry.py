@@ -16,6 +16,11 @@ import numpy as np
 import transforms3d
 
 
+def normalize_frame_id(frame_id: str) -> str:
+    """tf2 frame ids carry no leading slash; ROS 1 style '/base_link' names the same frame."""
+    return (frame_id or "").strip().lstrip("/")
+
+
 def wrap_angle(angle):
     """Wrap an angle (scalar or array) to [-pi, pi)."""
     return (np.asarray(angle) + np.pi) % (2.0 * np.pi) - np.pi

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from equimanip.action import MAX_STEP_M, MAX_STEP_YAW
+from equimanip.geometry import normalize_frame_id
 
 
 class CommandRejected(ValueError):
@@ -45,7 +46,7 @@ def check_twist(linear: Sequence[float], angular: Sequence[float], frame_id: str
     Returns (linear m/s, yaw rate rad/s, notes) where notes lists what was adjusted (scaled speed,
     ignored roll/pitch rates) for the caller to log.
     """
-    if frame_id.lstrip("/") not in ("", base_frame.lstrip("/")):  # ROS 1 style '/base_link' is the same frame
+    if normalize_frame_id(frame_id) not in ("", normalize_frame_id(base_frame)):
         raise CommandRejected(f"twist is in frame '{frame_id}'; only '{base_frame}' is accepted")
     lin = _finite(linear, "twist.linear")
     ang = _finite(angular, "twist.angular")

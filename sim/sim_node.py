@@ -8,7 +8,8 @@ a rejected or stale command stops the arm for that step.
 Timing. In real-time mode a wall-clock timer runs one control step per ``control_period``. In
 ``sync`` mode the simulation advances exactly one control step per received motion command (a
 twist or a trajectory) together with a gripper command (``sync_gripper``), whichever arrives
-first, which makes closed-loop runs deterministic and as fast as the controller. The gripper
+first, which makes closed-loop runs deterministic and as fast as the controller. A motion command
+answers the state whose stamp it carries; one for an earlier state is dropped. The gripper
 command is latched until the next one. Either way the node publishes its own time on ``/clock``.
 """
 from __future__ import annotations
@@ -197,6 +198,8 @@ class SimNode(Node):
             self._publish_camera_pose(self._sim_now())
         if "publish_cloud" in names:
             self.env.config.render = p["publish_cloud"]
+        if "sync" in names:
+            self._motion_heard = self._gripper_heard = False  # halves heard before mean nothing now
 
     @property
     def control_period(self) -> float:
@@ -279,7 +282,24 @@ class SimNode(Node):
         self._gripper_heard = True
         self._step_if_sync()
 
+    def _answers_this_state(self, what: str, stamp) -> bool:
+        """In sync mode a motion command is for the state whose stamp it carries (0: unstamped,
+        taken as the current one). One for an earlier state (a late or repeated decision, a
+        command from before a reset) is dropped: executing it now would shift every later step."""
+        if not self.get_parameter("sync").value:
+            return True
+        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        now = msgs.time_msg(self._sim_now())
+        if stamp_ns != 0 and stamp_ns != now.sec * 1_000_000_000 + now.nanosec:
+            self.get_logger().warning(
+                f"ignored a {what} for the state at {msgs.seconds(stamp):.3f} s: the current state is at "
+                f"{msgs.seconds(now):.3f} s", throttle_duration_sec=1.0)
+            return False
+        return True
+
     def _on_twist(self, msg: TwistStamped) -> None:
+        if not self._answers_this_state("twist", msg.header.stamp):
+            return
         stamp_s = self._fresh("twist", msg.header.stamp)
         if stamp_s is not None:
             try:
@@ -297,6 +317,8 @@ class SimNode(Node):
         self._step_if_sync()
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
+        if not self._answers_this_state("trajectory", msg.header.stamp):
+            return
         if self._fresh("trajectory", msg.header.stamp) is not None:
             try:
                 names = self.env.joint_names
@@ -328,8 +350,13 @@ class SimNode(Node):
             self._control_step(sync=False)
 
     def _on_idle(self) -> None:
-        if self.get_parameter("sync").value and time.monotonic() - self._last_publish_wall > 1.0:
-            self.republish()
+        if not self.get_parameter("sync").value or time.monotonic() - self._last_publish_wall <= 1.0:
+            return
+        if self._motion_heard and not self._gripper_heard:
+            self.get_logger().warning("sync mode: a motion command waits for a gripper command "
+                                      "(sync_gripper is true; set it false for motion-only controllers)",
+                                      throttle_duration_sec=5.0)
+        self.republish()
 
     def republish(self) -> None:
         """Publish the current state again (same stamp): wakes a controller that missed it."""

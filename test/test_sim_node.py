@@ -124,25 +124,49 @@ def test_bad_twists_hold_the_arm_and_say_why(loop, capfd, linear, yaw_rate, fram
     assert reason in capfd.readouterr().err
 
 
-def test_stale_twist_is_rejected(loop, capfd):
-    ros, sim, probe = loop
-    # Move time forward first so that a stamp can be old.
-    for _ in range(3):
-        _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, 0.0)))
+@pytest.mark.parametrize("offset,reason", [(-0.25, "older than command_timeout"), (1e6, "in the future")])
+def test_real_time_mode_rejects_stale_and_future_stamps(ros, capfd, offset, reason):
+    sim = ros.node(SimNode, sync=False, publish_cloud=False)
+    probe = ros.node(Probe)
+    _connect(ros, sim, probe)
+    ros.spin_until(lambda: probe.ee, what="state")
+    ros.spin_for(0.5)  # let simulated time pass so that a stamp can be old
     start = probe.ee_position()
-    end = _step(ros, probe, lambda: probe.send_twist((0.3, 0.0, 0.0), stamp_s=sim.env.time - 0.25))
-    assert np.linalg.norm(end - start) < 0.002
-    assert "older than command_timeout" in capfd.readouterr().err
+    for _ in range(5):
+        probe.send_twist((0.3, 0.0, 0.0), stamp_s=sim.env.time + offset)
+        ros.spin_for(0.1)
+    ros.spin_for(0.3)
+    assert np.linalg.norm(probe.ee_position() - start) < 0.003
+    assert reason in capfd.readouterr().err
 
 
-def test_sync_step_waits_for_both_halves_of_a_command_in_any_order(ros):
-    sim, probe = _bring_up(ros, publish_cloud=False, seed=3, sync_gripper=True)
-    steps = sim.env.steps
-    probe.send_twist((0.0, 0.0, 0.0))        # motion first: no step yet
+def test_sync_mode_drops_a_command_for_an_earlier_state(loop, capfd):
+    """A late or repeated decision must not execute on a later state (it would shift every later
+    step by one); the command for the current state then steps as usual."""
+    ros, sim, probe = loop
+    _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, 0.0)))
+    earlier = msgs.seconds(probe.ee[-2].header.stamp)
+    steps, start = sim.env.steps, probe.ee_position()
+    probe.send_twist((0.3, 0.0, 0.0), stamp_s=earlier)
     ros.spin_for(0.3)
     assert sim.env.steps == steps
+    assert "ignored a twist for the state at" in capfd.readouterr().err
+    now = msgs.seconds(probe.ee[-1].header.stamp)
+    end = _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, 0.0), stamp_s=now))
+    assert sim.env.steps == steps + 1 and np.linalg.norm(end - start) < 0.002
+
+
+@pytest.mark.parametrize("motion_first", [True, False], ids=["motion_first", "gripper_first"])
+def test_sync_step_waits_for_both_halves_of_a_command_in_any_order(ros, motion_first):
+    sim, probe = _bring_up(ros, publish_cloud=False, seed=3, sync_gripper=True)
+    steps = sim.env.steps
+    halves = [lambda: probe.send_twist((0.0, 0.0, 0.0)), lambda: probe.gripper.publish(Float64(data=0.0))]
+    first, second = halves if motion_first else halves[::-1]
+    first()
+    ros.spin_for(0.3)
+    assert sim.env.steps == steps             # half a command: no step yet
     n = len(probe.joints)
-    probe.gripper.publish(Float64(data=0.0))  # then the gripper: one step, already closing
+    second()                                  # the other half: one step, already closing
     ros.spin_until(lambda: len(probe.joints) > n, what="the step")
     assert sim.env.steps == steps + 1
     fingers = msgs.joint_positions(probe.joints[-1], ["panda_finger_joint1", "panda_finger_joint2"])
@@ -154,14 +178,6 @@ def test_a_ros1_style_frame_name_is_the_same_frame(loop):
     start = probe.ee_position()
     end = _step(ros, probe, lambda: probe.send_twist((0.2, 0.0, 0.0), frame="/base_link"))
     assert end[0] - start[0] > 0.01
-
-
-def test_twist_stamped_in_the_future_is_rejected(loop, capfd):
-    ros, sim, probe = loop
-    start = probe.ee_position()
-    end = _step(ros, probe, lambda: probe.send_twist((0.3, 0.0, 0.0), stamp_s=sim.env.time + 1e6))
-    assert np.linalg.norm(end - start) < 0.002
-    assert "in the future" in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("bad,reason", [(1.5, "outside [0, 1]"), (-0.2, "outside [0, 1]"),

@@ -52,6 +52,8 @@ class ControllerNode(Node):
         for topic, (msg_type, profile) in subscribed.items():
             self.create_subscription(msg_type, topic, lambda m, t=topic: self._sync.add(t, m), profile)
         self.actions_published = 0
+        self._last_stamp_ns = -1      # the state last acted on: one decision per state
+        self._last_gripper = None     # the last aperture commanded, repeated when holding still
 
     def act(self, messages: dict) -> np.ndarray:
         """Action [p, dx, dy, dz, dyaw] for one consistent set of messages (topic -> message)."""
@@ -59,6 +61,10 @@ class ControllerNode(Node):
 
     def _on_state(self, messages: dict) -> None:
         stamp = messages[topics.EE_POSE].header.stamp
+        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        if stamp_ns == self._last_stamp_ns:
+            return  # the same state again (a republish): it has been answered already
+        self._last_stamp_ns = stamp_ns
         try:
             action = self.act(messages)
             action, clipped = clip_action(action)
@@ -67,9 +73,12 @@ class ControllerNode(Node):
         except Exception as e:  # noqa: BLE001 - whatever went wrong, the arm must hold still
             self.get_logger().error(f"no valid action ({e}); holding the arm still",
                                     throttle_duration_sec=1.0)
+            if self._last_gripper is not None:  # keep the gripper as it is, and the pair complete
+                self._pub_gripper.publish(Float64(data=self._last_gripper))
             self._publish_twist(np.zeros(3), 0.0, stamp)
             return
-        self._pub_gripper.publish(Float64(data=float(action[0])))
+        self._last_gripper = float(action[0])
+        self._pub_gripper.publish(Float64(data=self._last_gripper))
         linear, yaw_rate = action_to_velocity(action, self.control_period)
         self._publish_twist(linear, yaw_rate, stamp)
 
@@ -82,8 +91,6 @@ class ControllerNode(Node):
         self._pub_twist.publish(msg)
         self.actions_published += 1
 
-    def reset_sync(self) -> None:
-        self._sync.clear()
 
 
 def joint_positions(messages: dict, names) -> np.ndarray:

@@ -19,6 +19,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 
 from equimanip.action import gripper_aperture
+from equimanip.geometry import normalize_frame_id
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.params import ParamSpec, check_pose7, declare_parameters, param_values
 from equimanip.perception.frames import CameraPoseResolver, ChainResolver, FrameError, Tf2Resolver, make_resolver
@@ -129,11 +130,17 @@ class ObservationInput:
     def _on_set(self, params) -> None:
         values = param_values(self._node, OBSERVATION_PARAMS)
         self.config = _config_from(values)
-        self._device = self._pick_device(values["observation.device"])
+        if any(p.name == "observation.device" for p in params):
+            self._device = self._pick_device(values["observation.device"])
         if any(p.name == "camera_pose" for p in params) and any(v != 0.0 for v in values["camera_pose"]):
             self._camera_poses.set_pose(self._camera_frame, values["camera_pose"])
 
     def _on_camera_pose(self, msg: PoseStamped) -> None:
+        if normalize_frame_id(msg.header.frame_id) != self._camera_poses.base_frame:
+            self._node.get_logger().warning(
+                f"ignored /camera/pose in frame '{msg.header.frame_id}': it must be in "
+                f"'{self._camera_poses.base_frame}'", throttle_duration_sec=5.0)
+            return
         try:
             self._camera_poses.set_pose(self._camera_frame, msgs.pose7(msg.pose))
         except ValueError as e:

@@ -15,13 +15,11 @@ def spin_node(node_class, args=None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ValueError as e:
-        if node is None:  # invalid parameters at start-up: say why in one line, exit 2
+    except Exception as e:
+        if node is None and isinstance(e, ValueError):  # invalid parameters at start-up
             print(f"{node_class.__name__} did not start: {e}", file=sys.stderr)
             rclpy.try_shutdown()
             sys.exit(2)
-        raise
-    except Exception:
         # Ctrl-C shuts the context down under a callback that may be publishing right then; that
         # is a normal stop, anything else is a real error.
         if rclpy.ok():

@@ -15,32 +15,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from equimanip.geometry import pose7_to_matrix, quat_xyzw_to_matrix
+from equimanip.geometry import normalize_frame_id, pose7_to_matrix, quat_xyzw_to_matrix
 
 
 class FrameError(LookupError):
     """A frame that cannot be resolved into the base frame; the message says which and why."""
 
 
-def _normalize(frame_id: str) -> str:
-    # tf2 frame ids carry no leading slash; ROS 1 style '/camera' names the same frame.
-    return (frame_id or "").strip().lstrip("/")
-
-
 class CameraPoseResolver:
     """Frames whose poses in ``base_frame`` were given with :meth:`set_pose`."""
 
     def __init__(self, base_frame: str = "base_link"):
-        if not _normalize(base_frame):
+        if not normalize_frame_id(base_frame):
             raise ValueError("base_frame must be a non-empty frame id")
-        self.base_frame = _normalize(base_frame)
+        self.base_frame = normalize_frame_id(base_frame)
         self._transforms: dict[str, np.ndarray] = {}
         self._stamps: dict[str, float | None] = {}
 
     def set_pose(self, frame_id: str, pose7, stamp: float | None = None) -> None:
         """Record ``frame_id``'s pose in the base frame (pose7; ValueError if it is not 7 finite
         numbers with a non-zero quaternion). ``stamp`` is kept for diagnostics only."""
-        name = _normalize(frame_id)
+        name = normalize_frame_id(frame_id)
         if not name:
             raise FrameError("cannot set the pose of an empty frame_id")
         if name == self.base_frame:
@@ -52,7 +47,7 @@ class CameraPoseResolver:
         return [self.base_frame, *self._transforms]
 
     def lookup(self, frame_id: str, stamp=None) -> np.ndarray:
-        name = _normalize(frame_id)
+        name = normalize_frame_id(frame_id)
         if not name:
             raise FrameError("the cloud has an empty header.frame_id; cannot tell which frame its points are in")
         if name == self.base_frame:
@@ -69,16 +64,16 @@ class Tf2Resolver:
 
     def __init__(self, buffer, base_frame: str = "base_link", timeout_s: float = 0.0):
         # No waiting by default: lookups run inside callbacks, and a wait there would stall the
-        # node's executor (the listener has its own spin thread, see make_resolver).
+        # node's executor, which is also the one that fills the buffer (see make_resolver).
         self.buffer = buffer
-        self.base_frame = _normalize(base_frame)
+        self.base_frame = normalize_frame_id(base_frame)
         self.timeout_s = timeout_s
 
     def lookup(self, frame_id: str, stamp=None) -> np.ndarray:
         from rclpy.duration import Duration
         from rclpy.time import Time
 
-        name = _normalize(frame_id)
+        name = normalize_frame_id(frame_id)
         if not name:
             raise FrameError("the cloud has an empty header.frame_id; cannot tell which frame its points are in")
         if stamp is None:
@@ -109,8 +104,9 @@ def make_resolver(node=None, base_frame: str = "base_link"):
         else:
             buffer = tf2_ros.Buffer()
             resolver = Tf2Resolver(buffer, base_frame)
-            # Its own spin thread fills the buffer whatever the node's executor is doing.
-            resolver.listener = tf2_ros.TransformListener(buffer, node, spin_thread=True)
+            # The listener's subscriptions live on ``node`` and are served by its executor; lookups
+            # never wait (timeout 0), so no thread of its own is needed.
+            resolver.listener = tf2_ros.TransformListener(buffer, node)
             return resolver
     return CameraPoseResolver(base_frame)
 
