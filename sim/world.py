@@ -39,6 +39,10 @@ FINGER_MAX_FORCE = 20.0
 # any grasp anyway.
 YAW_LIMIT = 0.75 * math.pi
 
+# Largest joint change (rad) per control step for a joint command, so that the first-order
+# prediction of the hand's motion that limits it (limit_joint_step) stays within millimetres.
+MAX_LINEARIZED_JOINT_STEP = 0.1
+
 # A delta smaller than this is "no motion" on that axis: the axis keeps its previous target
 # instead of being re-anchored on the measured pose, which sags a little under gravity.
 POSITION_DEADBAND = 1e-4  # m
@@ -265,23 +269,31 @@ class PandaWorld:
         return np.asarray(linear)[:, :7]
 
     def limit_joint_step(self, joint_positions, arm_target, max_step: float) -> tuple[np.ndarray, bool]:
-        """Shorten the arm's move from ``joint_positions`` (9) towards ``arm_target`` (7) so that,
+        """Adjust the arm's move from ``joint_positions`` (9) towards ``arm_target`` (7) so that,
         to first order, the end effector moves at most ``max_step`` metres along each axis and
-        does not leave the workspace box: joint commands get the same Cartesian limits as delta
-        commands. Returns (target, whether it was shortened)."""
+        stays in the workspace box: joint commands get the same Cartesian limits as delta
+        commands. Only the end effector's displacement is changed (through the pseudo-inverse of
+        the position Jacobian), so a move along a workspace wall slides along it instead of
+        stopping. Returns (target, whether it was changed)."""
         current = np.asarray(joint_positions, dtype=np.float64)[:7]
         dq = np.asarray(arm_target, dtype=np.float64) - current
-        dp = self.ee_linear_jacobian(joint_positions) @ dq   # predicted EE displacement
+        J = self.ee_linear_jacobian(joint_positions)
+        dp = J @ dq                                           # predicted EE displacement
         position = self.ee_pose()[:3]
-        scale = 1.0
-        for axis in range(3):
-            if abs(dp[axis]) < 1e-12:
-                continue
-            scale = min(scale, max_step / abs(dp[axis]))
-            bound = WORKSPACE.high[axis] if dp[axis] > 0 else WORKSPACE.low[axis]
-            room = max(0.0, (bound - position[axis]) * np.sign(dp[axis]))  # none when already out
-            scale = min(scale, room / abs(dp[axis]))
-        return current + scale * dq, scale < 1.0
+        allowed = np.clip(dp, -max_step, max_step)
+        # Inside the box after the move; a point already outside may only come back.
+        allowed = np.clip(position + allowed, np.minimum(WORKSPACE.low_array, position),
+                          np.maximum(WORKSPACE.high_array, position)) - position
+        changed = not np.allclose(allowed, dp, atol=1e-9)
+        if changed:
+            dq = dq + np.linalg.pinv(J) @ (allowed - dp)
+        # The prediction is first order: keep each joint's step small enough for it to hold
+        # (a 0.1 rad turn of the shoulder is off by about 4 mm at the hand).
+        largest = float(np.max(np.abs(dq)))
+        if largest > MAX_LINEARIZED_JOINT_STEP:
+            dq = dq * (MAX_LINEARIZED_JOINT_STEP / largest)
+            changed = True
+        return current + dq, changed
 
     @property
     def ee_target(self) -> tuple[np.ndarray, float]:

@@ -220,3 +220,25 @@ def test_joint_targets_cannot_drive_the_gripper_into_the_table():
         assert lowest > WORKSPACE.low[2] - 0.005
     finally:
         env.close()
+
+
+def test_joint_targets_along_the_table_slide_instead_of_stopping():
+    """Along the workspace floor the hand keeps moving: only the outward part of the predicted
+    motion is removed, not the whole move."""
+    env = ManipulationEnv(task="reach", render=False)
+    try:
+        env.reset(0)
+        for _ in range(8):
+            obs, *_ = env.step([1.0, 0.0, 0.0, -0.05, 0.0])    # down to the floor of the workspace
+        start = obs.ee_pose[:3]
+        for _ in range(2):
+            obs, *_ = env.step([1.0, 0.04, 0.0, 0.0, 0.0])
+        far = obs.joint_positions[:7].copy()
+        for _ in range(2):
+            obs, *_ = env.step([1.0, -0.04, 0.0, 0.0, 0.0])
+        for _ in range(4):
+            obs, *_ = env.step_joints(far)
+        assert obs.ee_pose[0] - start[0] > 0.06
+        assert obs.ee_pose[2] > WORKSPACE.low[2] - 0.005
+    finally:
+        env.close()
