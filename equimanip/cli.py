@@ -80,9 +80,8 @@ def _cmd_observe(args) -> int:
         print(f"equimanip observe: {e}", file=sys.stderr)
         return 1
     obs, truth = snap.observation, snap.object_poses
-    print(f"{args.task}, seed {args.seed}: heightmap {obs.heightmap.shape[1]} x {obs.heightmap.shape[2]}, "
-          f"highest point {obs.heightmap[0].max() * 100:.1f} cm above the table, "
-          f"{len(obs.objects)} object(s) found")
+    print(f"{args.task}, seed {args.seed}: heightmap {obs.heightmap.shape[1]} x {obs.heightmap.shape[2]} "
+          f"around the gripper, {len(obs.objects)} object(s) found")
     for k, o in enumerate(obs.objects):
         nearest = truth[np.argmin(np.linalg.norm(truth[:, :2] - o.centroid[:2], axis=1))]
         error = np.linalg.norm(nearest[:2] - o.centroid[:2]) * 1000

@@ -61,7 +61,8 @@ class ParamSpec:
         if self.length is not None:
             constraints.append(f"exactly {self.length} values")
         if self.min is not None or self.max is not None:
-            constraints.append(f"range [{self.min}, {self.max}]")
+            constraints.append(f"range [{'-inf' if self.min is None else self.min}, "
+                               f"{'inf' if self.max is None else self.max}]")
         d.additional_constraints = "; ".join(constraints)
         return d
 
@@ -140,8 +141,12 @@ def markdown_table(specs: Sequence[ParamSpec]) -> str:
     def allowed(s: ParamSpec) -> str:
         if s.choices:
             return ", ".join(s.choices)
-        if s.min is not None or s.max is not None:
+        if s.min is not None and s.max is not None:
             return f"[{s.min}, {s.max}]"
+        if s.min is not None:
+            return f">= {s.min}"
+        if s.max is not None:
+            return f"<= {s.max}"
         if s.length is not None:
             return f"{s.length} values"
         return ""
