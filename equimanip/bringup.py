@@ -185,8 +185,9 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
 
         # Discovery: start only when the loop is closed both ways and the reset service answers.
         graph.spin_until(lambda: (
-            sim.count_publishers(topics.TWIST) > 0 and controller.count_publishers(topics.EE_POSE) > 0
-            and monitor.reset_client.service_is_ready()), 30.0, "the nodes to discover each other")
+            sim.count_publishers(topics.TWIST) > 0 and sim.count_publishers(topics.GRIPPER) > 0
+            and controller.inputs_connected() and monitor.reset_client.service_is_ready()),
+            30.0, "the nodes to discover each other")
 
         recorder = _FrameRecorder(config.record_size)
         if config.record is not None:

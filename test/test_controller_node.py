@@ -9,7 +9,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 
 from equimanip.nodes import msgs, qos, topics
-from equimanip.nodes.controller import ControllerNode
+from equimanip.nodes.controller import REANSWER_AFTER_S, ControllerNode
 
 pytestmark = pytest.mark.ros
 
@@ -72,3 +72,19 @@ def test_one_decision_per_state_and_safe_output_on_failure(ros):
         assert (held.twist.linear.x, held.twist.linear.y, held.twist.linear.z, held.twist.angular.z) == (0, 0, 0, 0)
     assert clipped.twist.linear.x == pytest.approx(0.5)   # 5 cm per step at 10 Hz
     assert arm.grippers == pytest.approx([0.3, 0.3, 0.3, 1.0])  # one per twist, the same when holding
+
+
+def test_a_state_offered_again_later_is_answered_again(ros):
+    """The simulation repeats a state once a second when no command came: the first answer was
+    probably lost, so the controller answers again (but not when the repeat crossed its answer)."""
+    action = np.array([1.0, 0.0, 0.0, 0.0, 0.0])
+    controller, arm = _bring_up(ros, [action] * 3)
+    arm.state(2.0)
+    ros.spin_until(lambda: len(arm.twists) == 1, what="the first answer")
+    arm.state(2.0)                       # at once: already answered
+    ros.spin_for(0.2)
+    assert controller.calls == 1
+    ros.spin_for(REANSWER_AFTER_S)
+    arm.state(2.0)                       # later: answered again
+    ros.spin_until(lambda: len(arm.twists) == 2, what="the second answer")
+    assert controller.calls == 2

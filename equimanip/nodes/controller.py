@@ -13,6 +13,8 @@ A controller (scripted expert, Equivariant SAC policy, BMIL policy, MPPI planner
 """
 from __future__ import annotations
 
+import math
+import time
 from typing import Sequence
 
 import numpy as np
@@ -33,6 +35,10 @@ CONTROLLER_PARAMS = [
     ParamSpec("base_frame", "base_link", "Frame of the commanded twists.", read_only=True),
 ]
 
+# A state offered again this long after it was answered is answered again: the first answer
+# was probably lost (a publisher not yet matched), and the simulation repeats a state once a second.
+REANSWER_AFTER_S = 0.5
+
 # The robot state every controller reads. Topic name -> (message type, QoS).
 STATE_TOPICS = {topics.EE_POSE: (PoseStamped, qos.RELIABLE), topics.JOINT_STATES: (JointState, qos.RELIABLE)}
 
@@ -52,8 +58,13 @@ class ControllerNode(Node):
         for topic, (msg_type, profile) in subscribed.items():
             self.create_subscription(msg_type, topic, lambda m, t=topic: self._sync.add(t, m), profile)
         self.actions_published = 0
-        self._last_stamp_ns = -1      # the state last acted on: one decision per state
+        self._last_stamp_ns = -1      # the state last acted on, and when: one decision per state
+        self._last_answer = -math.inf
         self._last_gripper = None     # the last aperture commanded, repeated when holding still
+
+    def inputs_connected(self) -> bool:
+        """Every topic this controller reads has a publisher (discovery is done)."""
+        return all(self.count_publishers(t) > 0 for t in self._sync.topics)
 
     def act(self, messages: dict) -> np.ndarray:
         """Action [p, dx, dy, dz, dyaw] for one consistent set of messages (topic -> message)."""
@@ -62,8 +73,8 @@ class ControllerNode(Node):
     def _on_state(self, messages: dict) -> None:
         stamp = messages[topics.EE_POSE].header.stamp
         stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
-        if stamp_ns == self._last_stamp_ns:
-            return  # the same state again (a republish): it has been answered already
+        if stamp_ns == self._last_stamp_ns and time.monotonic() - self._last_answer < REANSWER_AFTER_S:
+            return  # the same state again, just answered (a republish that crossed our answer)
         self._last_stamp_ns = stamp_ns
         try:
             action = self.act(messages)
@@ -83,6 +94,7 @@ class ControllerNode(Node):
         self._publish_twist(linear, yaw_rate, stamp)
 
     def _publish_twist(self, linear, yaw_rate: float, stamp) -> None:
+        self._last_answer = time.monotonic()
         msg = TwistStamped()
         msg.header.stamp = stamp
         msg.header.frame_id = self._base_frame

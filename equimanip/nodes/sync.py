@@ -32,6 +32,10 @@ class TimeSync:
         self._last_fired_ns = -1
         self._jump_back_ns = round(jump_back * 1e9)
 
+    @property
+    def topics(self) -> tuple:
+        return self._topics
+
     def add(self, topic: str, msg) -> None:
         if topic not in self._queues:
             raise KeyError(f"unknown topic {topic}; expected one of {self._topics}")
