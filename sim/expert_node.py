@@ -10,7 +10,7 @@ from geometry_msgs.msg import PoseArray
 from std_msgs.msg import Bool
 
 from equimanip.nodes import msgs, qos, topics
-from equimanip.nodes.controller import ControllerNode, joint_positions
+from equimanip.nodes.controller import ControllerNode
 from equimanip.nodes.params import ParamSpec
 from equimanip.nodes.spin import spin_node
 from equimanip.sim.experts import ExpertInput
@@ -39,7 +39,7 @@ class ExpertNode(ControllerNode):
         self.expert.reset()
 
     def act(self, messages: dict):
-        fingers = joint_positions(messages, FINGER_JOINT_NAMES)
+        fingers = msgs.joint_positions(messages[topics.JOINT_STATES], FINGER_JOINT_NAMES)
         return self.expert.act(ExpertInput(
             ee_pose=msgs.pose7(messages[topics.EE_POSE].pose),
             gripper_aperture=aperture_from_finger_positions(fingers),

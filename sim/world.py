@@ -85,10 +85,6 @@ class Workspace:
     def clip(self, position) -> np.ndarray:
         return np.clip(np.asarray(position, dtype=np.float64), self.low, self.high)
 
-    def contains(self, position, margin: float = 0.0) -> bool:
-        position = np.asarray(position, dtype=np.float64)
-        return bool(np.all(position >= self.low_array + margin) and np.all(position <= self.high_array - margin))
-
 
 WORKSPACE = Workspace()
 
@@ -249,9 +245,6 @@ class PandaWorld:
         """Measured pose7 of ``panda_grasptarget`` in base_link."""
         return self.link_pose(self.robot, self.ee_link)
 
-    def ee_yaw(self) -> float:
-        return yaw_of_quat_xyzw(self.ee_pose()[3:])
-
     def joint_states(self) -> tuple[np.ndarray, np.ndarray]:
         """Positions and velocities of the 7 arm joints then the 2 finger joints."""
         states = p.getJointStates(self.robot, self._joint_indices, physicsClientId=self.client)
@@ -294,11 +287,6 @@ class PandaWorld:
             dq = dq * (MAX_LINEARIZED_JOINT_STEP / largest)
             changed = True
         return current + dq, changed
-
-    @property
-    def ee_target(self) -> tuple[np.ndarray, float]:
-        """The EE pose the arm is currently servoing to: (position, yaw)."""
-        return self._target_position.copy(), self._target_yaw
 
     # ----------------------------------------------------------------------------------- control
     def reset_robot(self, arm_positions=None, aperture: float = 1.0) -> None:

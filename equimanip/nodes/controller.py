@@ -24,7 +24,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 
 from equimanip.action import action_to_velocity, clip_action
-from equimanip.nodes import msgs, qos, topics
+from equimanip.nodes import qos, topics
 from equimanip.nodes.params import ParamSpec, declare_parameters
 from equimanip.nodes.sync import TimeSync
 
@@ -102,8 +102,3 @@ class ControllerNode(Node):
         msg.twist.angular.z = float(yaw_rate)
         self._pub_twist.publish(msg)
         self.actions_published += 1
-
-
-
-def joint_positions(messages: dict, names) -> np.ndarray:
-    return msgs.joint_positions(messages[topics.JOINT_STATES], names)

@@ -21,7 +21,7 @@ frame with a resolver from ``equimanip.perception.frames``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -88,9 +88,6 @@ class ObservationConfig:
     @property
     def object_state_dim(self) -> int:
         return osm.object_state_dim(self.max_objects)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
