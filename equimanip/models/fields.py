@@ -1,0 +1,209 @@
+"""The one place where ``equimanip.symmetry`` meets escnn.
+
+API::
+
+    gs = gspace("d4", planar=True)            # escnn GSpace on R^2 (images) for a group name
+    gs = gspace("c8", planar=False)           # the same group without a base space (vectors, MLPs)
+    ft = layout_type(gs, ACTION_LAYOUT)       # FieldType whose channels are the layout's entries, in order
+    e = to_escnn_element(gs, g)               # escnn's element that acts like symmetry.GroupElement g
+    hidden = regular_type(gs, n)              # n regular fields (finite groups)
+    hidden = band_limited_type(gs, n, L)      # n copies of irreps 0..L (so2)
+
+``group='none'`` has no escnn counterpart here: the networks use plain torch layers for it.
+
+Conventions, checked by ``test/test_models_fields.py``:
+
+* symmetry.py's element ``(angle, flip)`` is ``R(angle) @ diag(1, -1)^flip`` with the mirror
+  ``y -> -y``; escnn's dihedral element ``(f, k)`` is "flip f, then rotate by k 2 pi / N". They agree
+  (same element, same matrices for the frequency-1 irrep) when the escnn gspace's reflection axis
+  is the x-axis: ``flipRot2dOnR2(N, axis=0)`` (escnn's default axis is pi/2, the *other* mirror).
+* On images, escnn's ``GeometricTensor.transform`` by the rotation ``k`` is ``torch.rot90(x, k,
+  dims=(-2, -1))`` and its flip about axis 0 reverses the rows: exactly
+  ``symmetry.transform_heightmap`` for the heightmap's grid (column j along +x, row i along -y).
+* Field kinds: scalar -> trivial; pseudoscalar -> the sign representation on D_N (the reflections
+  change its sign), trivial on C_N and SO(2); vector of frequency k -> the frequency-k irrep. On
+  C_N / D_N a frequency is only defined modulo N, so a vector of frequency k = N/2 (e.g. the
+  doubled box yaw under C4) splits into two one-dimensional irreps, k = 0 into trivial (+ sign on
+  D_N), and k > N/2 is irrep N - k seen in the mirrored basis (c, -s). Every representation built
+  here is compared with ``symmetry.Field.matrix`` on the group's elements (sampled angles for SO(2))
+  before it is returned, so a convention mismatch fails loudly instead of training a wrong network.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from escnn import group as egroup
+from escnn import gspaces
+from escnn import nn as enn
+
+from equimanip import symmetry as sym
+
+# Highest SO(2) frequency the so2 group objects know by default; irreps above it still work, this
+# only bounds what escnn precomputes for its own bases.
+DEFAULT_SO2_MAX_FREQUENCY = 6
+
+
+def check_group_name(name: str) -> sym.PlanarGroup:
+    """The symmetry.PlanarGroup called ``name`` (ValueError listing the names otherwise)."""
+    return sym.group(name)
+
+
+@lru_cache(maxsize=None)
+def gspace(name: str, planar: bool = True, max_frequency: int = DEFAULT_SO2_MAX_FREQUENCY) -> gspaces.GSpace:
+    """escnn's GSpace for the group ``name``: on the plane (``planar``, for images) or with no base
+    space (for vectors). ValueError for 'none' (plain torch layers are used there) and unknown names."""
+    G = check_group_name(name)
+    if G.is_trivial:
+        raise ValueError("group 'none' has no escnn field types: its networks are plain torch")
+    if planar:
+        if G.rotations is None:
+            return gspaces.rot2dOnR2(N=-1, maximum_frequency=max_frequency)
+        if G.reflections:
+            return gspaces.flipRot2dOnR2(N=G.rotations, axis=0.0)   # mirror y -> -y, see the docstring
+        return gspaces.rot2dOnR2(N=G.rotations)
+    if G.rotations is None:
+        return gspaces.no_base_space(egroup.so2_group(max_frequency))
+    if G.reflections:
+        return gspaces.no_base_space(egroup.dihedral_group(G.rotations))
+    return gspaces.no_base_space(egroup.cyclic_group(G.rotations))
+
+
+def planar_group_of(gs: gspaces.GSpace) -> tuple[int | None, bool]:
+    """(rotations or None for SO(2), reflections) of a gspace built by :func:`gspace`."""
+    G = gs.fibergroup
+    if isinstance(G, egroup.SO2):
+        return None, False
+    if isinstance(G, egroup.DihedralGroup):
+        return G.rotation_order, True
+    if isinstance(G, egroup.CyclicGroup):
+        return G.order(), False
+    raise ValueError(f"unsupported escnn group {G.name}")
+
+
+def to_escnn_element(gs: gspaces.GSpace, g: sym.GroupElement):
+    """escnn's group element acting like ``g`` (ValueError when ``g`` is not in the group)."""
+    rotations, reflections = planar_group_of(gs)
+    G = gs.fibergroup
+    if g.flip and not reflections:
+        raise ValueError(f"{g} has a reflection; the group {G.name} has none")
+    if rotations is None:
+        return G.element(g.angle % (2 * math.pi))
+    steps = g.angle / (2 * math.pi / rotations)
+    if abs(steps - round(steps)) > 1e-9:
+        raise ValueError(f"{g} is not a rotation by a multiple of 2 pi / {rotations}")
+    k = int(round(steps)) % rotations
+    return G.element((int(g.flip), k)) if reflections else G.element(k)
+
+
+def check_elements(gs: gspaces.GSpace, count: int = 12) -> list[sym.GroupElement]:
+    """Elements to check a representation on: all of a finite group, ``count`` angles of SO(2)."""
+    rotations, reflections = planar_group_of(gs)
+    if rotations is None:
+        return [sym.GroupElement(a, False) for a in np.linspace(-math.pi, math.pi, count, endpoint=False) + 0.1]
+    flips = (False, True) if reflections else (False,)
+    return [sym.GroupElement(2 * math.pi * k / rotations, f) for f in flips for k in range(rotations)]
+
+
+# ---------------------------------------------------------------------------- representations
+
+
+def field_representation(gs: gspaces.GSpace, field: sym.Field) -> egroup.Representation:
+    """The escnn representation of one symmetry.Field, verified against ``field.matrix``."""
+    rep = _field_representation(gs, field.kind, field.frequency)
+    _verify(gs, rep, field)
+    return rep
+
+
+def _field_representation(gs: gspaces.GSpace, kind: str, frequency: int) -> egroup.Representation:
+    G = gs.fibergroup
+    rotations, reflections = planar_group_of(gs)
+    if kind == "scalar" or (kind == "pseudoscalar" and not reflections):
+        return G.trivial_representation
+    if kind == "pseudoscalar":
+        return G.irrep(1, 0)                      # D_N's sign representation: -1 on reflections
+    # A vector (c, s) turning by frequency * angle, s -> -s under the mirror.
+    if rotations is None:
+        return G.irrep(frequency)
+    k = frequency % rotations
+    if reflections:
+        if k == 0:                                # c invariant, s flips sign under the mirror
+            parts = [G.irrep(0, 0), G.irrep(1, 0)]
+        elif 2 * k == rotations:                  # c -> (-1)^j c, s -> (-1)^(j + f) s
+            parts = [G.irrep(0, k), G.irrep(1, k)]
+        else:
+            return _mirrored(G, G.irrep(1, min(k, rotations - k)), k > rotations / 2, f"D{rotations}_vec{k}")
+        return _sum(G, parts, f"D{rotations}_vec{k}")
+    if k == 0:
+        return _sum(G, [G.trivial_representation] * 2, f"C{rotations}_vec{k}")
+    if 2 * k == rotations:
+        return _sum(G, [G.irrep(k)] * 2, f"C{rotations}_vec{k}")
+    return _mirrored(G, G.irrep(min(k, rotations - k)), k > rotations / 2, f"C{rotations}_vec{k}")
+
+
+def _sum(G, parts, name: str) -> egroup.Representation:
+    name = f"equimanip_{name}"
+    if name in G.representations:
+        return G.representations[name]
+    return egroup.directsum(parts, name=name)
+
+
+def _mirrored(G, irrep, mirror: bool, name: str) -> egroup.Representation:
+    """``irrep`` itself, or (for frequencies above N/2) the same irrep in the basis (c, -s), which
+    turns the other way: R(-a) = F R(a) F with F = diag(1, -1)."""
+    if not mirror:
+        return irrep
+    name = f"equimanip_{name}"
+    if name in G.representations:
+        return G.representations[name]
+    return egroup.directsum([irrep], change_of_basis=np.diag([1.0, -1.0]), name=name)
+
+
+def _verify(gs: gspaces.GSpace, rep: egroup.Representation, field: sym.Field) -> None:
+    for g in check_elements(gs):
+        ours, theirs = field.matrix(g), rep(to_escnn_element(gs, g))
+        if not np.allclose(ours, theirs, atol=1e-9):
+            raise AssertionError(f"escnn representation {rep.name} of {field} disagrees with "
+                                 f"symmetry.py at {g}: {theirs.tolist()} vs {ours.tolist()}")
+
+
+# ---------------------------------------------------------------------------- field types
+
+
+def layout_type(gs: gspaces.GSpace, layout: sym.Layout) -> enn.FieldType:
+    """FieldType whose channels are ``layout``'s entries in order (one field per layout field)."""
+    return enn.FieldType(gs, [field_representation(gs, f) for f in layout.fields])
+
+
+def trivial_type(gs: gspaces.GSpace, n: int) -> enn.FieldType:
+    return enn.FieldType(gs, n * [gs.trivial_repr])
+
+
+def regular_type(gs: gspaces.GSpace, n: int) -> enn.FieldType:
+    """``n`` regular fields (finite groups only: |G| channels each, pointwise nonlinearities)."""
+    if planar_group_of(gs)[0] is None:
+        raise ValueError("SO(2) has no finite regular representation; use band_limited_type")
+    return enn.FieldType(gs, n * [gs.regular_repr])
+
+
+def band_limited_type(gs: gspaces.GSpace, n: int, max_frequency: int, gates: bool = False) -> enn.FieldType:
+    """SO(2) hidden type: ``n`` trivial fields, then (with ``gates``) ``n * max_frequency`` trivial
+    gate fields, then ``n`` copies of each irrep 1..max_frequency. Trivial fields first and the
+    two-dimensional fields contiguous after them is what equimanip.models.nonlinear expects."""
+    G = gs.fibergroup
+    reps = n * [G.trivial_representation]
+    if gates:
+        reps += n * max_frequency * [G.trivial_representation]
+    reps += [G.irrep(k) for _ in range(n) for k in range(1, max_frequency + 1)]
+    return enn.FieldType(gs, reps)
+
+
+def band_limited_size(max_frequency: int) -> int:
+    """Channels per copy of irreps 0..L: 1 + 2 L."""
+    return 1 + 2 * max_frequency
+
+
+__all__ = ["gspace", "planar_group_of", "to_escnn_element", "check_elements", "field_representation",
+           "layout_type", "trivial_type", "regular_type", "band_limited_type", "band_limited_size",
+           "check_group_name", "DEFAULT_SO2_MAX_FREQUENCY"]
