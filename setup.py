@@ -58,7 +58,7 @@ setup(
     ],
     extras_require={
         "ros": ros_wheels,
-        "test": ["pytest", "pytest-timeout", "hypothesis", "ruff"],
+        "test": ["pytest", "pytest-timeout", "hypothesis", "ruff", "rosbags"],
         "bench": ["panda-gym"],
     },
     zip_safe=True,
