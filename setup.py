@@ -55,6 +55,8 @@ setup(
         "tqdm",
         "mcap",
         "mcap-ros2-support",
+        "gymnasium>=1.0",     # equimanip.envs: the tasks as Gymnasium environments
+        "matplotlib",         # learning curves and results plots
     ],
     extras_require={
         "ros": ros_wheels,
