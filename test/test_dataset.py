@@ -1,0 +1,135 @@
+"""The dataset: episode bags -> synchronised (state, action, next state) samples, built with
+build_observation; a cache that follows the data; gaps and mixed control periods reported."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from equimanip.data import episode as ep
+from equimanip.data.bag import RELIABLE, BagWriter, read_bag
+from equimanip.data.dataset import CACHE_DIR, DatasetConfig, DatasetError, dataset_info, load_dataset
+from equimanip.data.sim_writer import record_expert_episodes
+from equimanip.perception.observation import ObservationConfig, build_observation
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demos")
+    record_expert_episodes(out, "block_picking", 2, seed=0)
+    return out
+
+
+def copy_bag(src, out_dir, name, skip=None, episode_update=None):
+    """A copy of a bag, leaving out the messages ``skip(topic, index_in_topic)`` selects."""
+    bag = read_bag(src)
+    seen = {}
+    with BagWriter(out_dir, name) as w:
+        for topic, info in bag.topics.items():
+            w.add_topic(topic, info.type, ep.TOPICS_BY_NAME[topic].qos if topic in ep.TOPICS_BY_NAME else RELIABLE)
+        for topic, t, data in bag.raw_messages():
+            k = seen[topic] = seen.get(topic, -1) + 1
+            if skip is None or not skip(topic, k):
+                w.write(topic, data, t)
+        w.close({**bag.episode, **(episode_update or {})})
+
+
+def test_episode_topic_names_are_the_ros_interfaces():
+    from equimanip.nodes import topics
+    same = {"CLOUD": ep.CLOUD, "CAMERA_POSE": ep.CAMERA_POSE, "JOINT_STATES": ep.JOINT_STATES,
+            "EE_POSE": ep.EE_POSE, "TWIST": ep.TWIST, "GRIPPER": ep.GRIPPER, "SIM_OBJECT_POSES": ep.OBJECT_POSES,
+            "ACTION": ep.ACTION, "SIM_EPISODE_EVENTS": ep.EPISODE_EVENTS, "SIM_METADATA": ep.SIM_METADATA}
+    for name, value in same.items():
+        if hasattr(topics, name):   # the last three arrive with the controller runtime (issue 7)
+            assert getattr(topics, name) == value, name
+
+
+def test_samples_pair_each_action_with_the_state_it_answers(demos):
+    data = load_dataset(demos, use_cache=False)
+    reports = data.used_episodes
+    assert [r.name for r in reports] == ["episode_0000", "episode_0001"]
+    steps = [read_bag(demos / r.name).episode["steps"] for r in reports]
+    assert [r.transitions for r in reports] == steps and len(data) == sum(steps)
+    assert data.control_period == 0.1 and data.states.shape == (len(data), 39)
+
+    # The actions are the recorded ones, in order; next state k is state k + 1 of the same episode.
+    messages = read_bag(demos / "episode_0000").messages([ep.ACTION])
+    recorded = [np.asarray(m.position, np.float32) for _, _, m in messages]
+    first = data.episode == 0
+    np.testing.assert_array_equal(data.actions[first], np.stack(recorded))
+    np.testing.assert_array_equal(data.next_states[first][:-1], data.states[first][1:])
+    assert list(data.step[first]) == list(range(steps[0]))
+    np.testing.assert_array_equal(data.next_ee_poses[first][:-1], data.ee_poses[first][1:])
+
+    # The first state is what build_observation makes of the simulation's own first observation.
+    from equimanip.sim.env import ManipulationEnv
+    with ManipulationEnv(task="block_picking") as env:
+        obs = env.reset(seed=0)
+        direct = build_observation(obs.points, obs.ee_pose, obs.gripper_aperture, obs.time, ObservationConfig())
+    np.testing.assert_allclose(data.states[0], direct.object_state, atol=1e-5)
+    assert data.states[0][3] == 1.0          # the cube is seen
+
+
+def test_cache_follows_the_episodes_and_the_settings(demos):
+    load_dataset(demos)
+    cache = demos / CACHE_DIR
+    files = sorted(os.listdir(cache))
+    assert len(files) == 2
+    again = load_dataset(demos)                      # read from the cache: same arrays
+    np.testing.assert_array_equal(again.states, load_dataset(demos, use_cache=False).states)
+    # Other observation settings: another cache entry, other arrays.
+    small = load_dataset(demos, DatasetConfig(observation=ObservationConfig(max_objects=1)))
+    assert small.states.shape[1] == 12 and len(os.listdir(cache)) == 2 + 0 * len(files)
+    assert sorted(os.listdir(cache)) != files
+    # An episode re-recorded under the same name invalidates its entry.
+    stamp = os.stat(demos / "episode_0001" / "episode_0001_0.mcap").st_mtime_ns
+    os.utime(demos / "episode_0001" / "episode_0001_0.mcap", ns=(stamp + 10**9, stamp + 10**9))
+    load_dataset(demos)
+    names = sorted(os.listdir(cache))
+    assert [n.split(".")[0] for n in names] == ["episode_0000", "episode_0001"]
+    assert names[0] in files and names[1] not in files
+
+
+def test_missing_messages_are_reported_not_mixed(demos, tmp_path):
+    copy_bag(demos / "episode_0000", tmp_path, "episode_0000")
+    copy_bag(demos / "episode_0001", tmp_path, "episode_0001", skip=lambda topic, k: topic == ep.CLOUD and k == 3)
+    copy_bag(demos / "episode_0001", tmp_path, "episode_0002", skip=lambda topic, k: topic == ep.ACTION and k == 1)
+    data = load_dataset(tmp_path)
+    by_name = {r.name: r for r in data.reports}
+    assert [r.name for r in data.used_episodes] == ["episode_0000"]
+    assert "missing messages" in by_name["episode_0001"].reason
+    assert "no action for the state" in by_name["episode_0002"].reason
+    lenient = load_dataset(tmp_path, DatasetConfig(strict=False))
+    full = by_name["episode_0000"].transitions
+    assert len(lenient) == full + (by_name["episode_0001"].states - 1 - 2 + 1) + (by_name["episode_0002"].states - 2)
+    info = dataset_info(tmp_path)
+    assert info["episodes"] == 3 and info["usable_episodes"] == 1
+    assert any("missing messages" in p for p in info["per_episode"][1]["problems"])
+
+
+def test_other_control_period_and_unfinished_are_left_out(demos, tmp_path):
+    copy_bag(demos / "episode_0000", tmp_path, "episode_0000")
+    copy_bag(demos / "episode_0001", tmp_path, "episode_0001", episode_update={"finished": False})
+    record_expert_episodes(tmp_path, "block_picking", 1, seed=0, first_index=2, control_period=0.05)
+    with pytest.raises(DatasetError, match=r"different control periods \(0.05 s: 1 episodes, 0.1 s: 1 episodes\)"):
+        load_dataset(tmp_path)
+    data = load_dataset(tmp_path, DatasetConfig(control_period=0.1))
+    reasons = {r.name: r.reason for r in data.reports}
+    assert [r.name for r in data.used_episodes] == ["episode_0000"]
+    assert reasons["episode_0001"].startswith("unfinished")
+    assert reasons["episode_0002"] == "control period 0.05 s, not 0.1 s"
+    info = dataset_info(tmp_path)
+    assert info["control_periods"] == [0.05, 0.1] and "different control periods" in info["mixed_control_periods"]
+
+
+def test_dataset_info_command(demos, capsys):
+    from equimanip.cli_imitation import main
+    assert main(["dataset", "info", str(demos), "--json"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["episodes"] == 2 and summary["successful"] == 2
+    assert summary["topics"]["/camera/points"]["rate_hz"] == pytest.approx(10.0, rel=0.02)
+    assert "episode_0000" in out and "block_picking" in out
+    assert main(["dataset", "info", str(demos / "nowhere")]) == 1
