@@ -30,8 +30,35 @@ def _expert_node():
     return ExpertNode
 
 
-# Controller name -> a function returning its node class (imported on demand).
-CONTROLLERS = {"expert": _expert_node}
+@dataclass(frozen=True)
+class ControllerEntry:
+    node_name: str           # the ROS node name, which `-p node_name:param:=value` refers to
+    node_class: Callable     # returns the node class (imported on demand: torch only when needed)
+
+
+CONTROLLERS = {"expert": ControllerEntry("expert_node", _expert_node)}
+SIM_NODE_NAME = "sim_node"
+# Seconds of waiting for a controller to become ready before saying what it waits for.
+READINESS_REPORT_AFTER_S = 5.0
+
+
+def parse_param_override(text: str) -> tuple[Optional[str], str, object]:
+    """``[node:]name:=value`` (the ``ros2 run ... -p`` form, with an optional node name as in
+    ``--ros-args -p``) -> (node or None for every node, name, value). The value is read as YAML,
+    as ROS does: ``true`` is a bool, ``3`` an int, ``[1.0, 2.0]`` a list."""
+    import yaml
+
+    if ":=" not in text:
+        raise ValueError(f"parameter override '{text}' must look like name:=value or node:name:=value")
+    target, raw = text.split(":=", 1)
+    node, _, name = target.rpartition(":")
+    if not name or not raw:
+        raise ValueError(f"parameter override '{text}' must look like name:=value or node:name:=value")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ValueError(f"parameter override '{text}': value is not valid YAML ({e})") from None
+    return (node or None), name, value
 
 
 @dataclass
@@ -44,6 +71,8 @@ class RunConfig:
     params_files: Sequence[str] = ("sim",)  # names in config/ or paths, applied in order
     sim_overrides: dict = field(default_factory=dict)
     controller_overrides: dict = field(default_factory=dict)
+    # `-p` overrides: (node name or None for every node, parameter, value), applied last.
+    param_overrides: Sequence[tuple] = ()
     record: Optional[Path] = None           # write a GIF of the first episode
     record_size: tuple[int, int] = (320, 240)
     episode_timeout_s: float = 300.0        # wall-clock guard against a stalled loop
@@ -173,14 +202,49 @@ class InProcessGraph:
         self.close()
 
 
-def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]] = None) -> RunResult:
+def node_overrides(config: RunConfig, node_name: str) -> dict:
+    """The `-p` overrides that apply to ``node_name`` (those for every node first)."""
+    out = {name: value for node, name, value in config.param_overrides if node is None}
+    out.update({name: value for node, name, value in config.param_overrides if node == node_name})
+    return out
+
+
+def wait_until_ready(graph: "InProcessGraph", controller, timeout_s: float,
+                     report: Optional[Callable[[str], None]] = None) -> None:
+    """Spin until the controller says it is ready (inputs, first observation, warmed-up model);
+    after a few seconds say what it is still waiting for, once."""
+    start, reported = time.monotonic(), False
+    while True:
+        ready, waiting = controller.readiness()
+        if ready:
+            return
+        waited = time.monotonic() - start
+        if waited > timeout_s:
+            raise TimeoutError(f"{controller.get_name()} was not ready after {timeout_s:.0f} s: waiting for {waiting}")
+        if not reported and waited > READINESS_REPORT_AFTER_S and report is not None:
+            report(f"{controller.get_name()} is waiting for {waiting}")
+            reported = True
+        graph.executor.spin_once(timeout_sec=0.05)
+
+
+def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]] = None,
+        report: Optional[Callable[[str], None]] = None) -> RunResult:
     """Bring up sim_node + controller in this process and run ``config.episodes`` episodes."""
     from equimanip.sim.sim_node import SimNode
 
+    entry = CONTROLLERS[config.controller]
+    known = {SIM_NODE_NAME, entry.node_name}
+    unknown = sorted({node for node, _, _ in config.param_overrides if node is not None} - known)
+    if unknown:
+        raise ValueError(f"-p names node(s) {unknown} that this run does not start; nodes: {', '.join(sorted(known))}")
     with InProcessGraph(config.params_files, config.domain_id) as graph:
         common = {"task": config.task}
-        sim = graph.node(SimNode, **{**common, "seed": config.seed, "sync": config.sync, **config.sim_overrides})
-        controller = graph.node(CONTROLLERS[config.controller](), **{**common, **config.controller_overrides})
+        sim = graph.node(SimNode, **{**common, "seed": config.seed, "sync": config.sync, **config.sim_overrides,
+                                     **node_overrides(config, SIM_NODE_NAME)})
+        # In real time the controller decides on a timer, as on a real arm.
+        trigger = {} if config.sync else {"trigger": "timer"}
+        controller = graph.node(entry.node_class(), **{**common, **trigger, **config.controller_overrides,
+                                                       **node_overrides(config, entry.node_name)})
         monitor = graph.add(_EpisodeMonitor(context=graph.context))
 
         # Discovery: start only when the loop is closed both ways and the reset service answers.
@@ -188,6 +252,8 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
             sim.count_publishers(topics.TWIST) > 0 and sim.count_publishers(topics.GRIPPER) > 0
             and controller.inputs_connected() and monitor.reset_client.service_is_ready()),
             30.0, "the nodes to discover each other")
+        # Readiness: no episode step is spent on a controller that cannot decide yet.
+        wait_until_ready(graph, controller, 120.0, report)
 
         recorder = _FrameRecorder(config.record_size)
         if config.record is not None:

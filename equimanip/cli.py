@@ -3,6 +3,8 @@
     equimanip run --task block_picking --controller expert --episodes 10 [--seed S] [--json]
     equimanip observe --task block_picking [--params side_camera] [--out observation.png]
     equimanip bench sim|perception|experts [--json]
+    equimanip train sac --task block_picking --group c8 --demos 20 --steps 5000 --out runs/pick_c8
+    equimanip eval --checkpoint runs/pick_c8/best.pt --episodes 50 [--rotate-scene DEG] [--json]
 """
 from __future__ import annotations
 
@@ -18,6 +20,11 @@ BENCHMARKS = {
     "experts": "equimanip.sim.evaluate",
 }
 
+# `equimanip train <learner> ...`: each module has main(argv) and its own --help.
+TRAINERS = {
+    "sac": "equimanip.learning.sac",
+}
+
 
 def _task_names() -> list[str]:
     from equimanip.sim.tasks import TASKS
@@ -25,7 +32,7 @@ def _task_names() -> list[str]:
 
 
 def _cmd_run(args) -> int:
-    from equimanip.bringup import CONTROLLERS, RunConfig, run
+    from equimanip.bringup import CONTROLLERS, RunConfig, parse_param_override, run
 
     if args.task not in _task_names():
         print(f"unknown task '{args.task}'; available: {', '.join(_task_names())}", file=sys.stderr)
@@ -40,9 +47,14 @@ def _cmd_run(args) -> int:
     if args.record is not None and args.record.suffix.lower() != ".gif":
         print(f"--record writes a .gif; got '{args.record}'", file=sys.stderr)
         return 2
+    try:
+        overrides = [parse_param_override(text) for text in args.param]
+    except ValueError as e:
+        print(f"equimanip run: {e}", file=sys.stderr)
+        return 2
     config = RunConfig(task=args.task, controller=args.controller, episodes=args.episodes,
                        seed=args.seed, sync=not args.realtime,
-                       params_files=["sim", *args.params], record=args.record)
+                       params_files=["sim", *args.params], record=args.record, param_overrides=overrides)
 
     def report(ep) -> None:
         outcome = "success" if ep.success else "failure"
@@ -50,7 +62,7 @@ def _cmd_run(args) -> int:
               f"{ep.steps:3d} steps  {ep.wall_s:5.2f} s", flush=True)
 
     try:
-        result = run(config, on_episode=report)
+        result = run(config, on_episode=report, report=lambda text: print(text, flush=True))
     except (TimeoutError, RuntimeError, FileNotFoundError, ValueError) as e:
         print(f"equimanip run: {e}", file=sys.stderr)
         return 1
@@ -99,6 +111,16 @@ def _cmd_bench(args, rest: list[str]) -> int:
     return module.main(rest)
 
 
+def _cmd_train(args, rest: list[str]) -> int:
+    module = importlib.import_module(TRAINERS[args.learner])
+    return module.main(rest)
+
+
+def _cmd_eval(rest: list[str]) -> int:
+    from equimanip.learning import evaluate
+    return evaluate.main(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="equimanip", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,8 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="seed of the first episode (then seed+1, ...)")
     run.add_argument("--realtime", action="store_true",
                      help="step on the wall clock at the control rate instead of once per command")
-    run.add_argument("--params", action="append", default=[], metavar="YAML",
+    run.add_argument("--params", "--params-file", action="append", default=[], metavar="YAML",
                      help="extra parameter file (a path or a name in config/, e.g. side_camera)")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="[NODE:]NAME:=VALUE",
+                     help="set a parameter, of one node (sim_node:enforce_limits:=false) or of every "
+                          "node (control_period:=0.1); the value is read as YAML, as ROS does")
     run.add_argument("--record", type=Path, default=None, metavar="PATH",
                      help="write an animated GIF of the first episode")
     run.add_argument("--json", action="store_true", help="end with one JSON line of results")
@@ -127,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks (see each one's --help)", add_help=False)
     bench.add_argument("target", choices=sorted(BENCHMARKS))
+
+    train = sub.add_parser("train", help="train a learner in the simulation (see equimanip train sac --help)",
+                           add_help=False)
+    train.add_argument("learner", choices=sorted(TRAINERS))
+    sub.add_parser("eval", help="run a checkpoint in the simulation and report its success rate "
+                   "(see equimanip eval --help)", add_help=False)
     return parser
 
 
@@ -136,6 +167,10 @@ def main(argv=None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         return _cmd_bench(args, rest)
+    if args.command == "train":
+        return _cmd_train(args, rest)
+    if args.command == "eval":
+        return _cmd_eval(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return _cmd_observe(args) if args.command == "observe" else _cmd_run(args)

@@ -13,8 +13,14 @@ from typing import Sequence
 
 import numpy as np
 
-from equimanip.action import MAX_STEP_M, MAX_STEP_YAW
+from equimanip.action import ACTION_DIM, ACTION_NAMES, MAX_STEP_M, MAX_STEP_YAW
 from equimanip.geometry import normalize_frame_id
+
+# The box the grasp point must stay in (metres, base_link): the simulated cell's, and the default
+# of every controller's safety layer (a real cell sets its own through the safety.* parameters).
+# The lower z keeps the fingertips (1.1 cm below the grasp point) a few millimetres above the table.
+WORKSPACE_LOW = (0.3, -0.2, 0.015)
+WORKSPACE_HIGH = (0.7, 0.2, 0.4)
 
 
 class CommandRejected(ValueError):
@@ -56,10 +62,10 @@ def check_twist(linear: Sequence[float], angular: Sequence[float], frame_id: str
     fastest = float(np.max(np.abs(lin)))
     if fastest > limits.max_linear:
         lin = lin * (limits.max_linear / fastest)
-        notes.append(f"speed {fastest:.3f} m/s along an axis scaled to the limit {limits.max_linear:.3f} m/s")
+        notes.append(f"speed {fastest:.4g} m/s along an axis scaled to the limit {limits.max_linear:.4g} m/s")
     yaw_rate = float(ang[2])
     if abs(yaw_rate) > limits.max_yaw_rate:
-        notes.append(f"yaw rate {yaw_rate:.3f} rad/s clamped to {limits.max_yaw_rate:.3f} rad/s")
+        notes.append(f"yaw rate {yaw_rate:.4g} rad/s clamped to {limits.max_yaw_rate:.4g} rad/s")
         yaw_rate = math.copysign(limits.max_yaw_rate, yaw_rate)
     if abs(ang[0]) > 1e-9 or abs(ang[1]) > 1e-9:
         notes.append("roll and pitch rates ignored: the gripper is kept pointing down")
@@ -126,3 +132,109 @@ def check_trajectory(joint_names: Sequence[str], points: Sequence[tuple[Sequence
         bad = [names[j] for j in np.flatnonzero(outside)]
         raise CommandRejected(f"trajectory leaves the joint limits of {bad}")
     return JointTrajectoryCommand(idx, times, positions)
+
+
+# ------------------------------------------------------------------ the controller-side layer
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    """What a controller guarantees about every command it sends, whatever the arm does with it:
+    the measured grasp point is not driven out of the box [workspace_low, workspace_high], and no
+    axis moves faster than max_linear_speed (m/s) or turns faster than max_yaw_rate (rad/s)."""
+    workspace_low: tuple = WORKSPACE_LOW
+    workspace_high: tuple = WORKSPACE_HIGH
+    max_linear_speed: float = MAX_STEP_M / 0.1
+    max_yaw_rate: float = MAX_STEP_YAW / 0.1
+
+    def validate(self) -> "SafetyLimits":
+        low, high = np.asarray(self.workspace_low, float), np.asarray(self.workspace_high, float)
+        if low.shape != (3,) or high.shape != (3,) or not np.all(np.isfinite(low) & np.isfinite(high)):
+            raise ValueError("the workspace corners need 3 finite numbers each")
+        if np.any(low >= high):
+            raise ValueError(f"workspace_min {low.tolist()} must be below workspace_max {high.tolist()} on every axis")
+        for name in ("max_linear_speed", "max_yaw_rate"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        return self
+
+
+@dataclass(frozen=True)
+class LimitedAction:
+    """An action after the safety layer, and what was reduced (empty: passed unchanged)."""
+    action: np.ndarray
+    reductions: tuple[str, ...]
+
+
+def as_action(action) -> np.ndarray:
+    """An action as 5 finite float64 numbers, or CommandRejected. Complex numbers, booleans,
+    strings and objects are refused, not converted: none of them is an action."""
+    try:
+        arr = np.asarray(action)
+    except Exception as e:  # noqa: BLE001 - ragged lists and the like
+        raise CommandRejected(f"an action must be {ACTION_DIM} real numbers, got {type(action).__name__}: "
+                              f"{e}") from None
+    if arr.dtype.kind not in "fiu":
+        raise CommandRejected(f"an action must be real numbers {ACTION_NAMES}, got dtype {arr.dtype}")
+    if arr.shape != (ACTION_DIM,):
+        raise CommandRejected(f"an action has {ACTION_DIM} entries {ACTION_NAMES}, got shape {arr.shape}")
+    return _finite(arr, "action")
+
+
+def limit_action(action, ee_position, control_period: float, limits: SafetyLimits) -> LimitedAction:
+    """The controller-side safety layer for one action ``[p, dx, dy, dz, dyaw]`` (per step).
+
+    * non-finite or malformed actions and end-effector positions: CommandRejected (the caller holds
+      the arm still);
+    * the aperture is clipped to [0, 1];
+    * a step faster than ``max_linear_speed`` along any axis is scaled down as a whole, keeping
+      its direction (as MoveIt Servo does); the yaw step is clamped to ``max_yaw_rate``;
+    * the step is then cut where it would take the measured grasp point out of the workspace box,
+      axis by axis, so that a push into a wall slides along it; a grasp point already outside may
+      only move back towards the box.
+    """
+    a = as_action(action).copy()
+    position = _finite(ee_position, "end-effector position")
+    if position.shape != (3,):
+        raise CommandRejected(f"end-effector position needs 3 numbers, got shape {position.shape}")
+    if not (math.isfinite(control_period) and control_period > 0):
+        raise CommandRejected(f"control period must be positive, got {control_period}")
+    reductions = []
+    if not 0.0 <= a[0] <= 1.0:
+        reductions.append(f"aperture {a[0]:.3g} clipped to [0, 1]")
+        a[0] = min(max(a[0], 0.0), 1.0)
+    max_step = limits.max_linear_speed * control_period
+    fastest = float(np.max(np.abs(a[1:4])))
+    if fastest > max_step:
+        a[1:4] *= max_step / fastest
+        reductions.append(f"speed {fastest / control_period:.3g} m/s scaled to {limits.max_linear_speed:.3g} m/s")
+    max_turn = limits.max_yaw_rate * control_period
+    if abs(a[4]) > max_turn:
+        reductions.append(f"yaw rate {a[4] / control_period:.3g} rad/s clamped to {limits.max_yaw_rate:.3g} rad/s")
+        a[4] = math.copysign(max_turn, a[4])
+    low = np.minimum(np.asarray(limits.workspace_low, dtype=np.float64), position)
+    high = np.maximum(np.asarray(limits.workspace_high, dtype=np.float64), position)
+    step = np.clip(position + a[1:4], low, high) - position
+    if np.any(np.abs(step - a[1:4]) > 1e-12):
+        cut = [name for name, s, want in zip(("x", "y", "z"), step, a[1:4]) if abs(s - want) > 1e-12]
+        reductions.append(f"step along {'/'.join(cut)} cut at the workspace wall")
+        a[1:4] = step
+    return LimitedAction(a, tuple(reductions))
+
+
+def check_trajectory_rates(velocities: Sequence[Sequence[float]], accelerations: Sequence[Sequence[float]],
+                           n_joints: int, max_velocities: np.ndarray) -> None:
+    """The velocities and accelerations of a trajectory's points, as ros2_control reads them:
+    per point either none or one per joint, finite, and velocities within the joints' limits
+    (``max_velocities``, indexed like the trajectory's joints). Raises CommandRejected."""
+    for what, rates in (("velocities", velocities), ("accelerations", accelerations)):
+        for i, values in enumerate(rates):
+            if len(values) not in (0, n_joints):
+                raise CommandRejected(f"trajectory point {i} has {len(values)} {what} for {n_joints} joints")
+            if len(values):
+                _finite(values, f"trajectory point {i} {what}")
+    for i, values in enumerate(velocities):
+        if len(values) and np.any(np.abs(np.asarray(values, dtype=np.float64)) > max_velocities):
+            raise CommandRejected(f"trajectory point {i} has velocities beyond the joints' limits "
+                                  f"{np.round(max_velocities, 3).tolist()} rad/s")

@@ -1,104 +1,625 @@
-"""The scaffolding every controller node shares: robot state in, safe actions out.
+"""The runtime every controller shares, on the simulated cell and on a real one.
 
-A controller (scripted expert, Equivariant SAC policy, BMIL policy, MPPI planner) subclasses
-``ControllerNode`` and implements ``act(messages) -> action``. The base class
+A controller (the scripted expert, an Equivariant SAC or BMIL policy, the MPPI planner) is a
+subclass that says what to do; this base class makes sure it is done safely and on time:
 
-* subscribes to the robot state topics (plus any the subclass asks for) and hands ``act`` one
-  consistent set, all stamped with the same instant (``TimeSync``);
-* publishes the action the way a real cell takes it: the gripper aperture on ``/gripper_command``
-  first, then the motion as a MoveIt Servo twist, stamped with the instant the action was computed
-  from (so the arm side can tell a stale command);
-* passes every action through the safety layer: a non-finite action or an exception in ``act``
-  becomes a zero twist (the arm holds still) and one throttled log line, never a crash.
+**Inputs.** The robot state (``/ee_pose``, ``/joint_states``) plus whatever the subclass reads are
+paired by ``TimeSync``: equal stamps in the simulation, within ``sync_slop`` seconds on a real
+cell, where the camera and the arm never share a stamp. Only the newest complete set is kept.
+``ObservationController`` adds the point cloud and hands its subclass the ``Observation`` that
+``build_observation`` makes, the same one training uses.
+
+**When to decide** (``trigger``):
+
+* ``state``: once per complete set, at once (the simulation's sync mode steps once per answer);
+* ``timer``: on a real arm, ``rate_hz`` times a second on the newest complete set. Decisions
+  follow a schedule of one per period: a set that arrives when the next decision is due (or up to
+  a quarter period before) is decided on at once, so the latency is the decision's own cost and
+  not a wait for a tick; when no new set arrives by then, a timer decides on the newest one as
+  soon as it is in. Decisions run in their own callback group and always take the newest set, so
+  a slow decision never queues stale data; a scheduled decision more than a quarter period late
+  counts as a missed cycle, and a late schedule starts again from now (missed cycles are not made
+  up later by deciding faster).
+
+**Output.** Every action passes the safety layer (``equimanip.safety.limit_action``: the measured
+grasp point kept in the workspace box, sliding along its walls; per-axis speed limits; finite
+values only) and goes out as the gripper aperture on ``/gripper_command``, the motion as a MoveIt
+Servo twist (per-step displacement / ``control_period``) and the whole action on
+``/equimanip/action``, all stamped with the instant of the state it was computed from.
+
+**Staying safe.** An exception or a malformed action from the subclass, bad input, an e-stop
+(``/estop`` true: latched until ``~/enable`` is called) or a stop through ``~/enable`` give one zero
+twist and then silence. The observation watchdog does the same when no fresh complete set came in
+for ``observation_timeout`` seconds (as MoveIt Servo halts on stale commands), until data returns.
+Where the arm publishes its metadata (the simulation's ``/sim_node/metadata``) the controller
+refuses to command with a control period that differs from the arm's.
+
+**Health.** ``/diagnostics`` once a second (enabled or stopped and why, observation age, decision
+latency p50/p99, achieved rate, missed cycles, commands reduced by the safety layer),
+``readiness()`` (inputs connected, first complete set, model warmed up) for whoever starts the
+controller, and the run's metadata on the latched ``~/metadata`` for recorders. Episode hooks
+(``on_episode_start`` / ``on_episode_end``) follow ``~/reset`` and the simulation's episode events,
+so a planner can drop its warm start and a policy its memory.
 """
 from __future__ import annotations
 
+import json
 import math
+import threading
 import time
-from typing import Sequence
+from collections import deque
+from dataclasses import dataclass
+from functools import partial
+from typing import Optional, Sequence
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TwistStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64
+from sensor_msgs.msg import JointState, PointCloud2
+from std_msgs.msg import Bool, Float64, String
+from std_srvs.srv import SetBool, Trigger
 
-from equimanip.action import action_to_velocity, clip_action
-from equimanip.nodes import qos, topics
-from equimanip.nodes.params import ParamSpec, declare_parameters
+from equimanip.action import ACTION_HIGH, ACTION_LOW, ACTION_NAMES, clip_action
+from equimanip.geometry import normalize_frame_id
+from equimanip.nodes import msgs, qos, topics
+from equimanip.nodes.params import ParamSpec, declare_parameters, param_values
 from equimanip.nodes.sync import TimeSync
+from equimanip.safety import WORKSPACE_HIGH, WORKSPACE_LOW, CommandRejected, SafetyLimits, as_action, limit_action
+
+_LIMITS = SafetyLimits()
 
 CONTROLLER_PARAMS = [
-    ParamSpec("control_period", 0.1, "Seconds per control step; converts per-step displacements "
-              "to the twist's m/s. Must match the arm's control period.", min=0.01, max=1.0,
+    ParamSpec("control_period", 0.1, "Seconds per control step of the arm; converts per-step "
+              "displacements to the twist's m/s. Checked against the arm's where it publishes it.",
+              min=0.01, max=1.0, read_only=True),
+    ParamSpec("base_frame", "base_link", "Frame of the robot state and of the commanded twists.",
               read_only=True),
-    ParamSpec("base_frame", "base_link", "Frame of the commanded twists.", read_only=True),
+    ParamSpec("trigger", "state", "When to decide: 'state' once per complete set of inputs (the "
+              "simulation's sync mode), 'timer' about rate_hz times a second on the newest "
+              "complete set (a real arm).", choices=("state", "timer"), read_only=True),
+    ParamSpec("rate_hz", 10.0, "Decisions per second in timer mode.", min=0.5, max=100.0),
+    ParamSpec("sync_slop", 0.0, "Largest stamp difference (s) within one set of inputs; 0 pairs "
+              "equal stamps only (the simulation), a real cell needs about one camera period.",
+              min=0.0, max=1.0),
+    ParamSpec("observation_timeout", 0.5, "No fresh complete set of inputs for this long (s): one "
+              "zero twist, then silence until data returns.", min=0.01, max=10.0),
+    ParamSpec("start_enabled", True, "Command the arm from the start; false waits for ~/enable.",
+              read_only=True),
+    ParamSpec("arm_metadata_topic", topics.SIM_METADATA, "Latched JSON metadata of the arm "
+              "(control_period) to check this controller against; empty for an arm that publishes "
+              "none.", read_only=True),
+    ParamSpec("episode_events_topic", topics.SIM_EPISODE_EVENTS, "Stamped episode start/end "
+              "events (diagnostic_msgs/DiagnosticArray) that call the episode hooks; empty for none.",
+              read_only=True),
+    ParamSpec("safety.enabled", True, "Keep the grasp point in the workspace box and within the "
+              "speed limits. Turn off only for an arm that enforces both itself; finite values and "
+              "the action limits are enforced regardless.", read_only=True),
+    ParamSpec("safety.workspace_min", list(WORKSPACE_LOW), "Lower corner of the box the measured "
+              "grasp point must stay in (m, base frame).", length=3),
+    ParamSpec("safety.workspace_max", list(WORKSPACE_HIGH), "Upper corner of that box (m, base frame).",
+              length=3),
+    ParamSpec("safety.max_linear_speed", _LIMITS.max_linear_speed, "Largest speed along any axis "
+              "(m/s); faster steps are scaled down keeping their direction.", min=0.0, max=2.0),
+    ParamSpec("safety.max_yaw_rate", round(_LIMITS.max_yaw_rate, 6), "Largest yaw rate (rad/s).",
+              min=0.0, max=10.0),
 ]
 
 # A state offered again this long after it was answered is answered again: the first answer
 # was probably lost (a publisher not yet matched), and the simulation repeats a state once a second.
 REANSWER_AFTER_S = 0.5
+# Timer mode: a set may be decided on this share of a period before its decision is due, and a
+# decision later than that share after it is a missed cycle.
+DUE_TOLERANCE = 0.25
 
 # The robot state every controller reads. Topic name -> (message type, QoS).
 STATE_TOPICS = {topics.EE_POSE: (PoseStamped, qos.RELIABLE), topics.JOINT_STATES: (JointState, qos.RELIABLE)}
 
 
+@dataclass
+class InputSet:
+    """One complete, consistent set of input messages (topic -> message)."""
+    messages: dict
+    stamp: object          # builtin_interfaces/Time of the end-effector pose: the state's instant
+    stamp_ns: int
+    received: float        # time.monotonic() when the set became complete
+
+
+class _ReasonThrottle:
+    """One log line per distinct reason per period: a throttle per call site would let one
+    recurring problem hide every other."""
+
+    def __init__(self, logger, period_s: float = 2.0):
+        self._logger, self._period, self._last = logger, period_s, {}
+
+    def __call__(self, level: str, key: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -math.inf) < self._period:
+            return
+        self._last[key] = now
+        # One call per level: rclpy's logger refuses a severity change at one call site.
+        if level == "error":
+            self._logger.error(text)
+        elif level == "warning":
+            self._logger.warning(text)
+        else:
+            self._logger.info(text)
+
+
+class ControllerStats:
+    """Counters and recent timings for /diagnostics and the benchmarks (thread-safe enough: each
+    field is written by one callback group)."""
+
+    def __init__(self):
+        self.decisions = 0
+        self.failures = 0
+        self.reduced = 0
+        self.missed_cycles = 0
+        self.latencies_ms: deque = deque(maxlen=2000)     # set complete -> command published
+        self.decision_times: deque = deque(maxlen=2000)   # time.monotonic() of each publish
+
+    def latency_percentiles(self) -> tuple[float, float]:
+        if not self.latencies_ms:
+            return math.nan, math.nan
+        values = np.asarray(self.latencies_ms)
+        return float(np.percentile(values, 50)), float(np.percentile(values, 99))
+
+    def achieved_rate(self, window_s: float = 2.0) -> float:
+        now = time.monotonic()
+        recent = [t for t in self.decision_times if now - t <= window_s]
+        return len(recent) / window_s
+
+
 class ControllerNode(Node):
+    """Base of every controller. Subclasses implement ``act(messages) -> action`` (topic ->
+    message, for controllers that read raw topics, e.g. the scripted expert) or derive from
+    ``ObservationController`` and implement ``act(observation)``."""
+
     def __init__(self, name: str, params: Sequence[ParamSpec] = (), extra_topics: dict | None = None,
                  **node_kwargs):
         """``extra_topics`` maps further topics to read in step with the state to (type, QoS)."""
         super().__init__(name, **node_kwargs)
+        self._own_specs = list(params)
         declare_parameters(self, [*CONTROLLER_PARAMS, *params])
-        self.control_period = self.get_parameter("control_period").value
-        self._base_frame = self.get_parameter("base_frame").value
+        p = param_values(self, CONTROLLER_PARAMS)
+        self.control_period = p["control_period"]
+        self.base_frame = p["base_frame"]
+        self.trigger = p["trigger"]
+        self._limits = self._limits_from(p)
+        self._log = _ReasonThrottle(self.get_logger())
+        self.stats = ControllerStats()
+        self._lock = threading.Lock()
+
+        # Callback groups: inputs, decisions, and the safety/health callbacks that must never wait
+        # for a slow decision (e-stop, enable, watchdog, diagnostics). They matter under a
+        # multi-threaded executor; a single-threaded one runs them in turn.
+        self._inputs_group = MutuallyExclusiveCallbackGroup()
+        self._decision_group = MutuallyExclusiveCallbackGroup()
+        self._safety_group = MutuallyExclusiveCallbackGroup()
+
         self._pub_gripper = self.create_publisher(Float64, topics.GRIPPER, qos.RELIABLE)
         self._pub_twist = self.create_publisher(TwistStamped, topics.TWIST, qos.RELIABLE)
+        self._pub_action = self.create_publisher(JointState, topics.ACTION, qos.RELIABLE)
+        self._pub_diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.RELIABLE)
+        self._pub_metadata = self.create_publisher(String, "~/metadata", qos.LATCHED)
+
         subscribed = {**STATE_TOPICS, **(extra_topics or {})}
-        self._sync = TimeSync(list(subscribed), self._on_state)
+        self._sync = TimeSync(list(subscribed), self._on_set, slop=p["sync_slop"])
         for topic, (msg_type, profile) in subscribed.items():
-            self.create_subscription(msg_type, topic, lambda m, t=topic: self._sync.add(t, m), profile)
-        self.actions_published = 0
-        self._last_stamp_ns = -1      # the state last acted on, and when: one decision per state
-        self._last_answer = -math.inf
-        self._last_gripper = None     # the last aperture commanded, repeated when holding still
+            self.create_subscription(msg_type, topic, partial(self._sync.add, topic), profile,
+                                     callback_group=self._inputs_group)
 
-    def inputs_connected(self) -> bool:
-        """Every topic this controller reads has a publisher (discovery is done)."""
-        return all(self.count_publishers(t) > 0 for t in self._sync.topics)
+        # Safety state. _enabled: ~/enable, start_enabled, latched off by the e-stop.
+        self._enabled = p["start_enabled"]
+        self._stop_reason = None if self._enabled else "waiting for ~/enable (start_enabled is false)"
+        self._estop_engaged = False
+        self._period_mismatch: Optional[str] = None
+        self._holding = False              # the watchdog sent its zero twist; silent until new data
+        self._commanded = False            # something non-zero went out since the last hold
+        self._latest: Optional[InputSet] = None
+        self._last_decided_ns = -1
+        self._last_answer = -math.inf      # time.monotonic() of the last command published
+        self._last_decision = -math.inf    # time.monotonic() of the last decision published
+        self._next_due = -math.inf         # timer mode: when the next decision is due
+        self._last_input = time.monotonic()  # the watchdog counts from start-up
+        self._last_gripper: Optional[float] = None
+        self._started = time.monotonic()
 
+        self.create_subscription(Bool, topics.ESTOP, self._on_estop, qos.RELIABLE,
+                                 callback_group=self._safety_group)
+        self.create_service(SetBool, "~/enable", self._on_enable, callback_group=self._safety_group)
+        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=self._decision_group)
+        if p["arm_metadata_topic"]:
+            self.create_subscription(String, p["arm_metadata_topic"], self._on_arm_metadata, qos.LATCHED,
+                                     callback_group=self._safety_group)
+        if p["episode_events_topic"]:
+            self.create_subscription(DiagnosticArray, p["episode_events_topic"], self._on_episode_event,
+                                     qos.RELIABLE, callback_group=self._decision_group)
+
+        self._decide_now = self.create_guard_condition(self._decide, callback_group=self._decision_group)
+        self._rate_timer = None
+        if self.trigger == "timer":
+            self._rate_timer = self.create_timer(1.0 / self.get_parameter("rate_hz").value, self._on_tick,
+                                                 callback_group=self._decision_group)
+        self._watchdog = self.create_timer(self._watchdog_period(), self._on_watchdog,
+                                           callback_group=self._safety_group)
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=self._safety_group)
+        self.add_on_set_parameters_callback(self._validate_limits)
+        self.add_post_set_parameters_callback(self._on_parameters_set)
+        self._publish_metadata()
+
+    # ------------------------------------------------------------------ what subclasses provide
     def act(self, messages: dict) -> np.ndarray:
         """Action [p, dx, dy, dz, dyaw] for one consistent set of messages (topic -> message)."""
         raise NotImplementedError
 
-    def _on_state(self, messages: dict) -> None:
+    def action_for(self, inputs: InputSet) -> np.ndarray:
+        """The subclass's decision for one input set (ObservationController builds the
+        Observation here first)."""
+        return self.act(inputs.messages)
+
+    def on_episode_start(self) -> None:
+        """A new episode begins (``~/reset`` or the simulation's episode_start): drop memory."""
+
+    def on_episode_end(self, success: bool) -> None:
+        """The episode ended (the simulation's episode_end)."""
+
+    def is_warmed_up(self) -> bool:
+        """Whether the controller's model is ready to decide quickly (e.g. after a warm-up run)."""
+        return True
+
+    def metadata(self) -> dict:
+        """What a recorder should know about this controller besides the runtime's settings."""
+        return {}
+
+    # ------------------------------------------------------------------ readiness and state
+    def inputs_connected(self) -> bool:
+        """Every topic this controller reads has a publisher (discovery is done)."""
+        return all(self.count_publishers(t) > 0 for t in self._sync.topics)
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, what it is waiting for): inputs connected, a first complete set of inputs, the
+        model warmed up, and commanding allowed."""
+        missing = [t for t in self._sync.topics if self.count_publishers(t) == 0]
+        if missing:
+            return False, f"publishers on {', '.join(missing)}"
+        if self._latest is None and self.stats.decisions == 0:
+            return False, f"a first complete set of {', '.join(self._sync.topics)}"
+        if not self.is_warmed_up():
+            return False, "the model to warm up"
+        reason = self.stop_reason()
+        if reason is not None:
+            return False, f"commanding to be allowed ({reason})"
+        return True, ""
+
+    def stop_reason(self) -> Optional[str]:
+        """Why this controller does not command the arm now, or None."""
+        with self._lock:
+            if not self._enabled:
+                return self._stop_reason
+            return self._period_mismatch
+
+    @property
+    def limits(self) -> SafetyLimits:
+        return self._limits
+
+    # ------------------------------------------------------------------ inputs and decisions
+    def _on_set(self, messages: dict) -> None:
         stamp = messages[topics.EE_POSE].header.stamp
-        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
-        if stamp_ns == self._last_stamp_ns and time.monotonic() - self._last_answer < REANSWER_AFTER_S:
-            return  # the same state again, just answered (a republish that crossed our answer)
-        self._last_stamp_ns = stamp_ns
+        inputs = InputSet(messages, stamp, stamp.sec * 1_000_000_000 + stamp.nanosec, time.monotonic())
+        with self._lock:
+            self._latest = inputs
+            self._last_input = inputs.received
+            self._holding = False
+        self._decide_now.trigger()
+
+    def _on_tick(self) -> None:
+        """Timer mode: decide on a newer set that is in by the time a decision is due."""
+        self._decide()
+
+    def _decide(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            inputs = self._latest
+            if inputs is None or not self._enabled or self._period_mismatch:
+                return
+            if self.trigger == "state":
+                if inputs.stamp_ns == self._last_decided_ns and now - self._last_answer < REANSWER_AFTER_S:
+                    return  # the same state again, just answered (a republish that crossed our answer)
+            else:
+                period = 1.0 / self.get_parameter("rate_hz").value
+                if inputs.stamp_ns == self._last_decided_ns or now < self._next_due - DUE_TOLERANCE * period:
+                    return
+            self._last_decided_ns = inputs.stamp_ns
+        self._decide_on(inputs)
+
+    def _decide_on(self, inputs: InputSet) -> None:
         try:
-            action = self.act(messages)
-            action, clipped = clip_action(action)
-            if clipped:
-                self.get_logger().warning("action outside the limits was clipped", throttle_duration_sec=1.0)
+            action = self.action_for(inputs)
+            ee = msgs.pose7(inputs.messages[topics.EE_POSE].pose)
+            frame = normalize_frame_id(inputs.messages[topics.EE_POSE].header.frame_id)
+            if frame not in ("", normalize_frame_id(self.base_frame)):
+                raise CommandRejected(f"the end-effector pose is in frame '{frame}', not '{self.base_frame}'")
+            if self.get_parameter("safety.enabled").value:
+                limited = limit_action(action, ee[:3], self.control_period, self._limits)
+                safe, reductions = limited.action, limited.reductions
+            else:
+                safe, clipped = clip_action(as_action(action))
+                reductions = ("clipped to the action limits",) if clipped else ()
+        except (KeyboardInterrupt, SystemExit):
+            self._hold(inputs.stamp, "interrupted while deciding")  # stop the arm first, then go
+            raise
         except Exception as e:  # noqa: BLE001 - whatever went wrong, the arm must hold still
-            self.get_logger().error(f"no valid action ({e}); holding the arm still",
-                                    throttle_duration_sec=1.0)
-            if self._last_gripper is not None:  # keep the gripper as it is, and the pair complete
-                self._pub_gripper.publish(Float64(data=self._last_gripper))
-            self._publish_twist(np.zeros(3), 0.0, stamp)
+            self.stats.failures += 1
+            self._log("error", f"fail:{type(e).__name__}", f"no valid action ({type(e).__name__}: "
+                      f"{_short(e)}); holding the arm still")
+            self._hold(inputs.stamp, None)
             return
+        if reductions:
+            self.stats.reduced += 1
+            self._log("warning", "reduced:" + reductions[0].split(" ")[0],
+                      "safety layer reduced a command: " + "; ".join(reductions))
+        now = time.monotonic()
+        with self._lock:
+            if not self._enabled or self._period_mismatch:
+                return  # stopped while deciding: the stop's zero twist stands
+            if now - inputs.received > self.get_parameter("observation_timeout").value:
+                self._log("warning", "stale", f"dropped a decision on inputs {now - inputs.received:.2f} s "
+                          "old (older than observation_timeout)")
+                return
+            if self.trigger == "timer":
+                self._keep_schedule(now)
+            self._publish(safe, inputs.stamp)
+            self._last_decision = now
+            self.stats.decisions += 1
+            self.stats.decision_times.append(now)
+            self.stats.latencies_ms.append((time.monotonic() - inputs.received) * 1000.0)
+
+    def _keep_schedule(self, now: float) -> None:
+        """Timer mode: count the cycles this decision missed and set when the next one is due."""
+        period = 1.0 / self.get_parameter("rate_hz").value
+        late = now - self._next_due
+        if self._next_due == -math.inf or late > 0.5 * period:
+            if late > DUE_TOLERANCE * period and self._next_due > -math.inf:
+                self.stats.missed_cycles += int((late - DUE_TOLERANCE * period) // period) + 1
+            self._next_due = now + period       # late: start the schedule again from now
+        else:
+            if late > DUE_TOLERANCE * period:
+                self.stats.missed_cycles += 1
+            self._next_due += period
+        self._rate_timer.reset()                # the fallback tick comes one period from now
+
+    # ------------------------------------------------------------------ output
+    def _publish(self, action: np.ndarray, stamp) -> None:
+        """Send one action (already through the safety layer) as gripper, twist and stamped action.
+        The last guard: nothing non-finite ever leaves this function."""
+        if not np.all(np.isfinite(action)):
+            self._log("error", "nonfinite", f"refused to publish a non-finite action {action.tolist()}")
+            action = np.array([self._last_gripper if self._last_gripper is not None else 1.0, 0, 0, 0, 0])
         self._last_gripper = float(action[0])
         self._pub_gripper.publish(Float64(data=self._last_gripper))
-        linear, yaw_rate = action_to_velocity(action, self.control_period)
-        self._publish_twist(linear, yaw_rate, stamp)
-
-    def _publish_twist(self, linear, yaw_rate: float, stamp) -> None:
-        self._last_answer = time.monotonic()
         msg = TwistStamped()
         msg.header.stamp = stamp
-        msg.header.frame_id = self._base_frame
-        msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) for v in linear)
-        msg.twist.angular.z = float(yaw_rate)
+        msg.header.frame_id = self.base_frame
+        v = action[1:5] / self.control_period
+        msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(x) for x in v[:3])
+        msg.twist.angular.z = float(v[3])
         self._pub_twist.publish(msg)
-        self.actions_published += 1
+        self._pub_action.publish(msgs.action_msg(action, stamp, self.base_frame))
+        self._last_answer = time.monotonic()
+        self._commanded = bool(np.any(action[1:5] != 0.0))
+
+    def _hold(self, stamp, reason: Optional[str]) -> None:
+        """One zero twist (the gripper kept as it is), e.g. after a failure or on a stop."""
+        if reason:
+            self.get_logger().warning(f"holding the arm still: {reason}")
+        gripper = self._last_gripper if self._last_gripper is not None else 1.0
+        self._publish(np.array([gripper, 0.0, 0.0, 0.0, 0.0]), stamp if stamp is not None else self._now_stamp())
+
+    def _now_stamp(self):
+        return self.get_clock().now().to_msg()
+
+    # ------------------------------------------------------------------ safety callbacks
+    def _on_watchdog(self) -> None:
+        with self._lock:
+            age = time.monotonic() - self._last_input
+            if age <= self.get_parameter("observation_timeout").value or self._holding:
+                return
+            self._holding = True
+            if not (self._enabled and not self._period_mismatch and self._commanded):
+                return  # nothing moving to stop
+            self._hold(None, None)
+        self.get_logger().warning(f"no fresh complete set of inputs for {age:.2f} s: sent one zero "
+                                  "twist; silent until data returns")
+
+    def _on_estop(self, msg: Bool) -> None:
+        with self._lock:
+            was_engaged = self._estop_engaged
+            self._estop_engaged = bool(msg.data)
+            if not msg.data:
+                if was_engaged:
+                    self.get_logger().info("e-stop released; call ~/enable to command again")
+                return
+            stopping = self._enabled
+            self._enabled = False
+            self._stop_reason = "e-stop (/estop true); call ~/enable after releasing it"
+            self._hold(None, None)
+        if stopping:
+            self.get_logger().error("e-stop: stopped commanding the arm")
+
+    def _on_enable(self, request, response):
+        with self._lock:
+            if request.data and self._estop_engaged:
+                response.success, response.message = False, "the e-stop is engaged (/estop true); release it first"
+            elif request.data:
+                self._enabled, self._stop_reason = True, None
+                response.success = True
+                response.message = ("enabled" if not self._period_mismatch
+                                    else f"enabled, but not commanding: {self._period_mismatch}")
+            else:
+                was = self._enabled
+                self._enabled, self._stop_reason = False, "disabled through ~/enable"
+                if was and self._commanded:
+                    self._hold(None, None)
+                response.success, response.message = True, "disabled"
+        self.get_logger().info(f"~/enable {request.data}: {response.message}")
+        return response
+
+    def _on_arm_metadata(self, msg: String) -> None:
+        try:
+            arm_period = float(json.loads(msg.data)["control_period"])
+        except (ValueError, KeyError, TypeError) as e:
+            self._log("warning", "arm-metadata", f"ignored unreadable arm metadata: {_short(e)}")
+            return
+        with self._lock:
+            before = self._period_mismatch
+            if abs(arm_period - self.control_period) > 1e-9:
+                self._period_mismatch = (f"control_period {self.control_period} s differs from the arm's "
+                                         f"{arm_period} s: the twists would be {arm_period / self.control_period:.3g}x "
+                                         "too fast or slow")
+                if before is None and self._commanded:
+                    self._hold(None, None)
+            else:
+                self._period_mismatch = None
+        if self._period_mismatch and self._period_mismatch != before:
+            self.get_logger().error(f"not commanding: {self._period_mismatch}")
+        elif before and not self._period_mismatch:
+            self.get_logger().info("control period matches the arm's again")
+
+    # ------------------------------------------------------------------ episodes
+    def _on_reset(self, _request, response):
+        self._start_episode("~/reset")
+        response.success, response.message = True, "controller state cleared"
+        return response
+
+    def _on_episode_event(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            values = {kv.key: kv.value for kv in status.values}
+            if status.name == "episode_start":
+                self._start_episode("episode_start")
+            elif status.name == "episode_end":
+                try:
+                    self.on_episode_end(values.get("success", "false") == "true")
+                except Exception as e:  # noqa: BLE001 - a hook must not take the node down
+                    self._log("error", "hook-end", f"on_episode_end failed: {_short(e)}")
+
+    def _start_episode(self, why: str) -> None:
+        with self._lock:
+            self._last_decided_ns = -1
+        try:
+            self.on_episode_start()
+        except Exception as e:  # noqa: BLE001
+            self._log("error", "hook-start", f"on_episode_start ({why}) failed: {_short(e)}")
+
+    # ------------------------------------------------------------------ parameters
+    @staticmethod
+    def _limits_from(values: dict) -> SafetyLimits:
+        return SafetyLimits(tuple(values["safety.workspace_min"]), tuple(values["safety.workspace_max"]),
+                            values["safety.max_linear_speed"], values["safety.max_yaw_rate"])
+
+    def _validate_limits(self, params) -> SetParametersResult:
+        values = param_values(self, CONTROLLER_PARAMS)
+        values.update({q.name: q.value for q in params if q.name in values})
+        try:
+            self._limits_from(values).validate()
+        except ValueError as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        return SetParametersResult(successful=True)
+
+    def _on_parameters_set(self, params) -> None:
+        names = {q.name for q in params}
+        values = param_values(self, CONTROLLER_PARAMS)
+        self._limits = self._limits_from(values)
+        if "sync_slop" in names:
+            self._sync.slop = values["sync_slop"]
+        if "rate_hz" in names and self._rate_timer is not None:
+            self._rate_timer.timer_period_ns = int(1e9 / values["rate_hz"])
+        if "observation_timeout" in names:
+            self._watchdog.timer_period_ns = int(self._watchdog_period() * 1e9)
+        self._publish_metadata()
+
+    def _watchdog_period(self) -> float:
+        return min(self.control_period, self.get_parameter("observation_timeout").value / 2.0)
+
+    # ------------------------------------------------------------------ health
+    def _publish_metadata(self) -> None:
+        values = param_values(self, [*CONTROLLER_PARAMS, *self._own_specs])
+        data = {"node": self.get_fully_qualified_name(), "controller": type(self).__name__,
+                "action_names": list(ACTION_NAMES), "action_low": ACTION_LOW.tolist(),
+                "action_high": ACTION_HIGH.tolist(), "parameters": values, **self.metadata()}
+        self._pub_metadata.publish(String(data=json.dumps(data, default=str)))
+
+    def diagnostics(self) -> DiagnosticStatus:
+        reason = self.stop_reason()
+        age = time.monotonic() - self._last_input
+        p50, p99 = self.stats.latency_percentiles()
+        ready, waiting = self.readiness()
+        if reason is not None:
+            level = DiagnosticStatus.ERROR if self._estop_engaged else DiagnosticStatus.WARN
+            message = f"stopped: {reason}"
+        elif self._holding:
+            level, message = DiagnosticStatus.WARN, f"holding: no fresh inputs for {age:.1f} s"
+        elif not ready:
+            level, message = DiagnosticStatus.WARN, f"waiting for {waiting}"
+        else:
+            level, message = DiagnosticStatus.OK, "commanding"
+        values = {
+            "enabled": reason is None, "stop_reason": reason or "", "ready": ready, "waiting_for": waiting,
+            "trigger": self.trigger, "observation_age_s": f"{age:.3f}",
+            "decision_latency_p50_ms": f"{p50:.2f}", "decision_latency_p99_ms": f"{p99:.2f}",
+            "achieved_rate_hz": f"{self.stats.achieved_rate():.2f}", "decisions": self.stats.decisions,
+            "failures": self.stats.failures, "commands_reduced": self.stats.reduced,
+            "missed_cycles": self.stats.missed_cycles,
+        }
+        return DiagnosticStatus(level=level, name=f"{self.get_name()}: controller", message=message,
+                                hardware_id=self.get_fully_qualified_name(),
+                                values=[KeyValue(key=k, value=str(v).lower() if isinstance(v, bool) else str(v))
+                                        for k, v in values.items()])
+
+    def _publish_diagnostics(self) -> None:
+        msg = DiagnosticArray(status=[self.diagnostics()])
+        msg.header.stamp = self._now_stamp()
+        self._pub_diagnostics.publish(msg)
+
+
+class ObservationController(ControllerNode):
+    """Base of learned controllers: ``act(observation) -> action`` on the ``Observation`` that
+    ``build_observation`` makes of the newest (cloud, end-effector pose, joint states) set, with the
+    perception parameters (``observation.*``, camera pose source) of ``ObservationInput``."""
+
+    def __init__(self, name: str, params: Sequence[ParamSpec] = (), extra_topics: dict | None = None,
+                 **node_kwargs):
+        from equimanip.nodes.observation_input import ObservationInput
+
+        super().__init__(name, params, {topics.CLOUD: (PointCloud2, qos.SENSOR), **(extra_topics or {})},
+                         **node_kwargs)
+        self.observations = ObservationInput(self, self.base_frame)
+
+    def act(self, observation) -> np.ndarray:  # noqa: D401 - the observation, not raw messages
+        """Action [p, dx, dy, dz, dyaw] for one Observation."""
+        raise NotImplementedError
+
+    def action_for(self, inputs: InputSet) -> np.ndarray:
+        m = inputs.messages
+        observation = self.observations.build(m[topics.CLOUD], m[topics.EE_POSE], m[topics.JOINT_STATES])
+        return self.act(observation)
+
+    def readiness(self) -> tuple[bool, str]:
+        ready, waiting = super().readiness()
+        if ready and self._latest is not None:
+            frame = self._latest.messages[topics.CLOUD].header.frame_id
+            if not self.observations.can_resolve(frame):
+                return False, f"the pose of the camera frame '{frame}' (tf2, /camera/pose or camera_pose)"
+        return ready, waiting
+
+    def metadata(self) -> dict:
+        observations = getattr(self, "observations", None)  # None while the base class starts
+        return {} if observations is None else {"observation": observations.config.__dict__}
+
+
+def _short(e: BaseException, limit: int = 200) -> str:
+    """An exception's text cut to a readable length (a 1e308 value must not print 309 digits)."""
+    text = str(e)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -9,6 +9,8 @@ from geometry_msgs.msg import Pose, PoseArray, PoseStamped
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Header
 
+from equimanip.action import ACTION_DIM, ACTION_NAMES
+
 
 def time_msg(seconds: float) -> Time:
     sec = math.floor(seconds)
@@ -62,3 +64,24 @@ def joint_positions(msg: JointState, names) -> np.ndarray:
     if missing:
         raise KeyError(f"joint_states lacks positions for {missing}")
     return np.array([msg.position[index[n]] for n in names])
+
+
+def action_msg(action, stamp: Time, frame_id: str) -> JointState:
+    """The whole action as a stamped named vector (topics.ACTION): JointState's header, names and
+    positions are exactly that, and every ROS tool can plot and record it."""
+    return JointState(header=Header(stamp=stamp, frame_id=frame_id), name=list(ACTION_NAMES),
+                      position=[float(v) for v in action])
+
+
+def action_from_msg(msg: JointState) -> np.ndarray:
+    """The action [p, dx, dy, dz, dyaw] of a topics.ACTION message, in ACTION_NAMES order whatever
+    order the message lists them in; ValueError when a name is missing or the sizes disagree."""
+    if len(msg.name) != len(msg.position):
+        raise ValueError(f"action message has {len(msg.name)} names and {len(msg.position)} values")
+    values = dict(zip(msg.name, msg.position))
+    missing = [n for n in ACTION_NAMES if n not in values]
+    if missing:
+        raise ValueError(f"action message lacks {missing}")
+    action = np.array([values[n] for n in ACTION_NAMES], dtype=np.float64)
+    assert action.shape == (ACTION_DIM,)
+    return action

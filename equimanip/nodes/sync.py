@@ -36,6 +36,17 @@ class TimeSync:
     def topics(self) -> tuple:
         return self._topics
 
+    @property
+    def slop(self) -> float:
+        return self._slop_ns / 1e9
+
+    @slop.setter
+    def slop(self, value: float) -> None:
+        """Change the slop from the next arrival on (e.g. a parameter set at run time)."""
+        if not value >= 0:
+            raise ValueError(f"slop must be >= 0, got {value}")
+        self._slop_ns = round(value * 1e9)
+
     def add(self, topic: str, msg) -> None:
         if topic not in self._queues:
             raise KeyError(f"unknown topic {topic}; expected one of {self._topics}")

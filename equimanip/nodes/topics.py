@@ -5,6 +5,14 @@ TWIST = "/servo_node/delta_twist_cmds"
 GRIPPER = "/gripper_command"
 JOINT_TRAJECTORY = "/joint_trajectory_controller/joint_trajectory"
 
+# The whole action, stamped with the instant of the state it was computed from (for recorders):
+# sensor_msgs/JointState used as a stamped named vector, names = equimanip.action.ACTION_NAMES.
+ACTION = "/equimanip/action"
+
+# Safety and health, shared by every controller.
+ESTOP = "/estop"                 # std_msgs/Bool: true stops every controller until re-enabled
+DIAGNOSTICS = "/diagnostics"     # diagnostic_msgs/DiagnosticArray, once per second
+
 # Robot state and camera.
 EE_POSE = "/ee_pose"
 JOINT_STATES = "/joint_states"
@@ -16,3 +24,5 @@ CAMERA_POSE = "/camera/pose"
 SIM_OBJECT_POSES = "/sim_node/object_poses"
 SIM_EPISODE_DONE = "/sim_node/episode_done"
 SIM_RESET = "/sim_node/reset"
+SIM_EPISODE_EVENTS = "/sim_node/episode_events"   # diagnostic_msgs/DiagnosticArray, stamped
+SIM_METADATA = "/sim_node/metadata"               # std_msgs/String (JSON), latched

@@ -1,0 +1,273 @@
+"""The controller runtime (issue 7): safety layer, e-stop and enable, watchdog, control-period
+check, timer mode with slop, diagnostics, stamped actions, live limits and bad input.
+
+A real ControllerNode talks over DDS to ``Cell``, a node that plays the arm: it publishes robot
+states (as the simulation or a real driver would) and records every command that comes back.
+Negative checks ("nothing more was sent") spin until a later positive event that would have come
+after the forbidden message, not for a fixed time alone.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64, String
+from std_srvs.srv import SetBool
+
+from equimanip.nodes import msgs, qos, topics
+from equimanip.nodes.controller import ControllerNode
+
+pytestmark = pytest.mark.ros
+
+FORWARD = np.array([0.8, 0.03, 0.0, 0.0, 0.0])   # 3 cm along +x per step: 0.3 m/s at 10 Hz
+
+
+class Scripted(ControllerNode):
+    """Returns ``self.action`` (or raises it when it is an exception)."""
+
+    def __init__(self, action=FORWARD, **kw):
+        super().__init__("scripted", **kw)
+        self.action = action
+        self.calls = 0
+
+    def act(self, messages):
+        self.calls += 1
+        if isinstance(self.action, BaseException):
+            raise self.action
+        return self.action
+
+
+class Cell(Node):
+    """Plays the arm: publishes states, records commands, e-stops, and the arm's metadata."""
+
+    def __init__(self, **kw):
+        super().__init__("cell", **kw)
+        self.ee = self.create_publisher(PoseStamped, topics.EE_POSE, qos.RELIABLE)
+        self.joints = self.create_publisher(JointState, topics.JOINT_STATES, qos.RELIABLE)
+        self.estop = self.create_publisher(Bool, topics.ESTOP, qos.RELIABLE)
+        self.metadata = self.create_publisher(String, topics.SIM_METADATA, qos.LATCHED)
+        self.twists, self.grippers, self.actions, self.diagnostics = [], [], [], []
+        self.create_subscription(TwistStamped, topics.TWIST, self.twists.append, qos.RELIABLE)
+        self.create_subscription(Float64, topics.GRIPPER, lambda m: self.grippers.append(m.data), qos.RELIABLE)
+        self.create_subscription(JointState, topics.ACTION, self.actions.append, qos.RELIABLE)
+        self.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self.diagnostics.append, qos.RELIABLE)
+
+    def state(self, stamp_s, position=(0.5, 0.0, 0.2), frame="base_link", joint_stamp_s=None):
+        pose = list(position) + [1.0, 0.0, 0.0, 0.0]
+        self.ee.publish(msgs.pose_stamped(pose, frame, stamp_s))
+        self.joints.publish(msgs.joint_state(["j"], [0.0], [0.0], stamp_s if joint_stamp_s is None else joint_stamp_s))
+
+
+def twist_values(t: TwistStamped):
+    return np.array([t.twist.linear.x, t.twist.linear.y, t.twist.linear.z, t.twist.angular.z])
+
+
+def bring_up(ros, action=FORWARD, **params):
+    controller = ros.add(Scripted(action, context=ros.context,
+                                  parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]))
+    cell = ros.node(Cell)
+    ros.spin_until(lambda: controller.inputs_connected() and cell.count_publishers(topics.TWIST) > 0
+                   and cell.count_publishers(topics.ACTION) > 0 and cell.count_subscribers(topics.ESTOP) > 0,
+                   what="discovery")
+    return controller, cell
+
+
+def step(ros, cell, stamp, n_expected, **state):
+    cell.state(stamp, **state)
+    ros.spin_until(lambda: len(cell.twists) >= n_expected, what=f"the answer to the state at {stamp}")
+    return cell.twists[-1]
+
+
+def test_commands_are_stamped_and_the_whole_action_goes_out(ros):
+    controller, cell = bring_up(ros)
+    twist = step(ros, cell, 3.0, 1)
+    assert msgs.seconds(twist.header.stamp) == pytest.approx(3.0) and twist.header.frame_id == "base_link"
+    np.testing.assert_allclose(twist_values(twist), [0.3, 0.0, 0.0, 0.0])
+    ros.spin_until(lambda: len(cell.actions) == 1 and len(cell.grippers) == 1, what="the stamped action")
+    action = cell.actions[0]
+    assert msgs.seconds(action.header.stamp) == pytest.approx(3.0)
+    np.testing.assert_allclose(msgs.action_from_msg(action), FORWARD)
+    assert cell.grippers == [pytest.approx(0.8)]
+
+
+def test_the_workspace_wall_cuts_the_step_and_the_arm_slides_along_it(ros):
+    controller, cell = bring_up(ros, action=np.array([1.0, 0.04, 0.03, -0.05, 0.0]))
+    # 1 cm from the +x wall and 2 cm above the floor: x may move 1 cm, z only 5 mm down, y freely.
+    twist = step(ros, cell, 1.0, 1, position=(0.69, 0.0, 0.02))
+    np.testing.assert_allclose(twist_values(twist), [0.1, 0.3, -0.05, 0.0], atol=1e-9)
+    # Already outside (a real arm that was moved by hand): it may only come back.
+    controller.action = np.array([1.0, 0.02, -0.01, 0.0, 0.0])
+    twist = step(ros, cell, 1.1, 2, position=(0.75, 0.0, 0.2))
+    np.testing.assert_allclose(twist_values(twist), [0.0, -0.1, 0.0, 0.0], atol=1e-9)
+    controller.action = np.array([1.0, -0.02, 0.0, 0.0, 0.0])
+    twist = step(ros, cell, 1.2, 3, position=(0.75, 0.0, 0.2))
+    np.testing.assert_allclose(twist_values(twist), [-0.2, 0.0, 0.0, 0.0], atol=1e-9)
+    assert controller.stats.reduced == 2
+
+
+def test_speed_limits_are_parameters_that_apply_on_the_next_decision(ros):
+    controller, cell = bring_up(ros, action=np.array([1.0, 0.05, 0.025, 0.0, 0.3]))
+    np.testing.assert_allclose(twist_values(step(ros, cell, 1.0, 1)), [0.5, 0.25, 0.0, 3.0])
+    result = controller.set_parameters([Parameter("safety.max_linear_speed", value=0.2),
+                                        Parameter("safety.max_yaw_rate", value=1.0)])
+    assert all(r.successful for r in result)
+    # scaled as a whole: the direction is kept
+    np.testing.assert_allclose(twist_values(step(ros, cell, 1.1, 2)), [0.2, 0.1, 0.0, 1.0])
+    bad = controller.set_parameters([Parameter("safety.workspace_min", value=[0.8, -0.2, 0.0])])[0]
+    assert not bad.successful and "must be below workspace_max" in bad.reason
+    assert not controller.set_parameters([Parameter("safety.max_linear_speed", value=-1.0)])[0].successful
+
+
+@pytest.mark.parametrize("bad", [np.array([0.5, math.nan, 0, 0, 0]), np.array([0.5, 0, 0, math.inf, 0]),
+                                 np.array([0.5, 0.01, 0, 0]), np.array([0.5 + 1j, 0, 0, 0, 0]),
+                                 ["0.5", "0", "0", "0", "0"], RuntimeError("policy blew up")])
+def test_a_bad_action_or_a_failure_holds_the_arm_still(ros, bad):
+    controller, cell = bring_up(ros, action=FORWARD)
+    step(ros, cell, 1.0, 1)
+    controller.action = bad
+    held = step(ros, cell, 1.1, 2)
+    np.testing.assert_array_equal(twist_values(held), 0.0)
+    assert cell.grippers[-1] == pytest.approx(0.8)       # the gripper stays as it was
+    assert controller.stats.failures == 1
+
+
+@pytest.mark.parametrize("state", [dict(position=(math.nan, 0.0, 0.2)), dict(frame="camera_link")])
+def test_bad_robot_state_never_gives_a_non_zero_command(ros, state):
+    controller, cell = bring_up(ros)
+    held = step(ros, cell, 1.0, 1, **state)
+    np.testing.assert_array_equal(twist_values(held), 0.0)
+
+
+def test_an_interrupt_inside_act_stops_the_arm_before_it_propagates(ros):
+    controller, cell = bring_up(ros, action=KeyboardInterrupt())
+    cell.state(1.0)
+    with pytest.raises(KeyboardInterrupt):
+        ros.spin_until(lambda: False, timeout_s=10.0, what="the interrupt")
+    ros.spin_until(lambda: len(cell.twists) == 1, what="the zero twist")
+    np.testing.assert_array_equal(twist_values(cell.twists[0]), 0.0)
+
+
+def test_estop_stops_at_once_and_stays_stopped_until_reenabled(ros):
+    controller, cell = bring_up(ros)
+    step(ros, cell, 1.0, 1)
+    cell.estop.publish(Bool(data=True))
+    ros.spin_until(lambda: len(cell.twists) == 2, what="the e-stop's zero twist")
+    np.testing.assert_array_equal(twist_values(cell.twists[1]), 0.0)
+    assert "e-stop" in controller.stop_reason()
+    calls = controller.calls
+    for stamp in (1.1, 1.2, 1.3):
+        cell.state(stamp)
+    enable = controller.create_client(SetBool, "/scripted/enable")
+
+    def call(value: bool):
+        future = enable.call_async(SetBool.Request(data=value))
+        ros.spin_until(future.done, what="~/enable")
+        return future.result()
+
+    # the states above were delivered before this service answer came back: none was acted on
+    refused = call(True)
+    assert not refused.success and "e-stop is engaged" in refused.message
+    assert controller.calls == calls and len(cell.twists) == 2
+    cell.estop.publish(Bool(data=False))
+    ros.spin_until(lambda: not controller._estop_engaged, what="the release")
+    assert controller.stop_reason() is not None       # released is not re-enabled
+    assert call(True).success
+    twist = step(ros, cell, 1.4, 3)
+    np.testing.assert_allclose(twist_values(twist), [0.3, 0.0, 0.0, 0.0])
+    # disabling through the service: one zero twist, then silence
+    assert call(False).success
+    ros.spin_until(lambda: len(cell.twists) == 4, what="the zero twist of ~/enable false")
+    np.testing.assert_array_equal(twist_values(cell.twists[3]), 0.0)
+
+
+def test_start_enabled_false_waits_for_enable(ros):
+    controller, cell = bring_up(ros, start_enabled=False)
+    cell.state(1.0)
+    ros.spin_until(lambda: controller._latest is not None, what="the state")
+    assert controller.calls == 0 and not cell.twists
+    ready, waiting = controller.readiness()
+    assert not ready and "~/enable" in waiting
+
+
+def test_watchdog_sends_one_zero_twist_then_silence_until_data_returns(ros):
+    controller, cell = bring_up(ros, observation_timeout=0.3)
+    step(ros, cell, 1.0, 1)
+    ros.spin_until(lambda: len(cell.twists) == 2, timeout_s=5.0, what="the watchdog's zero twist")
+    np.testing.assert_array_equal(twist_values(cell.twists[1]), 0.0)
+    assert controller.diagnostics().message.startswith("holding")
+    ros.spin_for(0.8)                                   # several timeouts long: still only one
+    assert len(cell.twists) == 2
+    twist = step(ros, cell, 2.0, 3)
+    np.testing.assert_allclose(twist_values(twist), [0.3, 0.0, 0.0, 0.0])
+
+
+def test_a_control_period_that_differs_from_the_arms_is_refused(ros):
+    controller, cell = bring_up(ros, control_period=0.01)
+    cell.metadata.publish(String(data=json.dumps({"control_period": 0.1})))
+    ros.spin_until(lambda: controller.stop_reason() is not None, what="the arm's metadata")
+    assert "differs from the arm's 0.1 s" in controller.stop_reason()
+    cell.state(1.0)
+    ros.spin_until(lambda: controller._latest is not None, what="the state")
+    assert controller.calls == 0 and not cell.twists
+    cell.metadata.publish(String(data=json.dumps({"control_period": 0.01})))
+    ros.spin_until(lambda: controller.stop_reason() is None, what="matching metadata")
+    step(ros, cell, 1.1, 1)
+
+
+def test_timer_mode_pairs_within_slop_and_holds_the_rate(ros):
+    """A real cell: joint states 20 ms after the pose, 30 Hz states, decisions at 10 Hz."""
+    controller, cell = bring_up(ros, trigger="timer", rate_hz=10.0, sync_slop=0.025)
+    start = time.monotonic()
+    t = 0
+    while controller.stats.decisions < 12:
+        cell.state(100.0 + t / 30.0, joint_stamp_s=100.0 + t / 30.0 + 0.02)
+        t += 1
+        ros.spin_for(1.0 / 30.0)
+        assert time.monotonic() - start < 20.0, "no decisions"
+    elapsed = controller.stats.decision_times[-1] - controller.stats.decision_times[0]
+    # 11 intervals at 10 Hz = 1.1 s; never every state (30 Hz). A loaded machine may stretch it.
+    assert 1.0 < elapsed < 3.0 and controller.calls == controller.stats.decisions < t / 2
+    # A pose and joint states 50 ms apart (outside the slop) are never paired: the next decision
+    # is on the well-paired state that follows them, and it is the only one.
+    ros.spin_for(0.3)                      # the last 30 Hz state may still be decided on by a tick
+    decided = controller.stats.decisions
+    cell.state(200.0, joint_stamp_s=200.05)
+    ros.spin_for(0.2)
+    cell.state(300.0)
+    ros.spin_until(lambda: controller.stats.decisions > decided, what="a decision on a paired state")
+    ros.spin_for(0.2)
+    assert controller.stats.decisions == decided + 1
+    assert msgs.seconds(cell.twists[-1].header.stamp) == pytest.approx(300.0)
+
+
+def test_diagnostics_say_how_the_controller_is_doing(ros):
+    controller, cell = bring_up(ros, action=np.array([1.0, 0.09, 0.0, 0.0, 0.0]), observation_timeout=5.0)
+    step(ros, cell, 1.0, 1)
+    ros.spin_until(lambda: any(s.values and dict((kv.key, kv.value) for kv in s.values)["decisions"] == "1"
+                               for d in cell.diagnostics for s in d.status), timeout_s=5.0, what="diagnostics")
+    status = [s for d in cell.diagnostics for s in d.status][-1]
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.name == "scripted: controller" and status.message == "commanding"
+    assert values["enabled"] == "true" and values["commands_reduced"] == "1"
+    assert float(values["decision_latency_p50_ms"]) >= 0.0 and float(values["observation_age_s"]) >= 0.0
+    for key in ("achieved_rate_hz", "missed_cycles", "decision_latency_p99_ms", "stop_reason", "trigger"):
+        assert key in values
+
+
+def test_metadata_is_latched_for_late_recorders(ros):
+    controller, cell = bring_up(ros)
+    got = []
+    listener = cell.create_subscription(String, "/scripted/metadata", got.append, qos.LATCHED)
+    ros.spin_until(lambda: got, what="the latched metadata")
+    data = json.loads(got[0].data)
+    assert data["controller"] == "Scripted" and data["action_names"] == ["p", "dx", "dy", "dz", "dyaw"]
+    assert data["parameters"]["control_period"] == 0.1
+    cell.destroy_subscription(listener)
