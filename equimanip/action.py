@@ -26,6 +26,12 @@ MAX_STEP_YAW = math.pi / 8
 ACTION_LOW = np.array([0.0, -MAX_STEP_M, -MAX_STEP_M, -MAX_STEP_M, -MAX_STEP_YAW])
 ACTION_HIGH = np.array([1.0, MAX_STEP_M, MAX_STEP_M, MAX_STEP_M, MAX_STEP_YAW])
 
+# The Panda's parallel gripper, which ``p`` drives: its two finger joints and the position of each
+# when fully open (2 x 0.04 m between the pads). The simulation uses them; the nodes take them as
+# parameter defaults (another robot sets its own).
+PANDA_FINGER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
+PANDA_FINGER_OPEN_POSITION = 0.04
+
 
 def clip_action(action) -> tuple[np.ndarray, bool]:
     """Clip an action to the limits. Returns the clipped action and whether anything was clipped.

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from equimanip.action import ACTION_HIGH, ACTION_LOW, MAX_STEP_M
+from equimanip import safety
+from equimanip.action import ACTION_HIGH, ACTION_LOW
 from equimanip.geometry import transform_points, yaw_of_quat_xyzw
-
-from .camera import CameraConfig, render_point_cloud, render_rgb
-from .experts import Expert, ExpertInput
-from .tasks import TASKS, Task, make_task
-from .world import JOINT_NAMES, PandaWorld, aperture_from_finger_positions
+from equimanip.sim.camera import CameraConfig, render_point_cloud, render_rgb
+from equimanip.sim.experts import Expert, ExpertInput
+from equimanip.sim.tasks import TASKS, Task, make_task
+from equimanip.sim.world import ARM_JOINT_NAMES, JOINT_NAMES, MOTION_LIMITS, PandaWorld, aperture_from_finger_positions
 
 # Oblique overview for figures and GIFs: from the front-right corner of the table.
 OVERVIEW_EYE = (1.1, -0.65, 0.7)
@@ -34,6 +34,10 @@ class SimConfig:
     render: bool = True  # render the point cloud after every step
     gui: bool = False  # PyBullet GUI window (one per process)
     max_steps: int | None = None  # episode step limit; None = the task's own
+    # Hold every command to the motion limits (equimanip.sim.world.MotionLimits: workspace box,
+    # step per control step, gripper tilt). False makes a raw arm that executes any finite
+    # command as given, for testing a controller's own safety layer.
+    enforce_limits: bool = True
 
     @property
     def substeps(self) -> int:
@@ -71,9 +75,23 @@ class SimObservation:
     object_poses: np.ndarray  # (K, 7) in the task's documented order
 
 
+def _real_array(values, what: str, shape: tuple) -> np.ndarray:
+    """``values`` as finite float64 numbers of ``shape``; ValueError otherwise. Complex numbers,
+    booleans and strings are refused rather than converted (numpy would take their real part,
+    0/1, or parse them)."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "fiu" or array.shape != shape:
+        raise ValueError(f"{what} must be real numbers of shape {shape}, got {array.dtype} {array.shape}")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{what} must be finite, got {array.tolist()}")
+    return array
+
+
 def expert_input(observation: SimObservation) -> ExpertInput:
     """What an expert may see of an observation (the same fields the ROS topics carry)."""
-    return ExpertInput(observation.ee_pose, observation.gripper_aperture, observation.object_poses)
+    return ExpertInput.from_state(observation.ee_pose, observation.joint_positions[len(ARM_JOINT_NAMES):],
+                                  observation.object_poses)
 
 
 class ManipulationEnv:
@@ -125,43 +143,44 @@ class ManipulationEnv:
         return self.observe(render=self._config.render)
 
     def step(self, action):
-        """One control step of the action ``[p, dx, dy, dz, dyaw]`` (clipped to the limits).
+        """One control step of the action ``[p, dx, dy, dz, dyaw]``, clipped to the action limits
+        (unless ``enforce_limits`` is off; the motion limits of the world apply then too).
 
         Returns ``(observation, reward, done, info)``; info has success, steps, truncated and
         clipped (True when the action was outside the limits).
         """
         self._require_reset()
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (5,):
-            raise ValueError(f"an action is [p, dx, dy, dz, dyaw], got shape {action.shape}")
-        if not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be finite, got {action.tolist()}")
-        command = np.clip(action, ACTION_LOW, ACTION_HIGH)
-        self._world.command_gripper(command[0])
-        self._world.move_ee(command[1:4], command[4])
+        action = safety.as_action(action)
+        if self._config.enforce_limits:
+            command = np.clip(action, ACTION_LOW, ACTION_HIGH)
+        else:  # the aperture is a motor target: nothing beyond open and closed exists
+            command = action.copy()
+            command[0] = min(max(command[0], 0.0), 1.0)
+        world = self._apply_limit_setting()
+        world.command_gripper(command[0])
+        world.move_ee(command[1:4], command[4])
         return self._finish_step(clipped=bool(np.any(command != action)))
 
     def step_joints(self, arm_positions, gripper: float | None = None):
-        """One control step towards arm joint positions (7,), clipped to the joint limits, to
-        what the joints' maximum speeds reach in one control period, and shortened so that the
-        end effector moves at most MAX_STEP_M per axis and stays in the workspace; ``gripper`` is
-        an aperture in [0, 1] or None to leave the fingers as they are."""
+        """One control step towards arm joint positions (7), clipped to the joint limits; unless
+        ``enforce_limits`` is off also to what the joints' maximum speeds reach in one control
+        period, and shortened to the motion limits (the end effector moves at most MAX_STEP_M per
+        axis, stays in the workspace and keeps the gripper within the tilt limit of pointing
+        down; a move along a workspace wall slides along it). ``gripper`` is an aperture in
+        [0, 1] or None to leave the fingers as they are."""
         self._require_reset()
-        world = self._world
-        requested = np.asarray(arm_positions, dtype=np.float64)
-        if requested.shape != (7,) or not np.all(np.isfinite(requested)):
-            raise ValueError(f"arm_positions must be 7 finite numbers, got {requested.tolist()}")
-        if gripper is not None and not np.isfinite(gripper):
-            raise ValueError(f"gripper must be finite or None, got {gripper}")
+        world = self._apply_limit_setting()
+        requested = _real_array(arm_positions, "arm_positions", (7,))
+        if gripper is not None:
+            gripper = float(_real_array(gripper, "gripper", ()))
         positions = world.joint_states()[0]
-        current = positions[:7]
-        max_change = world.joint_max_velocities[:7] * self._config.control_period
         target = np.clip(requested, world.joint_lower_limits[:7], world.joint_upper_limits[:7])
-        target = current + np.clip(target - current, -max_change, max_change)
-        # The same Cartesian limits as a delta command: at most MAX_STEP_M per axis and step, and
-        # the end effector stays in the workspace box (a joint command must not drive it into the
-        # table).
-        target, _ = world.limit_joint_step(positions, target, MAX_STEP_M)
+        if world.limits is not None:
+            current = positions[:7]
+            max_change = world.joint_max_velocities[:7] * self._config.control_period
+            target = current + np.clip(target - current, -max_change, max_change)
+            target, _ = world.slide_joint_step(positions, target, world.limits.max_step)
+            target, _ = world.limit_motion(target)
         clipped = bool(np.any(np.abs(target - requested) > 1e-12))
         world.set_arm_targets(target)
         if gripper is not None:
@@ -176,6 +195,11 @@ class ManipulationEnv:
         """One control step without a new command: the arm keeps its target, the gripper too."""
         self._require_reset()
         return self._finish_step(clipped=False)
+
+    def _apply_limit_setting(self) -> PandaWorld:
+        """The world, with its motion limits on or off as the configuration says now."""
+        self._world.limits = MOTION_LIMITS if self._config.enforce_limits else None
+        return self._world
 
     def _require_reset(self) -> None:
         if self._needs_reset:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from equimanip.action import ACTION_HIGH, ACTION_LOW
+from equimanip.action import ACTION_HIGH, ACTION_LOW, PANDA_FINGER_OPEN_POSITION, gripper_aperture
 from equimanip.geometry import wrap_angle, yaw_of_quat_xyzw
 
 # Yaws the hand reaches from everywhere in the workspace without hitting the wrist joint limit
@@ -32,6 +32,14 @@ class ExpertInput:
     ee_pose: np.ndarray  # pose7 of panda_grasptarget in base_link
     gripper_aperture: float  # measured, 0 closed .. 1 open
     object_poses: np.ndarray  # (K, 7), in the task's documented order
+
+    @classmethod
+    def from_state(cls, ee_pose, finger_positions, object_poses) -> "ExpertInput":
+        """The input from the robot state as the ROS topics carry it (the one way every caller
+        builds it): the measured finger joint positions give the aperture."""
+        return cls(np.asarray(ee_pose, dtype=np.float64),
+                   gripper_aperture(finger_positions, PANDA_FINGER_OPEN_POSITION),
+                   np.asarray(object_poses, dtype=np.float64).reshape(-1, 7))
 
     @property
     def ee_position(self) -> np.ndarray:

@@ -17,18 +17,18 @@ import numpy as np
 import pybullet as p
 import pybullet_data
 
-from equimanip.action import gripper_aperture
+from equimanip.action import MAX_STEP_M, PANDA_FINGER_JOINTS, PANDA_FINGER_OPEN_POSITION, gripper_aperture
 from equimanip.geometry import down_quat_xyzw, wrap_angle, yaw_of_quat_xyzw
 
 PANDA_URDF = os.path.join(pybullet_data.getDataPath(), "franka_panda", "panda.urdf")
 
 ARM_JOINT_NAMES = tuple(f"panda_joint{i}" for i in range(1, 8))
-FINGER_JOINT_NAMES = ("panda_finger_joint1", "panda_finger_joint2")
+FINGER_JOINT_NAMES = PANDA_FINGER_JOINTS
 JOINT_NAMES = ARM_JOINT_NAMES + FINGER_JOINT_NAMES
 EE_LINK_NAME = "panda_grasptarget"
 
 # Maximum finger joint position: a fully open gripper has 2 x 0.04 m between the finger pads.
-FINGER_OPEN_POSITION = 0.04
+FINGER_OPEN_POSITION = PANDA_FINGER_OPEN_POSITION
 # Torque limits of the real Panda for the arm joints (N m) and a grasp force per finger (N) that
 # holds a 100 g block with plenty of margin without crushing it through the solver.
 ARM_MAX_FORCES = np.array([87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0])
@@ -40,8 +40,11 @@ FINGER_MAX_FORCE = 20.0
 YAW_LIMIT = 0.75 * math.pi
 
 # Largest joint change (rad) per control step for a joint command, so that the first-order
-# prediction of the hand's motion that limits it (limit_joint_step) stays within millimetres.
+# prediction of the hand's motion that slides it along the workspace walls (slide_joint_step)
+# stays within millimetres.
 MAX_LINEARIZED_JOINT_STEP = 0.1
+# Bisection steps when a move is shortened to its feasible part: 2^-10 of the move.
+_LIMIT_BISECTIONS = 10
 
 # A delta smaller than this is "no motion" on that axis: the axis keeps its previous target
 # instead of being re-anchored on the measured pose, which sags a little under gravity.
@@ -88,6 +91,35 @@ class Workspace:
 
 WORKSPACE = Workspace()
 
+
+@dataclass(frozen=True)
+class MotionLimits:
+    """What every command is held to while ``enforce_limits`` is on, for the joint targets the arm
+    is given: the grasp point stays in ``workspace``, moves at most ``max_step`` metres along each
+    axis per control step, and the gripper's approach axis stays within ``max_tilt`` radians of
+    straight down. The arm is a top-down manipulator: the observations, the experts and the
+    learned policies all assume a gripper that points down, and a tilted hand sweeps its fingers
+    through the table. The targets are checked with exact forward kinematics at ``path_samples``
+    points along the joint-space move (:meth:`PandaWorld.limit_motion`); the measured pose
+    follows them within the tracking error of the position-controlled arm
+    (test/test_motion_limits.py measures it)."""
+
+    workspace: Workspace = WORKSPACE
+    max_step: float = MAX_STEP_M
+    max_tilt: float = math.radians(10.0)
+    path_samples: int = 4
+
+
+MOTION_LIMITS = MotionLimits()
+
+
+def tilt_of_quat_xyzw(q) -> float:
+    """Angle (rad) between the gripper's approach axis (the end effector's z) and straight down."""
+    x, y, z, w = (float(v) for v in q)
+    # The z axis's vertical component is R[2, 2] = 1 - 2 (x^2 + y^2) / |q|^2; down is -1.
+    cos_tilt = 2.0 * (x * x + y * y) / (x * x + y * y + z * z + w * w) - 1.0
+    return math.acos(min(1.0, max(-1.0, cos_tilt)))
+
 # The table: a box whose top face is z = 0, large enough to hold the robot base, the workspace and
 # objects pushed a little beyond it.
 TABLE_HALF_EXTENTS = (0.55, 0.6, 0.025)
@@ -100,6 +132,31 @@ def aperture_from_finger_positions(finger_positions) -> float:
     return gripper_aperture(finger_positions, FINGER_OPEN_POSITION)
 
 
+class _KinematicModel:
+    """Forward kinematics of the arm in configurations it is not in: a second PyBullet client
+    holding only the robot, posed on request (the simulated arm cannot be moved to ask, and
+    PyBullet computes link poses only for a body's current joint positions). About 12 us a pose."""
+
+    def __init__(self, arm_joint_indices, ee_link: int):
+        self.client = p.connect(p.DIRECT)
+        self.robot = p.loadURDF(PANDA_URDF, useFixedBase=True, physicsClientId=self.client)
+        self._arm_indices = list(arm_joint_indices)
+        self._ee_link = ee_link
+
+    def ee_pose(self, arm_positions) -> np.ndarray:
+        """Pose7 of the grasp point with the arm joints at ``arm_positions`` (7)."""
+        for joint, q in zip(self._arm_indices, arm_positions):
+            p.resetJointState(self.robot, joint, float(q), 0.0, physicsClientId=self.client)
+        state = p.getLinkState(self.robot, self._ee_link, computeForwardKinematics=True,
+                               physicsClientId=self.client)
+        return np.array(state[4] + state[5])
+
+    def close(self) -> None:
+        if self.client is not None:
+            p.disconnect(physicsClientId=self.client)
+            self.client = None
+
+
 class PandaWorld:
     """A PyBullet client holding the table and a fixed-base Panda, with EE and joint controllers.
 
@@ -107,6 +164,10 @@ class PandaWorld:
     target (one inverse-kinematics solve per call), :meth:`set_arm_targets` takes joint targets
     directly and :meth:`command_gripper` sets the finger targets. Nothing moves until
     :meth:`step` runs the physics.
+
+    ``limits`` (a :class:`MotionLimits`, or None for a raw arm that executes what it is given)
+    applies to every end-effector command and, through :meth:`limit_motion`, to the joint
+    commands of the environment.
     """
 
     def __init__(self, physics_hz: float = 240.0, gui: bool = False):
@@ -134,6 +195,8 @@ class PandaWorld:
             [p.getJointInfo(self.robot, j, physicsClientId=cid)[11] for j in self._joint_indices]
         )
         self._ik_joint_ranges = (self.joint_upper_limits - self.joint_lower_limits).tolist()
+        self._kinematics = _KinematicModel(self._arm_indices, self.ee_link)
+        self.limits: MotionLimits | None = MOTION_LIMITS
 
         self._target_position = HOME_EE_POSITION.copy()
         self._target_yaw = HOME_EE_YAW
@@ -261,13 +324,13 @@ class PandaWorld:
                                         physicsClientId=self.client)
         return np.asarray(linear)[:, :7]
 
-    def limit_joint_step(self, joint_positions, arm_target, max_step: float) -> tuple[np.ndarray, bool]:
+    def slide_joint_step(self, joint_positions, arm_target, max_step: float) -> tuple[np.ndarray, bool]:
         """Adjust the arm's move from ``joint_positions`` (9) towards ``arm_target`` (7) so that,
         to first order, the end effector moves at most ``max_step`` metres along each axis and
-        stays in the workspace box: joint commands get the same Cartesian limits as delta
-        commands. Only the end effector's displacement is changed (through the pseudo-inverse of
-        the position Jacobian), so a move along a workspace wall slides along it instead of
-        stopping. Returns (target, whether it was changed)."""
+        stays in the workspace box. Only the end effector's displacement is changed (through the
+        pseudo-inverse of the position Jacobian), so a move along a workspace wall slides along
+        it instead of stopping; :meth:`limit_motion` then holds the result to the limits exactly.
+        Returns (target, whether it was changed)."""
         current = np.asarray(joint_positions, dtype=np.float64)[:7]
         dq = np.asarray(arm_target, dtype=np.float64) - current
         J = self.ee_linear_jacobian(joint_positions)
@@ -287,6 +350,53 @@ class PandaWorld:
             dq = dq * (MAX_LINEARIZED_JOINT_STEP / largest)
             changed = True
         return current + dq, changed
+
+    def forward_kinematics(self, arm_positions) -> np.ndarray:
+        """Pose7 of the grasp point if the arm joints were at ``arm_positions`` (7)."""
+        return self._kinematics.ee_pose(arm_positions)
+
+    def limit_motion(self, arm_target) -> tuple[np.ndarray, bool]:
+        """The part of the move from the arm's current configuration towards ``arm_target`` (7)
+        that keeps ``self.limits``, checked with exact forward kinematics at ``path_samples``
+        points along the joint-space move, not only at its end: the grasp point stays in the
+        workspace box, moves at most ``max_step`` along each axis from where it is, and the
+        gripper tilts at most ``max_tilt`` from pointing down. A grasp point already outside the
+        box (pushed there, or left there while the limits were off) may only come back, and an
+        arm tilted beyond the limit may only straighten. The whole move is returned when it is
+        feasible (the common case costs ``path_samples`` poses); otherwise its largest feasible
+        fraction, found by bisection. Returns (target, whether it was shortened)."""
+        limits = self.limits
+        target = np.asarray(arm_target, dtype=np.float64)
+        if limits is None:
+            return target, False
+        start = self.joint_states()[0][:7]
+        move = target - start
+        pose = self.forward_kinematics(start)  # the measured pose
+        position = pose[:3]
+        low = np.minimum(limits.workspace.low_array, position)
+        high = np.maximum(limits.workspace.high_array, position)
+        max_tilt = max(limits.max_tilt, tilt_of_quat_xyzw(pose[3:]))
+        samples = np.arange(1, limits.path_samples + 1) / limits.path_samples
+
+        def feasible(fraction: float) -> bool:
+            for s in samples * fraction:
+                reached = self.forward_kinematics(start + s * move)
+                if (np.any(reached[:3] < low) or np.any(reached[:3] > high)
+                        or np.any(np.abs(reached[:3] - position) > limits.max_step)
+                        or tilt_of_quat_xyzw(reached[3:]) > max_tilt):
+                    return False
+            return True
+
+        if feasible(1.0):
+            return target, False
+        good, bad = 0.0, 1.0  # staying put is always feasible
+        for _ in range(_LIMIT_BISECTIONS):
+            middle = 0.5 * (good + bad)
+            if feasible(middle):
+                good = middle
+            else:
+                bad = middle
+        return start + good * move, True
 
     # ----------------------------------------------------------------------------------- control
     def reset_robot(self, arm_positions=None, aperture: float = 1.0) -> None:
@@ -337,10 +447,24 @@ class PandaWorld:
         self.set_ee_target(position, yaw)
 
     def set_ee_target(self, position, yaw: float) -> None:
-        """Servo the EE to a pose (clipped to the workspace and the yaw limit) with the gripper down."""
-        self._target_position = WORKSPACE.clip(position)
-        self._target_yaw = float(np.clip(wrap_angle(yaw), -YAW_LIMIT, YAW_LIMIT))
-        self.set_arm_targets(self._inverse_kinematics(self._target_position, self._target_yaw))
+        """Servo the EE to a pose with the gripper down, within the yaw limit and, unless the
+        limits are off, the workspace box and :meth:`limit_motion`: the joint targets of the
+        inverse-kinematics solution are shortened where reaching them would break a limit (at
+        the workspace's far corners the solution can miss the pose by centimetres and tilt the
+        hand; from a tilted hand it can swing the arm through a large arc)."""
+        position = np.asarray(position, dtype=np.float64)
+        if self.limits is not None:
+            position = self.limits.workspace.clip(position)
+        yaw = float(np.clip(wrap_angle(yaw), -YAW_LIMIT, YAW_LIMIT))
+        arm = self._inverse_kinematics(position, yaw)
+        if not np.all(np.isfinite(arm)):
+            return  # no solution for an absurd target (a raw arm told to go 1e300 m away): hold
+        self._target_position, self._target_yaw = position, yaw
+        arm, shortened = self.limit_motion(arm)
+        if shortened:  # later moves along other axes start from where the arm will really be
+            reached = self.forward_kinematics(arm)
+            self._target_position, self._target_yaw = reached[:3], yaw_of_quat_xyzw(reached[3:])
+        self.set_arm_targets(arm)
 
     def _inverse_kinematics(self, position, yaw: float) -> np.ndarray:
         """Arm joint positions for a downward EE pose, solved from the current configuration.
@@ -373,6 +497,7 @@ class PandaWorld:
     def close(self) -> None:
         if self._connected:
             p.disconnect(physicsClientId=self.client)
+            self._kinematics.close()
             self._connected = False
 
     def __del__(self):

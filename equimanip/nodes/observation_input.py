@@ -18,7 +18,7 @@ from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 
-from equimanip.action import gripper_aperture
+from equimanip.action import PANDA_FINGER_JOINTS, PANDA_FINGER_OPEN_POSITION, gripper_aperture
 from equimanip.geometry import normalize_frame_id
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.params import ParamSpec, check_pose7, declare_parameters, param_values
@@ -63,9 +63,9 @@ OBSERVATION_PARAMS = [
               length=7, validate=_check_optional_pose7),
     ParamSpec("camera_frame", "camera_depth_optical_frame", "Frame the camera_pose parameter is for.",
               read_only=True),
-    ParamSpec("gripper_joints", ["panda_finger_joint1", "panda_finger_joint2"],
+    ParamSpec("gripper_joints", list(PANDA_FINGER_JOINTS),
               "Finger joints whose mean position gives the aperture.", read_only=True),
-    ParamSpec("gripper_open_position", 0.04, "Finger joint position of a fully open gripper (m).",
+    ParamSpec("gripper_open_position", PANDA_FINGER_OPEN_POSITION, "Finger joint position of a fully open gripper (m).",
               min=1e-4, max=1.0, read_only=True),
 ]
 
