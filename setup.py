@@ -2,10 +2,12 @@
 
 The simulation lives in the top-level ``sim/`` folder of the repository (worlds, tasks, assets,
 experts, the simulation node) and installs as ``equimanip.sim``, so that no generic top-level
-module named ``sim`` lands in site-packages. The mapping is the symbolic link ``equimanip/sim ->
-../sim`` rather than setuptools' ``package_dir``: colcon's ``--symlink-install`` (and setuptools'
-develop mode) only link top-level packages, so a ``package_dir`` mapping of a subpackage breaks
-them, while the link works for pip, pip -e, colcon build and colcon build --symlink-install alike.
+module named ``sim`` lands in site-packages. Built installs (pip install, colcon build) copy
+``sim/`` to ``equimanip/sim`` through ``package_dir``. Source installs (pip install -e, colcon
+build --symlink-install, which only link top-level packages) find the small
+``equimanip/sim/__init__.py`` of the source tree, which points the package at ``sim/``. Either way
+each module loads once, as ``equimanip.sim.<name>``; ``sim/__init__.py`` refuses to be imported
+as a top-level ``sim``.
 """
 import os
 from glob import glob
@@ -27,12 +29,15 @@ ros_wheels = [
     "ros-geometry-msgs",
     "ros-sensor-msgs",
     "ros-trajectory-msgs",
+    "ros-diagnostic-msgs",
 ]
 
 setup(
     name=package_name,
     version="0.1.0",
-    packages=find_packages(include=["equimanip", "equimanip.*"]),
+    packages=find_packages(include=["equimanip", "equimanip.*"], exclude=["equimanip.sim"])
+    + ["equimanip.sim", "equimanip.sim.tasks"],
+    package_dir={"equimanip.sim": "sim"},
     package_data={"equimanip.sim": ["assets/*.urdf"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),

@@ -11,8 +11,8 @@ import json
 import numpy as np
 from tqdm import tqdm
 
-from .env import ManipulationEnv, expert_input
-from .tasks import TASKS
+from equimanip.sim.env import ManipulationEnv, expert_input
+from equimanip.sim.tasks import TASKS
 
 
 def run_expert(task: str, episodes: int, seed: int = 0, render: bool = False, progress: bool = False) -> dict:

@@ -1,11 +1,11 @@
 """Task registry. Adding a task = a new module with a :class:`Task` subclass + one entry below."""
 from __future__ import annotations
 
-from .base import Task
-from .block_picking import BlockPickingTask
-from .block_pushing import BlockPushingTask
-from .drawer_opening import DrawerOpeningTask
-from .reach import ReachTask
+from equimanip.sim.tasks.base import Task
+from equimanip.sim.tasks.block_picking import BlockPickingTask
+from equimanip.sim.tasks.block_pushing import BlockPushingTask
+from equimanip.sim.tasks.drawer_opening import DrawerOpeningTask
+from equimanip.sim.tasks.reach import ReachTask
 
 TASKS: dict[str, type[Task]] = {
     task.name: task for task in (ReachTask, BlockPickingTask, BlockPushingTask, DrawerOpeningTask)

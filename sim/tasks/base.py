@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..experts import Expert
-from ..world import WORKSPACE, PandaWorld
+from equimanip.sim.experts import Expert
+from equimanip.sim.world import WORKSPACE, PandaWorld
 
 
 def sample_yaw(rng: np.random.Generator) -> float:

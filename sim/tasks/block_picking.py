@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..experts import BlockPickingExpert
-from ..world import PandaWorld
-from .base import Task, sample_xy, sample_yaw, upright_pose7
+from equimanip.sim.experts import BlockPickingExpert
+from equimanip.sim.tasks.base import Task, sample_xy, sample_yaw, upright_pose7
+from equimanip.sim.world import PandaWorld
 
 BLOCK_SIZE = 0.04  # m, edge of the cube
 BLOCK_MASS = 0.1  # kg

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..experts import BlockPushingExpert
-from ..world import PandaWorld
-from .base import Task, sample_xy, sample_yaw, upright_pose7
-from .block_picking import BLOCK_FRICTION, BLOCK_MASS, BLOCK_RGBA, BLOCK_SIZE
+from equimanip.sim.experts import BlockPushingExpert
+from equimanip.sim.tasks.base import Task, sample_xy, sample_yaw, upright_pose7
+from equimanip.sim.tasks.block_picking import BLOCK_FRICTION, BLOCK_MASS, BLOCK_RGBA, BLOCK_SIZE
+from equimanip.sim.world import PandaWorld
 
 GOAL_HALF_SIZE = 0.05  # m, half edge of the square goal patch
 GOAL_THICKNESS = 0.002  # m; visual only, so the block slides over it

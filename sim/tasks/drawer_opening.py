@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pybullet as p
 
-from ..experts import DrawerOpeningExpert
-from ..world import WORKSPACE, PandaWorld
-from .base import Task, sample_yaw, upright_pose7
+from equimanip.sim.experts import DrawerOpeningExpert
+from equimanip.sim.tasks.base import Task, sample_yaw, upright_pose7
+from equimanip.sim.world import WORKSPACE, PandaWorld
 
 DRAWER_URDF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "drawer.urdf")
 # Handle tab centre in the cabinet frame when the drawer is closed (see drawer.urdf).

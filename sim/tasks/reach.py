@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..experts import ReachExpert
-from ..world import WORKSPACE, PandaWorld
-from .base import Task, sample_xy, sample_yaw, upright_pose7
+from equimanip.sim.experts import ReachExpert
+from equimanip.sim.tasks.base import Task, sample_xy, sample_yaw, upright_pose7
+from equimanip.sim.world import WORKSPACE, PandaWorld
 
 TARGET_RADIUS = 0.015  # radius of the visual marker, m
 SUCCESS_DISTANCE = 0.02  # m, EE to target
