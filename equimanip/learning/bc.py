@@ -1,0 +1,224 @@
+"""Behaviour cloning from recorded demonstrations, plain or equivariant.
+
+    from equimanip.data.dataset import load_dataset
+    from equimanip.learning.bc import BCConfig, train_bc
+    policy, log = train_bc(load_dataset("demos/"), BCConfig(group="c8"))
+    action = policy.act(observation)          # Observation in, [p, dx, dy, dz, dyaw] out
+
+As the BC baseline of BMIL's reference code (jypark0/bmil, conf/policy/bc.yaml and the Fetch
+experiments): a deterministic MLP of 3 hidden layers of 256 (``depth`` = 4 linear layers),
+trained with the mean squared error on minibatches of 64, Adam lr 3e-4, 200 epochs of 100 steps.
+
+**What the policy sees.** The object-centric state of the perception pipeline
+(``Observation.object_state``: gripper yaw and aperture, object slots relative to the gripper) and
+the gripper's height above the table. The height is added because the state is relative to the
+gripper: with the default overhead camera the hand hides the object once it is above it, and
+without the height the policy cannot tell when to stop descending and close. Under a rotation
+about the gripper's vertical axis the height is invariant, so the equivariant layout is
+``object_state_layout(n)`` plus one scalar.
+
+**Actions** are learnt in a normalised space: each entry divided by its half-range (the in-plane
+pair by the same number, so rotations commute with the scaling; the aperture also shifted to
+[-1, 1], which only a scalar may be). The network output is linear, not squashed: ``tanh`` on
+(dx, dy) component-wise is not rotation-equivariant; the controller's safety layer clips.
+
+**Equivariant option** (``group`` = c4, c8, d4, ...): the policy is an
+``equimanip.models.mlp.EquivariantMLP`` from the state layout to ``symmetry.ACTION_LAYOUT``, so a
+rotated scene gives the rotated action by construction.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from equimanip import symmetry as sym
+from equimanip.action import ACTION_HIGH, ACTION_LOW, MAX_STEP_M, MAX_STEP_YAW
+from equimanip.perception.observation import Observation, ObservationConfig
+
+# ------------------------------------------------------------------------------------ features
+
+
+def state_layout(max_objects: int) -> sym.Layout:
+    """The imitation state: the object-centric state and the gripper's height above the table."""
+    return sym.Layout(sym.object_state_layout(max_objects).fields + (sym.scalar("ee_height"),))
+
+
+def state_features(object_state: np.ndarray, ee_pose: np.ndarray, table_z: float) -> np.ndarray:
+    """(..., D + 1) float32: ``object_state`` with the gripper's height above the table appended."""
+    object_state = np.asarray(object_state, dtype=np.float32)
+    height = (np.asarray(ee_pose, dtype=np.float64)[..., 2] - table_z).astype(np.float32)
+    return np.concatenate([object_state, height[..., None]], axis=-1)
+
+
+def observation_features(observation: Observation, config: ObservationConfig) -> np.ndarray:
+    return state_features(observation.object_state, observation.ee_pose, config.table_z)
+
+
+# Normalised action = (action - ACTION_OFFSET) / ACTION_SCALE, entries of one field sharing a scale.
+ACTION_SCALE = np.array([0.5, MAX_STEP_M, MAX_STEP_M, MAX_STEP_M, MAX_STEP_YAW], dtype=np.float32)
+ACTION_OFFSET = np.array([0.5, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)   # only the scalar p moves
+
+
+def normalise_action(action):
+    return (action - ACTION_OFFSET) / ACTION_SCALE
+
+
+def physical_action(normalised):
+    return normalised * ACTION_SCALE + ACTION_OFFSET
+
+
+# ------------------------------------------------------------------------------------ the policy
+
+
+@dataclass
+class PolicySpec:
+    """Everything needed to rebuild a policy network and what it sees (stored in checkpoints)."""
+
+    group: str = "none"
+    hidden: int = 256
+    depth: int = 4                       # linear layers: 3 hidden layers of ``hidden``
+    max_objects: int = 4
+    observation: ObservationConfig = field(default_factory=ObservationConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PolicySpec":
+        d = dict(d)
+        obs = d.pop("observation", {})
+        obs = {k: tuple(v) if isinstance(v, list) else v for k, v in obs.items()}
+        return cls(observation=ObservationConfig(**obs), **d)
+
+
+def make_mlp(in_layout: sym.Layout, out_layout: sym.Layout, group: str, hidden: int, depth: int) -> nn.Module:
+    from equimanip.models.mlp import EquivariantMLP
+    return EquivariantMLP(in_layout, out_layout, group=group, hidden=hidden, depth=depth)
+
+
+class ImitationPolicy(nn.Module):
+    """state features -> normalised action; ``act(observation)`` gives the physical action."""
+
+    def __init__(self, spec: PolicySpec):
+        super().__init__()
+        if spec.observation.max_objects != spec.max_objects:
+            raise ValueError(f"the policy's max_objects ({spec.max_objects}) must be the observation's "
+                             f"({spec.observation.max_objects})")
+        self.spec = spec
+        self.layout = state_layout(spec.max_objects)
+        self.net = make_mlp(self.layout, sym.ACTION_LAYOUT, spec.group, spec.hidden, spec.depth)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.net(states)
+
+    @torch.no_grad()
+    def act(self, observation: Observation) -> np.ndarray:
+        """Physical action [p, dx, dy, dz, dyaw] for one Observation, inside the action limits."""
+        was_training = self.training
+        self.eval()
+        try:
+            x = torch.as_tensor(observation_features(observation, self.spec.observation))[None]
+            a = physical_action(self.net(x)[0].numpy().astype(np.float64))
+        finally:
+            self.train(was_training)
+        return np.clip(a, ACTION_LOW, ACTION_HIGH)
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+@dataclass
+class BCConfig:
+    """Behaviour cloning; defaults are the reference's (jypark0/bmil, Fetch experiments)."""
+
+    group: str = "none"          # none = plain MLP; c4, c8, d4, ... = equivariant
+    hidden: int = 256
+    depth: int = 4               # linear layers (3 hidden layers of 256, as the reference's Net)
+    lr: float = 3e-4
+    batch_size: int = 64
+    epochs: int = 200
+    steps_per_epoch: int = 100
+    seed: int = 0
+    threads: int = 1             # torch threads: 1 is fastest for these small nets on a shared CPU
+
+    def validate(self) -> "BCConfig":
+        from equimanip.symmetry import GROUPS
+        if self.group not in GROUPS:
+            raise ValueError(f"group must be one of {', '.join(GROUPS)}, got '{self.group}'")
+        for name in ("hidden", "depth", "batch_size", "epochs", "steps_per_epoch", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        return self
+
+
+@dataclass
+class DemoArrays:
+    """The dataset as the learners use it: features and normalised actions (float32 tensors)."""
+
+    states: torch.Tensor         # (N, D + 1)
+    actions: torch.Tensor        # (N, 5) normalised
+    next_states: torch.Tensor    # (N, D + 1)
+    episodes: int
+
+    @classmethod
+    def from_dataset(cls, dataset) -> "DemoArrays":
+        table_z = dataset.config.observation.table_z
+        return cls(torch.as_tensor(state_features(dataset.states, dataset.ee_poses, table_z)),
+                   torch.as_tensor(normalise_action(dataset.actions.astype(np.float32))),
+                   torch.as_tensor(state_features(dataset.next_states, dataset.next_ee_poses, table_z)),
+                   len(dataset.used_episodes))
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+def policy_spec(config, dataset) -> PolicySpec:
+    observation = dataset.config.observation
+    return PolicySpec(group=config.group, hidden=config.hidden, depth=config.depth,
+                      max_objects=observation.max_objects, observation=observation)
+
+
+def bc_step(policy: ImitationPolicy, optimiser, states: torch.Tensor, actions: torch.Tensor) -> float:
+    loss = torch.mean((policy(states) - actions) ** 2)
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+    return loss.item()
+
+
+def train_bc(dataset, config: Optional[BCConfig] = None, progress: bool = False,
+             on_epoch: Optional[Callable[[int, dict], None]] = None) -> tuple[ImitationPolicy, list]:
+    """Fit a policy to the dataset's (state, action) pairs. Returns the policy and one log row per
+    epoch ({epoch, loss, wall_s})."""
+    from tqdm import trange
+
+    config = (config or BCConfig()).validate()
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    demos = DemoArrays.from_dataset(dataset)
+    policy = ImitationPolicy(policy_spec(config, dataset))
+    optimiser = torch.optim.Adam(policy.parameters(), lr=config.lr)
+    log, start = [], time.perf_counter()
+    bar = trange(config.epochs, desc="bc", disable=not progress)
+    for epoch in bar:
+        losses = []
+        for _ in range(config.steps_per_epoch):
+            idx = torch.randint(len(demos), (config.batch_size,), generator=generator)
+            losses.append(bc_step(policy, optimiser, demos.states[idx], demos.actions[idx]))
+        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "wall_s": time.perf_counter() - start}
+        log.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.4f}")
+        if on_epoch is not None:
+            on_epoch(epoch, row)
+    policy.eval()
+    return policy, log

@@ -1,0 +1,181 @@
+"""Backwards models, imagined traces, BC and BMIL: shapes, a fit of known linear dynamics, traces
+that end at the demonstrations, and exact equivariance of the equivariant variant."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from equimanip import symmetry as sym
+from equimanip.data.dataset import Dataset, DatasetConfig, EpisodeReport
+from equimanip.learning.backward import (
+    BackwardConfig,
+    BackwardModels,
+    GaussianModel,
+    bound_normalised_action,
+    trace_length,
+)
+from equimanip.learning.bc import BCConfig, ImitationPolicy, PolicySpec, state_layout, train_bc
+from equimanip.learning.bmil import BMILConfig, train_bmil
+from equimanip.perception.observation import ObservationConfig
+
+torch.set_num_threads(1)  # the machine is shared: one thread is also the fastest for these nets
+
+SMALL = BackwardConfig(hidden=32, depth=3)
+
+
+def plain_layout(n: int, prefix: str) -> sym.Layout:
+    return sym.Layout(tuple(sym.scalar(f"{prefix}{i}") for i in range(n)))
+
+
+def test_shapes():
+    S, A = state_layout(2), sym.ACTION_LAYOUT
+    models = BackwardModels(S, A, "none", SMALL)
+    s = torch.randn(7, S.size)
+    a_mean, a_logvar = models.predict_action(s)
+    s_mean, s_logvar = models.predict_change(s, a_mean)
+    assert a_mean.shape == a_logvar.shape == (7, 5) and s_mean.shape == s_logvar.shape == (7, S.size)
+    assert torch.all(a_logvar <= 0.5 + 1e-6) and torch.all(a_logvar >= -10 - 1e-6)
+    traces = models.imagine(s, 3, torch.Generator().manual_seed(0))
+    assert traces.states.shape == (3, 7, S.size) and traces.actions.shape == (3, 7, 5)
+    flat = traces.flat()
+    assert [t.shape for t in flat] == [(21, S.size), (21, 5), (21, S.size)]
+    # One log-variance per field: the two entries of a vector field share theirs.
+    g = GaussianModel(S, A, "c4", 16, 2)
+    _, logvar = g(torch.randn(3, S.size))
+    assert torch.equal(logvar[:, 1], logvar[:, 2])
+    with pytest.raises(ValueError, match="trace length"):
+        models.imagine(s, 0)
+
+
+def test_fit_recovers_linear_dynamics():
+    # s' uniform; the demonstrator's action is C s'; the state before is s' - B a plus noise 0.05.
+    rng = np.random.default_rng(0)
+    D, A, N, sigma = 3, 2, 2000, 0.05
+    C = rng.normal(size=(A, D)) * 0.5
+    B = rng.normal(size=(D, A)) * 0.5
+    s_next = rng.uniform(-1, 1, size=(N, D))
+    a = s_next @ C.T
+    s = s_next - a @ B.T + rng.normal(scale=sigma, size=(N, D))
+    t = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
+    models = BackwardModels(plain_layout(D, "s"), plain_layout(A, "a"), "none",
+                            BackwardConfig(hidden=64, depth=3, bound_action=False))
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):   # refit as BMIL does each epoch; each call continues from the last
+        result = models.fit(t(s), t(a), t(s_next), gen)
+    assert result["epochs"] >= 4 and result["heldout"] < 0.01
+
+    probe = rng.uniform(-0.9, 0.9, size=(500, D))
+    a_mean, a_logvar = models.predict_action(t(probe))
+    C_fit = np.linalg.lstsq(probe, a_mean.detach().numpy(), rcond=None)[0].T
+    assert np.abs(C_fit - C).max() < 0.05
+    change, change_logvar = models.predict_change(t(probe), t(probe @ C.T))
+    B_fit = -np.linalg.lstsq(probe @ C.T, change.detach().numpy(), rcond=None)[0].T
+    assert np.abs(B_fit - B).max() < 0.05
+    # The learnt spread of the state change is the noise's (variance 0.0025), within a factor 2.
+    variance = float(torch.exp(change_logvar).mean().detach())
+    assert sigma ** 2 / 2 < variance < sigma ** 2 * 2
+    # The action is a deterministic function of s': its variance is learnt far below the noise's.
+    assert float(torch.exp(a_logvar).mean().detach()) < sigma ** 2 / 4
+
+
+def test_imagined_traces_end_at_demonstration_states():
+    S, A = state_layout(1), sym.ACTION_LAYOUT
+    models = BackwardModels(S, A, "none", SMALL)
+    starts = torch.randn(11, S.size)
+    traces = models.imagine(starts, 4, torch.Generator().manual_seed(1))
+    assert torch.equal(traces.next_states[0], starts)                  # step 0 ends at the demos
+    for k in range(3):                                                  # each step ends where the next began
+        assert torch.equal(traces.next_states[k + 1], traces.states[k])
+    assert not torch.equal(traces.states[0], starts)
+    assert torch.all(traces.actions.abs() <= 1.0 + 1e-6)               # imagined actions in the limits
+
+
+def test_trace_length_schedule_is_the_references():
+    lengths = [trace_length(e, (1, 200), (1, 3)) for e in range(200)]
+    assert lengths[0] == 1 and lengths[100] == 1 and lengths[101] == 2 and lengths[-1] == 2
+    assert {trace_length(e, (1, 200), (1, 1)) for e in range(200)} == {1}
+
+
+@pytest.mark.parametrize("group, element", [("c8", sym.GroupElement(3 * math.pi / 4)),
+                                            ("d4", sym.GroupElement(math.pi / 2, True))])
+def test_equivariant_models_and_traces(group, element):
+    torch.manual_seed(0)
+    S, A = state_layout(2), sym.ACTION_LAYOUT
+    g = sym.GroupElement(sym._wrap(element.angle), element.flip)
+    models = BackwardModels(S, A, group, BackwardConfig(hidden=32, depth=3))
+    policy = ImitationPolicy(PolicySpec(group=group, hidden=32, depth=3, max_objects=2,
+                                        observation=ObservationConfig(max_objects=2)))
+    s = torch.randn(16, S.size)
+    gs = sym.transform(S, g, s)
+
+    np.testing.assert_allclose(policy(gs).detach(), sym.transform(A, g, policy(s)).detach(), atol=1e-4)
+    a_mean, a_logvar = models.predict_action(s)
+    ga_mean, ga_logvar = models.predict_action(gs)
+    assert (ga_mean - sym.transform(A, g, a_mean)).abs().max() < 1e-4
+    assert (ga_logvar - a_logvar).abs().max() < 1e-4                    # spreads are invariant
+    big = torch.randn(16, 5) * 3                                         # the clamp commutes too
+    assert (bound_normalised_action(sym.transform(A, g, big), group)
+            - sym.transform(A, g, bound_normalised_action(big, group))).abs().max() < 1e-5
+
+    # A rotated demonstration, imagined with the noise rotated alike, gives the rotated traces.
+    gen = torch.Generator().manual_seed(3)
+    noise = [(torch.randn(16, 5, generator=gen), torch.randn(16, S.size, generator=gen)) for _ in range(3)]
+    g_noise = [(sym.transform(A, g, ea), sym.transform(S, g, es)) for ea, es in noise]
+    traces = models.imagine(s, 3, noise=noise)
+    rotated = models.imagine(gs, 3, noise=g_noise)
+    for mine, theirs, layout in ((traces.states, rotated.states, S), (traces.actions, rotated.actions, A),
+                                 (traces.next_states, rotated.next_states, S)):
+        assert (theirs - sym.transform(layout, g, mine)).abs().max() < 1e-4
+    # Without transforming the noise the traces differ: the test above is not vacuous.
+    plain = models.imagine(gs, 3, noise=noise)
+    assert (plain.states - sym.transform(S, g, traces.states)).abs().max() > 1e-2
+
+
+def synthetic_dataset(n: int = 240, max_objects: int = 1, seed: int = 0) -> Dataset:
+    """A real Dataset of a linear 'expert' (no simulation): the action steers towards the object."""
+    rng = np.random.default_rng(seed)
+    D = 3 + 9 * max_objects
+    states = np.zeros((n, D), np.float32)
+    states[:, 0] = 1.0
+    states[:, 2] = 1.0
+    states[:, 3] = 1.0
+    states[:, 4:7] = rng.uniform(-0.1, 0.1, size=(n, 3))
+    actions = np.zeros((n, 5), np.float32)
+    actions[:, 0] = 1.0
+    actions[:, 1:4] = np.clip(states[:, 4:7] * 0.5, -0.05, 0.05)
+    next_states = states.copy()
+    next_states[:, 4:7] -= actions[:, 1:4]
+    ee = np.tile([0.5, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0], (n, 1))
+    report = EpisodeReport(name="synthetic", success=True, finished=True, transitions=n, used=True)
+    return Dataset(config=DatasetConfig(observation=ObservationConfig(max_objects=max_objects)), reports=[report],
+                   partial=[], states=states, actions=actions, next_states=next_states, ee_poses=ee,
+                   next_ee_poses=ee, episode=np.zeros(n, np.int64), step=np.arange(n), control_period=0.1)
+
+
+def test_bc_and_bmil_learn_a_linear_expert():
+    data = synthetic_dataset()
+    quick = BCConfig(epochs=10, steps_per_epoch=100, hidden=64, lr=1e-3)
+    policy, log = train_bc(data, quick)
+    assert log[-1]["loss"] < 0.1 * log[0]["loss"]
+    x = torch.as_tensor(np.concatenate([data.states, data.ee_poses[:, 2:3]], axis=1), dtype=torch.float32)
+    predicted = policy(x).detach().numpy() * np.array([0.5, 0.05, 0.05, 0.05, math.pi / 8]) + [0.5, 0, 0, 0, 0]
+    assert np.abs(predicted[:, 1:4] - data.actions[:, 1:4]).mean() < 0.01
+
+    policy, models, log = train_bmil(data, BMILConfig(policy=quick, backward=BackwardConfig(hidden=64, depth=3),
+                                                      trace_lengths=(1, 2)))
+    assert [row["trace_length"] for row in log] == [trace_length(e, (1, 10), (1, 2)) for e in range(10)]
+    assert all(row["fit_epochs"] >= 4 for row in log)
+    predicted = policy(x).detach().numpy() * np.array([0.5, 0.05, 0.05, 0.05, math.pi / 8]) + [0.5, 0, 0, 0, 0]
+    assert np.abs(predicted[:, 1:4] - data.actions[:, 1:4]).mean() < 0.01
+
+
+def test_configs_reject_bad_values():
+    with pytest.raises(ValueError, match="group must be one of"):
+        BCConfig(group="c5").validate()
+    with pytest.raises(ValueError, match="demo_ratio"):
+        BMILConfig(demo_ratio=1.5).validate()
+    with pytest.raises(ValueError, match="noise_mode"):
+        BackwardConfig(noise_mode="loud").validate()
