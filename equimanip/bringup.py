@@ -73,6 +73,9 @@ class RunConfig:
     controller_overrides: dict = field(default_factory=dict)
     # `-p` overrides: (node name or None for every node, parameter, value), applied last.
     param_overrides: Sequence[tuple] = ()
+    # Topic remappings for every node started ({"/ee_pose": "/cell/tool_pose"}), e.g. to check that
+    # nothing depends on the default names.
+    remappings: dict = field(default_factory=dict)
     record: Optional[Path] = None           # write a GIF of the first episode
     record_size: tuple[int, int] = (320, 240)
     episode_timeout_s: float = 300.0        # wall-clock guard against a stalled loop
@@ -92,6 +95,7 @@ class EpisodeResult:
 class RunResult:
     config: RunConfig
     episodes: list = field(default_factory=list)
+    graph_topics: list = field(default_factory=list)   # topic names of the graph once it was up
 
     @property
     def success_rate(self) -> float:
@@ -169,9 +173,13 @@ class InProcessGraph:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.nodes: list[Node] = []
 
-    def node(self, node_class, **parameters):
-        """Create ``node_class`` in this graph with parameter overrides (over the files)."""
-        node = node_class(context=self.context, parameter_overrides=_overrides(parameters))
+    def node(self, node_class, remappings: Optional[dict] = None, **parameters):
+        """Create ``node_class`` in this graph with parameter overrides (over the files) and topic
+        remappings ({"/ee_pose": "/cell/tool_pose"}, as ``--ros-args -r`` gives them)."""
+        cli_args = None
+        if remappings:
+            cli_args = ["--ros-args"] + [a for old, new in remappings.items() for a in ("-r", f"{old}:={new}")]
+        node = node_class(context=self.context, parameter_overrides=_overrides(parameters), cli_args=cli_args)
         return self.add(node)
 
     def add(self, node: Node) -> Node:
@@ -200,6 +208,11 @@ class InProcessGraph:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def publishers(node: Node, topic: str) -> int:
+    """Publishers of ``topic`` as ``node`` sees it (after the node's remappings)."""
+    return node.count_publishers(node.resolve_topic_name(topic))
 
 
 def node_overrides(config: RunConfig, node_name: str) -> dict:
@@ -239,17 +252,19 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
         raise ValueError(f"-p names node(s) {unknown} that this run does not start; nodes: {', '.join(sorted(known))}")
     with InProcessGraph(config.params_files, config.domain_id) as graph:
         common = {"task": config.task}
-        sim = graph.node(SimNode, **{**common, "seed": config.seed, "sync": config.sync, **config.sim_overrides,
-                                     **node_overrides(config, SIM_NODE_NAME)})
+        sim = graph.node(SimNode, config.remappings,
+                         **{**common, "seed": config.seed, "sync": config.sync, **config.sim_overrides,
+                            **node_overrides(config, SIM_NODE_NAME)})
         # In real time the controller decides on a timer, as on a real arm.
         trigger = {} if config.sync else {"trigger": "timer"}
-        controller = graph.node(entry.node_class(), **{**common, **trigger, **config.controller_overrides,
-                                                       **node_overrides(config, entry.node_name)})
+        controller = graph.node(entry.node_class(), config.remappings,
+                                **{**common, **trigger, **config.controller_overrides,
+                                   **node_overrides(config, entry.node_name)})
         monitor = graph.add(_EpisodeMonitor(context=graph.context))
 
         # Discovery: start only when the loop is closed both ways and the reset service answers.
         graph.spin_until(lambda: (
-            sim.count_publishers(topics.TWIST) > 0 and sim.count_publishers(topics.GRIPPER) > 0
+            publishers(sim, topics.TWIST) > 0 and publishers(sim, topics.GRIPPER) > 0
             and controller.inputs_connected() and monitor.reset_client.service_is_ready()),
             30.0, "the nodes to discover each other")
         # Readiness: no episode step is spent on a controller that cannot decide yet.
@@ -258,7 +273,7 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
         recorder = _FrameRecorder(config.record_size)
         if config.record is not None:
             sim.add_step_listener(recorder.on_step)
-        result = RunResult(config)
+        result = RunResult(config, graph_topics=sorted(name for name, _ in monitor.get_topic_names_and_types()))
         # Setting the seed restarts the simulation's seed sequence: episode k gets seed + k.
         sim.set_parameters([Parameter("seed", value=config.seed)])
         for k in range(config.episodes):

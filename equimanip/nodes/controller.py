@@ -277,12 +277,16 @@ class ControllerNode(Node):
     # ------------------------------------------------------------------ readiness and state
     def inputs_connected(self) -> bool:
         """Every topic this controller reads has a publisher (discovery is done)."""
-        return all(self.count_publishers(t) > 0 for t in self._sync.topics)
+        return not self._unconnected_inputs()
+
+    def _unconnected_inputs(self) -> list[str]:
+        resolved = [self.resolve_topic_name(t) for t in self._sync.topics]   # after remapping
+        return [t for t in resolved if self.count_publishers(t) == 0]
 
     def readiness(self) -> tuple[bool, str]:
         """(ready, what it is waiting for): inputs connected, a first complete set of inputs, the
         model warmed up, and commanding allowed."""
-        missing = [t for t in self._sync.topics if self.count_publishers(t) == 0]
+        missing = self._unconnected_inputs()
         if missing:
             return False, f"publishers on {', '.join(missing)}"
         if self._latest is None and self.stats.decisions == 0:
@@ -604,6 +608,10 @@ class ObservationController(ControllerNode):
     def action_for(self, inputs: InputSet) -> np.ndarray:
         m = inputs.messages
         observation = self.observations.build(m[topics.CLOUD], m[topics.EE_POSE], m[topics.JOINT_STATES])
+        if observation.points_in_workspace == 0:
+            # An empty heightmap is not "an empty table": a policy must not act on a blind camera.
+            raise ValueError("the cloud has no valid point inside the observation crop box "
+                             "(observation.workspace_min/max): is the camera covered, or its pose wrong?")
         return self.act(observation)
 
     def readiness(self) -> tuple[bool, str]:
