@@ -1,0 +1,158 @@
+"""Evaluation shared by every learner: run a policy in the simulation and count successes.
+
+    equimanip eval --checkpoint runs/pick_c8/best.pt --task block_picking --episodes 50
+    equimanip eval --checkpoint C --rotate-scene 90 --perturb-gripper 0.03 --json
+
+**Seeds.** Evaluation episodes use the episode seeds ``EVAL_SEED_BASE + i`` (i = 0, 1, ...), the same
+set in every evaluation so that numbers are comparable across runs and checkpoints. Training never
+uses them: a training run with seed r plays episode seeds in ``[r * 10**6, (r + 1) * 10**6)`` (its
+demonstrations from ``r * 10**6 + DEMO_SEED_OFFSET``), with r below ``MAX_RUN_SEED``, all far below
+``EVAL_SEED_BASE`` (see :func:`training_seeds`).
+
+A policy here is anything with ``act(observation) -> action``: an
+:class:`~equimanip.perception.observation.Observation` in, a physical action ``[p, dx, dy, dz, dyaw]``
+out, exactly as the ROS policy node calls it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+EVAL_SEED_BASE = 1_000_000_000
+RUN_SEED_STRIDE = 1_000_000
+DEMO_SEED_OFFSET = 500_000
+MAX_RUN_SEED = 1000
+
+
+def training_seeds(run_seed: int) -> tuple[int, int]:
+    """(first episode seed of training, first episode seed of its demonstrations) for a run seed."""
+    if not 0 <= run_seed < MAX_RUN_SEED:
+        raise ValueError(f"run seeds are 0 .. {MAX_RUN_SEED - 1} (their episodes must stay clear of the "
+                         f"evaluation seeds), got {run_seed}")
+    return run_seed * RUN_SEED_STRIDE, run_seed * RUN_SEED_STRIDE + DEMO_SEED_OFFSET
+
+
+@dataclass
+class EvalResult:
+    success_rate: float
+    episodes: int
+    mean_steps: float
+    wall_s: float
+    per_episode: list = field(default_factory=list)   # {seed, success, steps}
+
+    def summary(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "per_episode"}
+
+
+def run_episodes(act: Callable, env, episodes: int, seed: int = EVAL_SEED_BASE, progress: bool = False,
+                 description: str = "evaluation") -> EvalResult:
+    """``episodes`` episodes of ``env`` (a :class:`~equimanip.envs.ManipulationGymEnv`) from episode
+    seeds ``seed, seed + 1, ...``, each action ``act(observation)`` on the full Observation."""
+    from tqdm import tqdm
+
+    env = env.unwrapped
+    start = time.perf_counter()
+    per_episode = []
+    bar = tqdm(range(seed, seed + episodes), desc=description, disable=not progress, leave=False)
+    for episode_seed in bar:
+        env.reset(seed=episode_seed)
+        terminated = truncated = False
+        steps = 0
+        while not (terminated or truncated):
+            action = np.asarray(act(env.last_observation), dtype=np.float64)
+            _, _, terminated, truncated, _ = env.step(np.clip(action, env.action_space.low, env.action_space.high))
+            steps += 1
+        per_episode.append({"seed": episode_seed, "success": bool(terminated), "steps": steps})
+        bar.set_postfix(success=f"{np.mean([e['success'] for e in per_episode]):.0%}")
+    return EvalResult(success_rate=float(np.mean([e["success"] for e in per_episode])) if per_episode else 0.0,
+                      episodes=episodes,
+                      mean_steps=float(np.mean([e["steps"] for e in per_episode])) if per_episode else 0.0,
+                      wall_s=time.perf_counter() - start, per_episode=per_episode)
+
+
+# ------------------------------------------------------------------------------------- the command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="equimanip eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint of any learner (checkpoint.load_policy)")
+    parser.add_argument("--task", default=None, help="task to run (default: the one the checkpoint was trained on)")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=EVAL_SEED_BASE,
+                        help=f"first episode seed (default {EVAL_SEED_BASE}: never used in training)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="episode step limit (default: the checkpoint's training limit, else the task's)")
+    parser.add_argument("--rotate-scene", type=float, default=0.0, metavar="DEG",
+                        help="turn every initial scene about the workspace centre by DEG degrees")
+    parser.add_argument("--perturb-gripper", type=float, default=0.0, metavar="M",
+                        help="shift the hand's start by U(-M, M) metres in x and y")
+    parser.add_argument("--perturb-objects", type=float, default=0.0, metavar="M",
+                        help="shift each object's start by U(-M, M) metres in x and y")
+    parser.add_argument("--yaw-sector", type=float, nargs=2, default=None, metavar=("START", "WIDTH"),
+                        help="only scenes whose scene yaw lies in [START, START + WIDTH) degrees")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1: on a busy 2-core machine more threads are much slower)")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of results")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    from equimanip.checkpoint import load_policy
+    from equimanip.envs import ManipulationGymEnv
+    from equimanip.sim.tasks import TASKS
+
+    torch.set_num_threads(max(1, args.threads))
+    if args.episodes < 1:
+        print("equimanip eval: --episodes must be at least 1", file=sys.stderr)
+        return 2
+    if args.seed < 0:
+        print("equimanip eval: --seed must be >= 0", file=sys.stderr)
+        return 2
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    try:
+        policy = load_policy(args.checkpoint, device=device)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+        print(f"equimanip eval: cannot load {args.checkpoint}: {e}", file=sys.stderr)
+        return 1
+    task = args.task or policy.task
+    if task not in TASKS:
+        print(f"equimanip eval: unknown task '{task}'; available: {', '.join(sorted(TASKS))}", file=sys.stderr)
+        return 2
+    max_steps = args.max_steps if args.max_steps is not None else policy.metadata.get("max_episode_steps")
+    try:
+        env = ManipulationGymEnv(task, observation_config=policy.observation_config, max_episode_steps=max_steps,
+                                 rotate_scene=args.rotate_scene, perturb_gripper=args.perturb_gripper,
+                                 perturb_objects=args.perturb_objects,
+                                 yaw_sector=tuple(args.yaw_sector) if args.yaw_sector else None)
+    except (ValueError, TypeError) as e:
+        print(f"equimanip eval: {e}", file=sys.stderr)
+        return 2
+    if args.seed < EVAL_SEED_BASE:
+        print(f"note: seeds below {EVAL_SEED_BASE} may be scenes the policy was trained on", file=sys.stderr)
+    result = run_episodes(policy.act, env, args.episodes, seed=args.seed, progress=not args.json)
+    env.close()
+    summary = {"checkpoint": str(args.checkpoint), "task": task, "seed": args.seed,
+               "rotate_scene": args.rotate_scene, "perturb_gripper": args.perturb_gripper,
+               "perturb_objects": args.perturb_objects, "yaw_sector": args.yaw_sector,
+               "max_steps": max_steps, **result.summary()}
+    print(f"{task}: success rate {result.success_rate:.0%} over {result.episodes} episodes "
+          f"(seeds {args.seed}..{args.seed + args.episodes - 1}), mean {result.mean_steps:.1f} steps, "
+          f"{result.wall_s:.0f} s")
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,685 @@
+"""Equivariant SAC (Wang, Walters, Platt, ICLR 2022; REFERENCES section 1), readable top to bottom.
+
+    equimanip train sac --task block_picking --group c8 --demos 20 --steps 5000 --out runs/pick_c8
+
+What happens, in order:
+
+1. **Configuration**: one :class:`SACConfig` (equi_rl's defaults: Adam lr 1e-3, gamma 0.99, batch 64,
+   tau 0.01, initial alpha 0.01, target entropy -5, one update per environment step).
+2. **Networks** from ``equimanip.models`` (``make_actor`` / ``make_critic`` of a ``NetworkConfig``:
+   group, width, heightmap size, relaxed): the actor gives the mean and log-std of a Gaussian over
+   the pre-tanh action; the critic gives two Q values. Target critic = a copy, updated by Polyak
+   averaging.
+3. **Environment**: ``equimanip.envs`` (Gymnasium, vector API) with the heightmap the networks
+   take; no ROS in the loop.
+4. **Demonstrations**: ``demos`` successful episodes of the scripted expert pre-loaded in the
+   replay buffer and flagged as expert data (SACfD).
+5. **Loop**: act (sampled from the policy), store the transition with its 4 rotated copies
+   (``replay.ReplayBuffer``), one SAC update per environment step, evaluate every ``eval_every``
+   steps on held-out seeds (``evaluate``), log, keep the best checkpoint.
+6. **End**: a final evaluation, checkpoints (best and last), CSV logs, a learning-curve PNG, and
+   with ``--json`` one JSON line.
+
+One update (:meth:`SAC.update`) is the CleanRL-style SAC step plus SACfD's term:
+
+* critic: ``y = r + gamma (1 - terminated) (min Q_target(s', a') - alpha log pi(a'|s'))`` with
+  ``a' ~ pi(s')``; loss ``w (Q1 - y)^2 + w (Q2 - y)^2`` (w = importance weights, 1 without PER);
+* actor: ``alpha log pi(a|s) - min Q(s, a)`` with ``a ~ pi(s)`` (reparameterised), plus
+  ``sacfd_weight`` times the squared distance between ``tanh(mean)`` and the expert's action on
+  expert samples; plus the relaxed networks' regulariser toward equivariance when they have one;
+* temperature: ``-log alpha (log pi + target_entropy)`` (automatic entropy tuning).
+
+Actions live in [-1, 1]^5 for the networks (tanh-squashed) and are scaled to the physical limits
+of ``equimanip.action`` for the environment (``replay.normalize_action``).
+
+**Threads.** ``threads`` (default 1) is passed to ``torch.set_num_threads``: on a busy 2-core
+machine torch's default of one intra-op thread per core made a small conv net 10 to 100 times
+slower (REFERENCES section 7: 69 ms against 0.6 ms per forward), because the threads wait for
+cores that the simulation and other processes hold. On a GPU the setting hardly matters.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .evaluate import EVAL_SEED_BASE, run_episodes, training_seeds
+from .replay import Batch, ReplayBuffer, normalize_action, unnormalize_action
+
+
+@dataclass
+class SACConfig:
+    # --- what to learn
+    task: str = "block_picking"
+    max_episode_steps: int | None = 50          # None: the task's own limit (100)
+    yaw_sector: tuple[float, float] | None = None  # train only on scenes in this sector (degrees)
+    # --- networks (equimanip.models.NetworkConfig; 'cpu' or 'paper' preset, then overrides)
+    network: str = "auto"                       # cpu | paper | auto (paper on a GPU)
+    group: str = "c8"
+    n_hidden: int | None = None                 # None: the preset's
+    heightmap_size: int | None = None           # None: the preset's
+    relaxed: bool = False
+    # --- SAC (equi_rl's values)
+    lr: float = 1e-3
+    gamma: float = 0.99
+    batch_size: int = 64
+    tau: float = 0.01
+    init_alpha: float = 0.01
+    target_entropy: float = -5.0
+    updates_per_step: int = 1
+    learning_starts: int = 100                  # buffer items before the first update
+    buffer_size: int = 100_000                  # items (transitions and their copies)
+    # --- demonstrations (SACfD)
+    demos: int = 20
+    sacfd_weight: float = 1.0
+    # --- replay
+    augment_copies: int = 4                     # rotated copies stored with every transition
+    prioritized: bool = False
+    per_alpha: float = 0.6
+    per_beta_start: float = 0.4
+    per_beta_end: float = 1.0
+    per_eps: float = 1e-6
+    per_expert_bonus: float = 1.0
+    # --- the run
+    steps: int = 5000                           # environment steps (demonstrations not counted)
+    seed: int = 0
+    num_envs: int = 1
+    eval_every: int = 500
+    eval_episodes: int = 20
+    final_eval_episodes: int = 50
+    log_every: int = 50
+    device: str = "auto"                        # cpu | cuda | auto
+    threads: int = 1
+
+    def validate(self) -> "SACConfig":
+        from equimanip.sim.tasks import TASKS
+
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(sorted(TASKS))}")
+        if self.network not in ("cpu", "paper", "auto"):
+            raise ValueError(f"network must be cpu, paper or auto, got {self.network!r}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"device must be cpu, cuda or auto, got {self.device!r}")
+        positive = ("lr", "batch_size", "steps", "num_envs", "eval_every", "eval_episodes", "log_every",
+                    "threads", "buffer_size", "updates_per_step")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not (0 <= self.gamma <= 1 and 0 < self.tau <= 1 and self.init_alpha > 0):
+            raise ValueError("gamma must be in [0, 1], tau in (0, 1], init_alpha > 0")
+        if self.demos < 0 or self.augment_copies < 0 or self.final_eval_episodes < 0 or self.sacfd_weight < 0:
+            raise ValueError("demos, augment_copies, final_eval_episodes and sacfd_weight must be >= 0")
+        training_seeds(self.seed)                 # run seeds must stay clear of evaluation seeds
+        self.network_config()                     # group, width and size checked by the models
+        return self
+
+    def resolved_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def network_config(self):
+        from equimanip.models import NetworkConfig
+
+        overrides = {"group": self.group, "relaxed": self.relaxed}
+        if self.n_hidden is not None:
+            overrides["n_hidden"] = self.n_hidden
+        if self.heightmap_size is not None:
+            overrides["heightmap_size"] = self.heightmap_size
+        preset = self.network if self.network != "auto" else ("paper" if self.resolved_device() == "cuda" else "cpu")
+        return NetworkConfig.paper(**overrides) if preset == "paper" else NetworkConfig.cpu(**overrides)
+
+    def observation_config(self):
+        from equimanip.perception.observation import ObservationConfig
+
+        return ObservationConfig(heightmap_size=self.network_config().heightmap_size, compute_object_state=False)
+
+    def env_options(self, **changes) -> dict:
+        """Keyword arguments of ``equimanip.envs.ManipulationGymEnv`` for this run."""
+        options = dict(observation_config=self.observation_config(), max_episode_steps=self.max_episode_steps,
+                       yaw_sector=tuple(self.yaw_sector) if self.yaw_sector else None)
+        return options | changes
+
+
+# ------------------------------------------------------------------------------------ the policy
+
+
+def squashed_gaussian(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool = False,
+                      log_std_bounds: tuple[float, float] = (-20.0, 2.0)):
+    """Sample ``u = tanh(x)``, ``x ~ N(mean, exp(log_std))`` (or ``x = mean``). Returns ``(u, log pi(u),
+    tanh(mean))``; the log-probability includes the tanh's change of variables."""
+    log_std = log_std.clamp(*log_std_bounds)
+    std = log_std.exp()
+    x = mean if deterministic else mean + std * torch.randn_like(mean)
+    u = torch.tanh(x)
+    log_prob = torch.distributions.Normal(mean, std).log_prob(x).sum(-1, keepdim=True)
+    log_prob = log_prob - torch.log(1.0 - u.pow(2) + 1e-6).sum(-1, keepdim=True)
+    return u, log_prob, torch.tanh(mean)
+
+
+def relaxation_penalty(module: torch.nn.Module) -> torch.Tensor | None:
+    """The regulariser toward equivariance of a relaxed network (its ``regularization_loss()``,
+    already scaled by its strength), or None for exactly equivariant and plain networks."""
+    loss = getattr(module, "regularization_loss", None)
+    return loss() if callable(loss) else None
+
+
+class SAC:
+    """Actor, twin critic with its target copy, temperature, their optimisers, and one update."""
+
+    def __init__(self, actor: torch.nn.Module, critic: torch.nn.Module, config: SACConfig, device="cpu",
+                 log_std_bounds: tuple[float, float] = (-20.0, 2.0)):
+        self.config, self.device, self.log_std_bounds = config, torch.device(device), log_std_bounds
+        self.actor = actor.to(self.device)
+        self.critic = critic.to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(math.log(config.init_alpha), device=self.device, requires_grad=True)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.lr)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.lr)
+        self.updates = 0
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+    def policy(self, obs: torch.Tensor, deterministic: bool = False):
+        mean, log_std = self.actor(obs)
+        return squashed_gaussian(mean, log_std, deterministic, self.log_std_bounds)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Normalised actions (B, 5) in [-1, 1] for heightmaps (B, C, S, S)."""
+        u, _, mean_u = self.policy(torch.as_tensor(obs, dtype=torch.float32, device=self.device), deterministic)
+        return (mean_u if deterministic else u).cpu().numpy()
+
+    def update(self, batch: Batch) -> dict:
+        cfg = self.config
+        alpha = self.alpha.detach()
+
+        # --- critic: soft Bellman target from the target critic and a fresh next action
+        with torch.no_grad():
+            next_u, next_log_prob, _ = self.policy(batch.next_obs)
+            q1_next, q2_next = self.critic_target(batch.next_obs, next_u)
+            soft_value = torch.min(q1_next, q2_next) - alpha * next_log_prob
+            target = batch.reward + cfg.gamma * (1.0 - batch.terminated) * soft_value
+        q1, q2 = self.critic(batch.obs, batch.action)
+        critic_loss = (batch.weights * ((q1 - target).pow(2) + (q2 - target).pow(2))).mean()
+        critic_penalty = relaxation_penalty(self.critic)
+        if critic_penalty is not None:
+            critic_loss = critic_loss + critic_penalty
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        td_errors = (0.5 * ((q1 - target).abs() + (q2 - target).abs())).detach().squeeze(1).cpu().numpy()
+
+        # --- actor: maximise the soft value of its own (reparameterised) actions
+        u, log_prob, mean_u = self.policy(batch.obs)
+        q1_pi, q2_pi = self.critic(batch.obs, u)
+        actor_loss = (alpha * log_prob - torch.min(q1_pi, q2_pi)).mean()
+        # SACfD: stay close to the expert's action where the sample is a demonstration
+        if batch.is_expert.any() and cfg.sacfd_weight > 0:
+            sacfd_loss = F.mse_loss(mean_u[batch.is_expert], batch.action[batch.is_expert])
+        else:
+            sacfd_loss = torch.zeros((), device=self.device)
+        actor_total = actor_loss + cfg.sacfd_weight * sacfd_loss
+        actor_penalty = relaxation_penalty(self.actor)
+        if actor_penalty is not None:
+            actor_total = actor_total + actor_penalty
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_total.backward()
+        self.actor_optimizer.step()
+        # (the critic's gradients from this step are discarded: zero_grad before its next step)
+
+        # --- temperature: keep the policy's entropy near the target
+        alpha_loss = -(self.log_alpha * (log_prob.detach() + cfg.target_entropy)).mean()
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_optimizer.step()
+
+        # --- target critic: Polyak averaging
+        with torch.no_grad():
+            for target_p, p in zip(self.critic_target.parameters(), self.critic.parameters()):
+                target_p.lerp_(p, cfg.tau)
+            for target_b, b in zip(self.critic_target.buffers(), self.critic.buffers()):
+                target_b.copy_(b)
+        self.updates += 1
+        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "sacfd_loss": sacfd_loss.item(),
+                "alpha": self.alpha.item(), "entropy": -log_prob.mean().item(), "q": q1.mean().item(),
+                "td_errors": td_errors}
+
+    # ---------------------------------------------------------------------------------- resuming
+    def state_dict(self) -> dict:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().cpu(),
+                "actor_optimizer": self.actor_optimizer.state_dict(),
+                "critic_optimizer": self.critic_optimizer.state_dict(),
+                "alpha_optimizer": self.alpha_optimizer.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"].to(self.device))
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        self.updates = int(state["updates"])
+
+
+# ------------------------------------------------------------------------------------ logging
+
+
+class RunLog:
+    """CSV files in the run directory (``train.csv`` every ``log_every`` steps, ``eval.csv`` at
+    every evaluation) and TensorBoard scalars when ``tensorboard`` is installed. Appends, so a
+    resumed run continues the same files."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self._writers: dict[str, tuple] = {}
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:           # tensorboard is optional
+            self.tensorboard = None
+
+    def write(self, name: str, row: dict) -> None:
+        if name not in self._writers:
+            path = self.out / f"{name}.csv"
+            new = not path.exists() or path.stat().st_size == 0
+            handle = path.open("a", newline="")
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            self._writers[name] = (handle, writer)
+        handle, writer = self._writers[name]
+        writer.writerow(row)
+        handle.flush()
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(f"{name}/{key}", value, row["step"])
+
+    def close(self) -> None:
+        for handle, _ in self._writers.values():
+            handle.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def _percent(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.0%}"
+
+
+def read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _number(text: str):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def plot_learning_curve(out: Path, title: str) -> Path:
+    """``learning_curve.png`` from the run's CSV logs: evaluation and training success against
+    environment steps, and the losses and temperature."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train_rows, eval_rows = read_csv(out / "train.csv"), read_csv(out / "eval.csv")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    if eval_rows:
+        top.plot([r["step"] for r in eval_rows], [r["success_rate"] for r in eval_rows], "o-",
+                 label=f"evaluation ({int(eval_rows[-1]['episodes'])} held-out episodes)")
+    if train_rows:
+        top.plot([r["step"] for r in train_rows], [r["train_success"] for r in train_rows], alpha=0.6,
+                 label="training episodes (last 20)")
+        steps = [r["step"] for r in train_rows]
+        bottom.plot(steps, [r["critic_loss"] for r in train_rows], label="critic loss")
+        bottom.plot(steps, [r["actor_loss"] for r in train_rows], label="actor loss")
+        bottom.plot(steps, [r["alpha"] for r in train_rows], label="alpha")
+        bottom.set_yscale("symlog", linthresh=1e-2)
+    top.set_ylim(-0.02, 1.02)
+    top.set_ylabel("success rate")
+    top.set_title(title)
+    top.legend(loc="upper left")
+    top.grid(alpha=0.3)
+    bottom.set_xlabel("environment steps")
+    bottom.legend(loc="upper right")
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "learning_curve.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+@dataclass
+class Progress:
+    """Counters that a resumed run continues from."""
+
+    step: int = 0
+    episodes: int = 0
+    next_episode_seed: int = 0
+    best_success: float = -1.0
+    best_step: int = 0
+    wall_s: float = 0.0
+    recent_success: list = field(default_factory=list)
+    evaluations: list = field(default_factory=list)    # (step, success_rate)
+
+
+def build_networks(config: SACConfig):
+    """Actor and critic of the run's NetworkConfig (``equimanip.models``)."""
+    from equimanip.models import make_actor, make_critic
+
+    net = config.network_config()
+    return make_actor(net), make_critic(net)
+
+
+def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = True, networks=None,
+          command: str = "") -> dict:
+    """Run SAC as configured, writing everything into ``out``; returns the summary (the JSON line).
+
+    ``resume``: continue the run in ``out`` from its last checkpoint and replay buffer.
+    ``networks``: an (actor, critic) pair to use instead of ``build_networks(config)``."""
+    from tqdm import tqdm
+
+    from equimanip.envs import ManipulationGymEnv, make_vector_env
+    from equimanip.envs.demos import collect_demonstrations
+
+    config.validate()
+    torch.set_num_threads(config.threads)
+    device = config.resolved_device()
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    train_seed, demo_seed = training_seeds(config.seed)
+
+    actor, critic = networks if networks is not None else build_networks(config)
+    net_config = config.network_config()
+    learner = SAC(actor, critic, config, device, (net_config.log_std_min, net_config.log_std_max))
+    state = Progress(next_episode_seed=train_seed)
+    obs_shape = (net_config.in_channels, net_config.heightmap_size, net_config.heightmap_size)
+    max_steps_per_episode = config.max_episode_steps or 100
+    capacity = min(config.buffer_size // (1 + config.augment_copies) + 1,
+                   config.steps + config.num_envs + config.demos * max_steps_per_episode)
+    buffer = ReplayBuffer(capacity, obs_shape, copies=config.augment_copies, prioritized=config.prioritized,
+                          alpha=config.per_alpha, eps=config.per_eps, expert_bonus=config.per_expert_bonus,
+                          seed=config.seed)
+
+    if resume:
+        state = _load_training_state(out, learner, buffer, config)
+        print(f"resuming {out} at step {state.step} ({len(buffer)} buffer items)", flush=True)
+    else:
+        for stale in ("train.csv", "eval.csv"):
+            (out / stale).unlink(missing_ok=True)
+        demo_env = ManipulationGymEnv(config.task, **config.env_options())
+        demos = collect_demonstrations(demo_env, config.demos, demo_seed, progress=progress)
+        demo_env.close()
+        for demo in demos:
+            for obs, action, reward, next_obs, terminated, _ in demo.transitions():
+                buffer.add(obs, normalize_action(action), reward, next_obs, terminated, is_expert=True)
+        print(f"{len(demos)} expert demonstrations, {sum(len(d) for d in demos)} transitions "
+              f"({len(buffer)} buffer items with the rotated copies)", flush=True)
+
+    log = RunLog(out)
+    envs = make_vector_env(config.task, config.num_envs, **config.env_options())
+    eval_env = ManipulationGymEnv(config.task, **config.env_options())
+    obs, _ = envs.reset(seed=state.next_episode_seed)
+    recent = deque(state.recent_success, maxlen=20)
+    stats_window: list[dict] = []
+    last_eval = state.evaluations[-1][1] if state.evaluations else float("nan")
+
+    def evaluate_now(episodes: int, env) -> float:
+        result = run_episodes(lambda o: unnormalize_action(learner.act(o.heightmap[None], True)[0]),
+                              env, episodes, seed=EVAL_SEED_BASE)
+        return result.success_rate, result
+
+    bar = tqdm(total=config.steps, initial=state.step, desc=f"sac {config.task} {config.group}", disable=not progress,
+               dynamic_ncols=True)
+    session_start = time.perf_counter()
+    wall_before = state.wall_s
+    while state.step < config.steps:
+        # --- act in every environment, store what happened
+        u = learner.act(obs)
+        next_obs, rewards, terminated, truncated, infos = envs.step(np.stack([unnormalize_action(a) for a in u]))
+        for i in range(config.num_envs):
+            done = bool(terminated[i] or truncated[i])
+            final = infos["final_obs"][i] if done else next_obs[i]
+            buffer.add(obs[i], u[i], rewards[i], final, bool(terminated[i]))
+            if done:
+                state.episodes += 1
+                recent.append(float(terminated[i]))
+        state.next_episode_seed = int(max(envs.get_attr("episode_seed"))) + 1
+        obs = next_obs
+        state.step += config.num_envs
+
+        # --- learn: one update per environment step
+        if len(buffer) >= config.learning_starts:
+            for _ in range(config.num_envs * config.updates_per_step):
+                fraction = min(1.0, state.step / config.steps)
+                beta = config.per_beta_start + fraction * (config.per_beta_end - config.per_beta_start)
+                batch = buffer.sample(config.batch_size, beta=beta, device=device)
+                stats = learner.update(batch)
+                buffer.update_priorities(batch.indices, stats.pop("td_errors"))
+                stats_window.append(stats)
+
+        # --- log, evaluate, checkpoint
+        state.wall_s = wall_before + time.perf_counter() - session_start
+        train_success = float(np.mean(recent)) if recent else float("nan")
+        if stats_window and state.step % config.log_every < config.num_envs:
+            means = {k: float(np.mean([s[k] for s in stats_window])) for k in stats_window[0]}
+            log.write("train", {"step": state.step, "episodes": state.episodes, "train_success": train_success,
+                                **means, "buffer_items": len(buffer), "wall_s": round(state.wall_s, 1)})
+            bar.set_postfix(success=_percent(train_success), eval=_percent(last_eval),
+                            q_loss=f"{means['critic_loss']:.3g}", pi_loss=f"{means['actor_loss']:.3g}",
+                            alpha=f"{means['alpha']:.3g}")
+            stats_window = []
+        if state.step % config.eval_every < config.num_envs or state.step >= config.steps:
+            last_eval, result = evaluate_now(config.eval_episodes, eval_env)
+            state.evaluations.append((state.step, last_eval))
+            log.write("eval", {"step": state.step, "success_rate": last_eval, "episodes": result.episodes,
+                               "mean_steps": result.mean_steps, "eval_s": round(result.wall_s, 1),
+                               "wall_s": round(state.wall_s, 1)})
+            if last_eval > state.best_success:
+                state.best_success, state.best_step = last_eval, state.step
+                save_checkpoint(out / "best.pt", learner, config, state, command)
+            state.recent_success = list(recent)
+            save_checkpoint(out / "last.pt", learner, config, state, command, buffer=buffer)
+            tqdm.write(f"step {state.step:6d}  eval success {last_eval:.0%} ({result.episodes} episodes)  "
+                       f"training success {_percent(train_success)}  {state.episodes} episodes  "
+                       f"{state.wall_s / 60:.1f} min")
+        bar.update(config.num_envs)
+    bar.close()
+    envs.close()
+
+    # --- final evaluation of the last policy on more held-out episodes
+    summary = {"task": config.task, "group": config.group, "relaxed": config.relaxed, "seed": config.seed,
+               "steps": state.step, "demos": config.demos, "network": net_config.to_dict(),
+               "best_success": state.best_success, "best_step": state.best_step}
+    if config.final_eval_episodes:
+        success, result = evaluate_now(config.final_eval_episodes, eval_env)
+        summary |= {"success": success, "eval_episodes": result.episodes}
+        if config.yaw_sector is not None:
+            # The symmetry-generalisation test: the same policy on scenes over the whole circle.
+            everywhere = ManipulationGymEnv(config.task, **config.env_options(yaw_sector=None))
+            summary["success_all_yaw"], _ = evaluate_now(config.final_eval_episodes, everywhere)
+            everywhere.close()
+    eval_env.close()
+    state.wall_s = wall_before + time.perf_counter() - session_start
+    summary |= {"wall_s": round(state.wall_s, 1), "curve": state.evaluations, "out": str(out),
+                "best_checkpoint": str(out / "best.pt"), "last_checkpoint": str(out / "last.pt")}
+    save_checkpoint(out / "last.pt", learner, config, state, command, buffer=buffer, summary=summary)
+    log.close()
+    plot_learning_curve(out, f"SAC {config.group}{' relaxed' if config.relaxed else ''} on {config.task}, "
+                             f"seed {config.seed}")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+# ------------------------------------------------------------------------------------ saving and resuming
+
+TRAIN_STATE = "train_state.pt"    # optimisers, target critic, temperature, counters, random states
+REPLAY = "replay.npz"             # the replay buffer
+
+
+def save_checkpoint(path: Path, learner: SAC, config: SACConfig, state: Progress, command: str,
+                    buffer: ReplayBuffer | None = None, summary: dict | None = None) -> None:
+    """The policy checkpoint at ``path`` (``equimanip.checkpoint``, kind 'sac': what ``load_policy``,
+    ``equimanip eval`` and the policy node read); with ``buffer``, also everything a resumed run
+    needs (``train_state.pt`` and ``replay.npz`` beside it)."""
+    from equimanip.checkpoint import save_checkpoint as save_policy
+
+    metadata = {"sac_config": asdict(config), "step": state.step, "best_success": state.best_success,
+                "best_step": state.best_step, "evaluations": state.evaluations,
+                "max_episode_steps": config.max_episode_steps}
+    if summary is not None:
+        metadata["summary"] = {k: v for k, v in summary.items() if k != "curve"}
+    save_policy(path, kind="sac", actor=learner.actor, critic=learner.critic,
+                network_config=config.network_config(), observation_config=config.observation_config(),
+                task=config.task, command=command, metadata=metadata)
+    if buffer is not None:
+        out = path.parent
+        torch.save({"learner": learner.state_dict(), "config": asdict(config), "progress": asdict(state),
+                    "torch_rng": torch.get_rng_state()}, out / (TRAIN_STATE + ".tmp"))
+        (out / (TRAIN_STATE + ".tmp")).replace(out / TRAIN_STATE)
+        buffer.save(out / (REPLAY + ".tmp.npz"))
+        (out / (REPLAY + ".tmp.npz")).replace(out / REPLAY)
+
+
+def load_run_config(out: Path) -> SACConfig:
+    """The configuration a run in ``out`` was started with."""
+    path = out / TRAIN_STATE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: nothing to resume in {out}")
+    saved = torch.load(path, map_location="cpu", weights_only=False)["config"]
+    if saved.get("yaw_sector") is not None:
+        saved["yaw_sector"] = tuple(saved["yaw_sector"])
+    return SACConfig(**saved)
+
+
+def _load_training_state(out: Path, learner: SAC, buffer: ReplayBuffer, config: SACConfig) -> Progress:
+    saved = torch.load(out / TRAIN_STATE, map_location=learner.device, weights_only=False)
+    learner.load_state_dict(saved["learner"])
+    torch.set_rng_state(saved["torch_rng"])
+    buffer.load(out / REPLAY)
+    progress = Progress(**saved["progress"])
+    progress.evaluations = [tuple(e) for e in progress.evaluations]
+    # Logged rows past the checkpoint describe steps that are now redone: drop them.
+    for name in ("train", "eval"):
+        rows = [r for r in read_csv(out / f"{name}.csv") if r["step"] <= progress.step]
+        if rows:
+            with (out / f"{name}.csv").open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows({k: int(v) if k in ("step", "episodes") else v for k, v in r.items()} for r in rows)
+    return progress
+
+
+# ------------------------------------------------------------------------------------ the command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = SACConfig()
+    parser = argparse.ArgumentParser(prog="equimanip train sac", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="run directory (logs, checkpoints, plot)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint (its configuration; "
+                             "--steps may raise the budget)")
+    parser.add_argument("--task", default=d.task)
+    parser.add_argument("--group", default=d.group, help="c4 c8 c16 d4 d8 so2, or none (plain CNN)")
+    parser.add_argument("--relaxed", action="store_true", help="approximately equivariant (relaxed) convolutions")
+    parser.add_argument("--network", default=d.network, choices=["cpu", "paper", "auto"],
+                        help="network preset: cpu (64 x 64, narrow), paper (equi_rl's), auto (paper on a GPU)")
+    parser.add_argument("--n-hidden", type=int, default=None, help="override the preset's width")
+    parser.add_argument("--heightmap-size", type=int, default=None, help="override the preset's heightmap size")
+    parser.add_argument("--demos", type=int, default=d.demos, help="expert episodes pre-loaded (successful ones)")
+    parser.add_argument("--steps", type=int, default=None, help=f"environment steps (default {d.steps})")
+    parser.add_argument("--seed", type=int, default=d.seed, help=f"run seed, 0 .. 999 (evaluation seeds are "
+                                                                  f"{EVAL_SEED_BASE} and up)")
+    parser.add_argument("--max-episode-steps", type=int, default=d.max_episode_steps,
+                        help="episode step limit in training and evaluation (0: the task's own)")
+    parser.add_argument("--yaw-sector", type=float, nargs=2, default=None, metavar=("START", "WIDTH"),
+                        help="train (and evaluate) only on scenes whose scene yaw lies in [START, START + WIDTH) "
+                             "degrees; the final evaluation is repeated over the whole circle")
+    parser.add_argument("--prioritized", action="store_true", help="prioritized replay (alpha 0.6, beta 0.4 -> 1)")
+    parser.add_argument("--augment-copies", type=int, default=d.augment_copies)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--num-envs", type=int, default=d.num_envs, help="environments stepped in parallel")
+    parser.add_argument("--eval-every", type=int, default=d.eval_every)
+    parser.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
+    parser.add_argument("--final-eval-episodes", type=int, default=d.final_eval_episodes)
+    parser.add_argument("--device", default=d.device, choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--threads", type=int, default=d.threads,
+                        help="torch intra-op threads (1: see the module docstring)")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line (the run's summary)")
+    return parser
+
+
+def config_from_args(args) -> SACConfig:
+    return SACConfig(task=args.task, group=args.group, relaxed=args.relaxed, network=args.network,
+                     n_hidden=args.n_hidden, heightmap_size=args.heightmap_size, demos=args.demos,
+                     steps=args.steps if args.steps is not None else SACConfig.steps,
+                     seed=args.seed, max_episode_steps=args.max_episode_steps or None,
+                     yaw_sector=tuple(args.yaw_sector) if args.yaw_sector else None, prioritized=args.prioritized,
+                     augment_copies=args.augment_copies, batch_size=args.batch_size, lr=args.lr,
+                     num_envs=args.num_envs, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                     final_eval_episodes=args.final_eval_episodes, device=args.device, threads=args.threads)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    command = "equimanip train sac " + " ".join(argv)
+    try:
+        if args.resume:
+            config = load_run_config(args.out)
+            if args.steps is not None:
+                config = dataclasses.replace(config, steps=args.steps)
+        else:
+            config = config_from_args(args)
+        config.validate()
+    except (ValueError, FileNotFoundError) as e:
+        print(f"equimanip train sac: {e}", file=sys.stderr)
+        return 2
+    summary = train(config, args.out, resume=args.resume, progress=not args.json, command=command)
+    line = f"{config.task} / {config.group}{' relaxed' if config.relaxed else ''}: "
+    if "success" in summary:
+        line += f"success {summary['success']:.0%} over {summary['eval_episodes']} held-out episodes, "
+    line += (f"best evaluation {summary['best_success']:.0%} at step {summary['best_step']}, "
+             f"{summary['wall_s'] / 60:.1f} min; logs and checkpoints in {args.out}")
+    print(line)
+    if "success_all_yaw" in summary:
+        print(f"whole circle: success {summary['success_all_yaw']:.0%} (in the training sector "
+              f"{summary['success']:.0%})")
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""SAC: the squashed Gaussian, one update on a fixed batch (critic loss falls, temperature moves the
+right way, SACfD pulls toward the expert), and a tiny end-to-end `equimanip train sac` run that
+writes its logs, checkpoints and plot and resumes."""
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from equimanip.learning.replay import Batch
+from equimanip.learning.sac import SAC, SACConfig, squashed_gaussian
+
+torch.set_num_threads(1)
+S = 8
+
+
+class TinyActor(nn.Module):
+    """A plain CNN with the actor's signature: heightmap (B, 2, S, S) -> (mean, log_std) (B, 5)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * S * S, 10))
+
+    def forward(self, heightmap):
+        mean, log_std = self.body(heightmap).chunk(2, dim=1)
+        return mean, log_std
+
+
+class TinyCritic(nn.Module):
+    """The critic's signature: (heightmap, action (B, 5)) -> (q1, q2) (B, 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.image = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten())
+        self.q1 = nn.Sequential(nn.Linear(4 * S * S + 5, 16), nn.ReLU(), nn.Linear(16, 1))
+        self.q2 = nn.Sequential(nn.Linear(4 * S * S + 5, 16), nn.ReLU(), nn.Linear(16, 1))
+
+    def forward(self, heightmap, action):
+        x = torch.cat([self.image(heightmap), action], dim=1)
+        return self.q1(x), self.q2(x)
+
+
+def fixed_batch(n=32, expert=True, seed=0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.rand(n, 2, S, S, generator=g)
+    reward = (torch.rand(n, 1, generator=g) > 0.7).float()
+    return Batch(obs=obs, action=torch.rand(n, 5, generator=g) * 2 - 1, reward=reward,
+                 next_obs=torch.rand(n, 2, S, S, generator=g), terminated=torch.zeros(n, 1),
+                 is_expert=torch.arange(n) < (n // 2 if expert else 0), weights=torch.ones(n, 1),
+                 indices=np.arange(n))
+
+
+def learner(**overrides) -> SAC:
+    torch.manual_seed(0)
+    return SAC(TinyActor(), TinyCritic(), SACConfig(**overrides))
+
+
+def test_squashed_gaussian_log_prob_is_the_tanh_transformed_density():
+    mean, log_std = torch.tensor([[0.3, -1.0, 0.0, 2.0, 0.5]]), torch.tensor([[-0.5, 0.0, -1.0, 0.2, -2.0]])
+    torch.manual_seed(1)
+    u, log_prob, mean_u = squashed_gaussian(mean, log_std)
+    reference = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, log_std.exp()), [torch.distributions.TanhTransform(cache_size=1)])
+    np.testing.assert_allclose(log_prob.item(), reference.log_prob(u).sum().item(), rtol=1e-3)
+    assert torch.all(u.abs() < 1) and torch.allclose(mean_u, torch.tanh(mean))
+    u_det, _, _ = squashed_gaussian(mean, log_std, deterministic=True)
+    assert torch.allclose(u_det, torch.tanh(mean))
+
+
+def test_updates_on_a_fixed_batch_reduce_the_critic_loss():
+    sac, batch = learner(), fixed_batch()
+    losses = [sac.update(batch)["critic_loss"] for _ in range(60)]
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:3])
+    assert sac.updates == 60
+
+
+def test_target_critic_follows_the_critic_by_polyak_averaging():
+    sac, batch = learner(tau=0.5), fixed_batch()
+    before = [p.clone() for p in sac.critic_target.parameters()]
+    sac.update(batch)
+    for old, target, new in zip(before, sac.critic_target.parameters(), sac.critic.parameters()):
+        torch.testing.assert_close(target, 0.5 * old + 0.5 * new)
+
+
+@pytest.mark.parametrize("target_entropy, direction", [(-50.0, -1), (50.0, +1)])
+def test_temperature_moves_toward_the_target_entropy(target_entropy, direction):
+    # Entropy above the target: alpha falls (less reward for randomness); below: it rises.
+    sac = learner(target_entropy=target_entropy, init_alpha=0.01)
+    alphas = [sac.update(fixed_batch(seed=k))["alpha"] for k in range(5)]
+    assert direction * (alphas[-1] - 0.01) > 0
+    assert np.all(direction * np.diff(alphas) > 0)
+
+
+def test_sacfd_term_pulls_the_policy_mean_toward_expert_actions():
+    batch = fixed_batch(expert=True)
+    sac = learner(sacfd_weight=1.0, lr=3e-3)
+    first = sac.update(batch)["sacfd_loss"]
+    for _ in range(40):
+        last = sac.update(batch)["sacfd_loss"]
+    assert last < 0.5 * first
+    assert learner().update(fixed_batch(expert=False))["sacfd_loss"] == 0.0   # no expert samples: no term
+
+
+def test_a_relaxed_networks_regulariser_enters_the_loss():
+    class Penalised(TinyCritic):
+        def regularization_loss(self):
+            return 100.0 * sum(p.pow(2).sum() for p in self.q1.parameters())
+
+    torch.manual_seed(0)
+    plain = SAC(TinyActor(), TinyCritic(), SACConfig()).update(fixed_batch())["critic_loss"]
+    torch.manual_seed(0)
+    penalised = SAC(TinyActor(), Penalised(), SACConfig()).update(fixed_batch())["critic_loss"]
+    assert penalised > plain + 1.0
+
+
+def test_state_dict_round_trip_continues_identically():
+    a, b = learner(), learner(lr=1e-3)
+    a.update(fixed_batch())
+    saved = io.BytesIO()
+    torch.save(a.state_dict(), saved)                 # as a resumed run reads it back from disk
+    saved.seek(0)
+    b.load_state_dict(torch.load(saved))
+    torch.manual_seed(5)
+    stats_a = a.update(fixed_batch(seed=1))
+    torch.manual_seed(5)
+    stats_b = b.update(fixed_batch(seed=1))
+    assert stats_a["critic_loss"] == stats_b["critic_loss"] and stats_a["alpha"] == stats_b["alpha"]
+    assert math.isclose(a.log_alpha.item(), b.log_alpha.item())
+
+
+def test_bad_configurations_are_refused():
+    with pytest.raises(ValueError, match="unknown task"):
+        SACConfig(task="stacking").validate()
+    with pytest.raises(ValueError, match="run seeds"):
+        SACConfig(seed=5000).validate()
+    with pytest.raises(ValueError, match="batch_size"):
+        SACConfig(batch_size=0).validate()
+    assert json.dumps(SACConfig().__dict__)        # plain data: goes into checkpoints and logs
