@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = {
+    "controller": "equimanip.bench.controller",
     "sim": "equimanip.bench.sim",
     "perception": "equimanip.bench.perception",
     "experts": "equimanip.sim.evaluate",

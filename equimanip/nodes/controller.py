@@ -153,6 +153,10 @@ class ControllerStats:
     field is written by one callback group)."""
 
     def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        """Start counting again (e.g. after start-up, which is not the runtime's cost)."""
         self.decisions = 0
         self.failures = 0
         self.reduced = 0
@@ -374,24 +378,26 @@ class ControllerNode(Node):
                           "old (older than observation_timeout)")
                 return
             if self.trigger == "timer":
-                self._keep_schedule(now)
+                self._keep_schedule(now, inputs.received)
             self._publish(safe, inputs.stamp)
             self._last_decision = now
             self.stats.decisions += 1
             self.stats.decision_times.append(now)
             self.stats.latencies_ms.append((time.monotonic() - inputs.received) * 1000.0)
 
-    def _keep_schedule(self, now: float) -> None:
-        """Timer mode: count the cycles this decision missed and set when the next one is due."""
+    def _keep_schedule(self, now: float, available_since: float) -> None:
+        """Timer mode: count the cycles this decision missed and set when the next one is due.
+        A cycle is missed when a decision comes later than a quarter period after it was due with
+        data in hand (``available_since``: when the set decided on came in); a gap in the data
+        itself is the watchdog's business, not a missed cycle."""
         period = 1.0 / self.get_parameter("rate_hz").value
         late = now - self._next_due
+        late_with_data = now - max(self._next_due, available_since)
+        if late_with_data > DUE_TOLERANCE * period and self._next_due > -math.inf:
+            self.stats.missed_cycles += int((late_with_data - DUE_TOLERANCE * period) // period) + 1
         if self._next_due == -math.inf or late > 0.5 * period:
-            if late > DUE_TOLERANCE * period and self._next_due > -math.inf:
-                self.stats.missed_cycles += int((late - DUE_TOLERANCE * period) // period) + 1
             self._next_due = now + period       # late: start the schedule again from now
         else:
-            if late > DUE_TOLERANCE * period:
-                self.stats.missed_cycles += 1
             self._next_due += period
         self._rate_timer.reset()                # the fallback tick comes one period from now
 
