@@ -1,10 +1,12 @@
-"""Nonlinearities for SO(2) hidden fields (band-limited irreps), with a plain-torch export.
+"""Nonlinearities and poolings that escnn cannot export, written once in plain torch.
 
-API::
+API (each returns an escnn EquivariantModule whose ``export()`` is the plain-torch core it runs)::
 
-    act = so2_nonlinearity(linear_out_type, "gated" | "norm")   # escnn EquivariantModule
-    act.out_type                                                 # the type after it
-    plain = act.export()                                         # the same function, plain torch
+    act = so2_nonlinearity(linear_out_type, "gated" | "norm")   # SO(2) hidden fields
+    pool = norm_max_pool(band_limited_type, 2)                   # SO(2) spatial pooling
+    inv = norm_invariants(band_limited_type)                     # SO(2) fields -> invariants
+    gpool = group_pooling(regular_type)                          # finite groups: max over the group
+    act.out_type; plain = act.export()
 
 A pointwise ReLU is only equivariant on regular fields of finite groups; irreps of SO(2) need a
 function of invariants. Both options here act on the layout of
@@ -23,6 +25,7 @@ tensor whose channel axis is 1: ``[B, C]`` (MLPs) and ``[B, C, H, W]`` (convolut
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from escnn import nn as enn
 from torch import nn
 
@@ -76,7 +79,8 @@ class _CoreModule(enn.EquivariantModule):
         return enn.GeometricTensor(self.core(x.tensor), self.out_type, x.coords)
 
     def evaluate_output_shape(self, input_shape):
-        return (input_shape[0], self.out_type.size, *input_shape[2:])
+        with torch.no_grad():
+            return tuple(self.core(torch.zeros(input_shape)).shape)
 
     def export(self) -> nn.Module:
         import copy
@@ -99,4 +103,68 @@ def so2_nonlinearity(in_type: enn.FieldType, kind: str) -> enn.EquivariantModule
     raise ValueError(f"unknown SO(2) nonlinearity {kind!r}; choose 'gated' or 'norm'")
 
 
-__all__ = ["so2_nonlinearity"]
+class _NormMaxPoolCore(nn.Module):
+    """Max pooling that keeps, per 2-d field and window, the vector of largest norm (a pointwise
+    max of the two components would mix vectors from different pixels and break equivariance).
+    The leading one-dimensional fields are non-negative here (after a ReLU), so their plain max is
+    their largest norm."""
+
+    def __init__(self, n_trivial: int, n_vectors: int, kernel: int):
+        super().__init__()
+        self.n_trivial, self.n_vectors, self.kernel = n_trivial, n_vectors, kernel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, _, H, W = x.shape
+        scalars = F.max_pool2d(x[:, :self.n_trivial], self.kernel)
+        v = x[:, self.n_trivial:].reshape(B, self.n_vectors, 2, H * W)
+        _, index = F.max_pool2d(v.pow(2).sum(dim=2).reshape(B, self.n_vectors, H, W), self.kernel,
+                                return_indices=True)
+        h, w = index.shape[-2:]
+        picked = torch.gather(v, 3, index.reshape(B, self.n_vectors, 1, h * w).expand(-1, -1, 2, -1))
+        return torch.cat([scalars, picked.reshape(B, 2 * self.n_vectors, h, w)], dim=1)
+
+
+class _NormInvariantsCore(nn.Module):
+    """Trivial fields as they are, each 2-d field replaced by its norm."""
+
+    def __init__(self, n_trivial: int, n_vectors: int, eps: float = 1e-6):
+        super().__init__()
+        self.n_trivial, self.n_vectors, self.eps = n_trivial, n_vectors, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = x[:, self.n_trivial:].reshape(x.shape[0], self.n_vectors, 2, *x.shape[2:])
+        return torch.cat([x[:, :self.n_trivial], torch.sqrt(v.pow(2).sum(dim=2) + self.eps)], dim=1)
+
+
+class _GroupMaxCore(nn.Module):
+    """Max over the |G| channels of each regular field (escnn's GroupPooling, without escnn)."""
+
+    def __init__(self, order: int):
+        super().__init__()
+        self.order = order
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1, self.order, *x.shape[2:]).amax(dim=2)
+
+
+def norm_max_pool(in_type: enn.FieldType, kernel: int) -> enn.EquivariantModule:
+    n_trivial, n_vectors = _count_fields(in_type)
+    return _CoreModule(in_type, in_type, _NormMaxPoolCore(n_trivial, n_vectors, kernel))
+
+
+def norm_invariants(in_type: enn.FieldType) -> enn.EquivariantModule:
+    n_trivial, n_vectors = _count_fields(in_type)
+    out_type = enn.FieldType(in_type.gspace, (n_trivial + n_vectors) * [in_type.gspace.trivial_repr])
+    return _CoreModule(in_type, out_type, _NormInvariantsCore(n_trivial, n_vectors))
+
+
+def group_pooling(in_type: enn.FieldType) -> enn.EquivariantModule:
+    order = in_type.fibergroup.order()
+    regular = in_type.fibergroup.regular_representation.name
+    if order < 1 or any(r.name != regular for r in in_type.representations):
+        raise ValueError("group pooling here takes regular fields of a finite group")
+    out_type = enn.FieldType(in_type.gspace, len(in_type) * [in_type.gspace.trivial_repr])
+    return _CoreModule(in_type, out_type, _GroupMaxCore(order))
+
+
+__all__ = ["so2_nonlinearity", "norm_max_pool", "norm_invariants", "group_pooling"]

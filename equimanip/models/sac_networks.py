@@ -1,0 +1,274 @@
+"""Equivariant SAC's actor and critic (Wang, Walters, Platt, ICLR 2022; equi_rl's networks).
+
+API::
+
+    from equimanip.models import NetworkConfig, make_actor, make_critic
+
+    cfg = NetworkConfig()                                  # or NetworkConfig.paper()
+    actor = make_actor(cfg)
+    mean, log_std = actor(heightmap)                       # [B, 2, S, S] -> [B, 5], [B, 5] (pre-tanh)
+    critic = make_critic(cfg)
+    q1, q2 = critic(heightmap, action)                     # action [B, 5] in [-1, 1] -> [B, 1], [B, 1]
+    loss = ... + actor.regularization_loss()               # relaxed networks: strength * asymmetry; else 0
+    plain = actor.export()                                 # same class, plain torch layers, eval mode
+
+Both take the heightmap as trivial fields (heights and gripper aperture do not change under a
+rotation, only their position does) and share one encoder design: seven 3x3 convolutions
+(``NetworkConfig.widths``: n/8, n/4, n/2, n, 2n, n, n fields) with ReLU and 2x2 max pooling down
+to 1 x 1 (``NetworkConfig.top`` says how the last three layers get there). Then
+
+* the actor: a 1x1 convolution to the fields of ``symmetry.ACTION_LAYOUT`` (p, dz scalars, (dx, dy)
+  a frequency-1 vector, dyaw a pseudoscalar: sign flip under reflections) for the means, and five
+  trivial fields for the log-stds (a rotated scene is not more or less certain), clamped;
+* the critic: the encoder output and the action typed by ``ACTION_LAYOUT`` side by side at 1 x 1,
+  two heads of a 1x1 convolution to n fields, nonlinearity, pooling to invariants (max over the
+  group; norms for SO(2)) and a 1x1 convolution to Q. Q is invariant.
+
+Groups: finite ones use regular fields and pointwise ReLU / max pooling; ``so2`` band-limited irreps
+with a gated or norm nonlinearity and norm max pooling; ``none`` is a plain CNN with about the
+parameter count of C8 at the same ``n_hidden`` (equi_rl's own baseline has the same role).
+
+Means and action are in the network's units: the SAC squashes ``tanh(mean)`` to [-1, 1] and
+scales by the action limits afterwards (a rotation of (dx, dy) commutes with the scaling because
+dx and dy share their limit).
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from escnn import nn as enn
+from torch import nn
+
+from equimanip import symmetry as sym
+from equimanip.models import fields
+from equimanip.models.config import NetworkConfig
+from equimanip.models.nonlinear import group_pooling, norm_invariants, norm_max_pool, so2_nonlinearity
+from equimanip.models.relaxed import RelaxedR2Conv
+
+ACTION_DIM = sym.ACTION_LAYOUT.size
+# 'none' takes this many channels per field of the equivariant networks. A plain 3x3 convolution has
+# 9 weights per channel pair; escnn's C8 regular-to-regular 3x3 kernel has 48 per field pair (its
+# basis is band-limited on the 3x3 grid), so sqrt(48 / 9) channels per field give the plain CNN the
+# parameter count of the default group's networks at the same n_hidden (equi_rl's comparison).
+PLAIN_CHANNELS_PER_FIELD = math.sqrt(48 / 9)
+
+
+# ------------------------------------------------------------------------------- building blocks
+
+
+class EscnnStage(nn.Module):
+    """Plain tensors in and out around an escnn module (the rest of the code never sees a
+    GeometricTensor); ``export()`` gives escnn's plain-torch equivalent."""
+
+    def __init__(self, module: enn.EquivariantModule):
+        super().__init__()
+        self.module = module
+
+    @property
+    def in_type(self) -> enn.FieldType:
+        return self.module.in_type
+
+    @property
+    def out_type(self) -> enn.FieldType:
+        return self.module.out_type
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(enn.GeometricTensor(x, self.module.in_type)).tensor
+
+    def export(self) -> nn.Module:
+        was_training = self.training
+        self.eval()
+        try:
+            return self.module.export().eval()
+        finally:
+            self.train(was_training)
+
+
+def _export(module: nn.Module) -> nn.Module:
+    plain = module.export() if isinstance(module, EscnnStage) else copy.deepcopy(module).eval()
+    # escnn's exported filters are strided views of its expanded basis; torch then falls back to its
+    # slow im2col convolution (7x slower for the first layer at batch 1 here). Same values, packed.
+    for param in plain.parameters():
+        param.data = param.data.contiguous()
+    return plain
+
+
+def encoder_schedule(cfg: NetworkConfig) -> list[dict]:
+    """The seven encoder layers as dicts: width (fields), kernel, padding, pool (kernel or 1)."""
+    target = 8 if cfg.top == "paper" else 4
+    halvings = int(round(math.log2(cfg.heightmap_size // target)))
+    pools = [1, 1, 1, 1]
+    for i in range(min(halvings, 4)):
+        pools[i] = 2
+    if halvings > 4:                       # larger images: the first layer pools harder
+        pools[0] = 2 ** (halvings - 3)
+    w = cfg.widths
+    layers = [dict(width=w[i], kernel=3, padding=1, pool=pools[i]) for i in range(4)]
+    if cfg.top == "paper":                 # 8 -> 8 -> 6 -> pool 3 -> 1
+        layers += [dict(width=w[4], kernel=3, padding=1, pool=1), dict(width=w[5], kernel=3, padding=0, pool=2),
+                   dict(width=w[6], kernel=3, padding=0, pool=1)]
+    else:                                  # 4 -> 4 -> 2 -> pool 1 -> 1
+        layers += [dict(width=w[4], kernel=3, padding=1, pool=1), dict(width=w[5], kernel=3, padding=0, pool=2),
+                   dict(width=w[6], kernel=1, padding=0, pool=1)]
+    return layers
+
+
+def _plain_width(fields_count: int) -> int:
+    return max(1, round(fields_count * PLAIN_CHANNELS_PER_FIELD))
+
+
+def _plain_encoder(cfg: NetworkConfig) -> tuple[nn.Sequential, int]:
+    layers: list[nn.Module] = []
+    channels = cfg.in_channels
+    for spec in encoder_schedule(cfg):
+        out = _plain_width(spec["width"])
+        layers.append(nn.Conv2d(channels, out, spec["kernel"], padding=spec["padding"]))
+        if spec["pool"] > 1:               # max-pool before ReLU: the same function, fewer pixels to ReLU
+            layers.append(nn.MaxPool2d(spec["pool"]))
+        layers.append(nn.ReLU(inplace=True))
+        channels = out
+    return nn.Sequential(*layers), channels
+
+
+def _equivariant_encoder(cfg: NetworkConfig, gs) -> EscnnStage:
+    G = sym.group(cfg.group)
+    current = fields.trivial_type(gs, cfg.in_channels)
+    modules: list[enn.EquivariantModule] = []
+    for spec in encoder_schedule(cfg):
+        if G.is_finite:
+            out = fields.regular_type(gs, spec["width"])
+            if cfg.relaxed:
+                modules.append(RelaxedR2Conv(current, out, spec["kernel"], spec["padding"], cfg.relaxed_banks))
+            else:
+                modules.append(enn.R2Conv(current, out, spec["kernel"], padding=spec["padding"]))
+            if spec["pool"] > 1:
+                modules.append(enn.PointwiseMaxPool2D(out, spec["pool"]))
+            modules.append(enn.ReLU(out, inplace=True))
+        else:
+            gated = cfg.so2_nonlinearity == "gated"
+            out = fields.band_limited_type(gs, spec["width"], cfg.so2_max_frequency, gates=gated)
+            modules.append(enn.R2Conv(current, out, spec["kernel"], padding=spec["padding"]))
+            modules.append(so2_nonlinearity(out, cfg.so2_nonlinearity))
+            if spec["pool"] > 1:
+                modules.append(norm_max_pool(modules[-1].out_type, spec["pool"]))
+        current = modules[-1].out_type
+    return EscnnStage(enn.SequentialModule(*modules))
+
+
+def _gspace(cfg: NetworkConfig):
+    return fields.gspace(cfg.group, planar=True, max_frequency=max(cfg.so2_max_frequency,
+                                                                    fields.DEFAULT_SO2_MAX_FREQUENCY))
+
+
+# ------------------------------------------------------------------------------- the networks
+
+
+class _SACNetwork(nn.Module):
+    def __init__(self, cfg: NetworkConfig):
+        super().__init__()
+        self.config = cfg
+
+    def check_heightmap(self, heightmap: torch.Tensor) -> None:
+        S, C = self.config.heightmap_size, self.config.in_channels
+        if heightmap.dim() != 4 or tuple(heightmap.shape[1:]) != (C, S, S):
+            raise ValueError(f"expected a heightmap batch [B, {C}, {S}, {S}], got {tuple(heightmap.shape)}")
+
+    def regularization_loss(self) -> torch.Tensor:
+        """``relaxed_strength`` times the asymmetry of every relaxed layer (0 when not relaxed):
+        add it to the loss to pull a relaxed network toward exact equivariance."""
+        layers = [m for m in self.modules() if isinstance(m, RelaxedR2Conv)]
+        if not layers:
+            return torch.zeros((), device=next(self.parameters()).device)
+        return self.config.relaxed_strength * sum(layer.asymmetry() for layer in layers)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+class Actor(_SACNetwork):
+    """heightmap [B, C, S, S] -> (mean [B, 5], log_std [B, 5]) in ACTION_LAYOUT order, pre-tanh."""
+
+    def __init__(self, cfg: NetworkConfig, encoder: nn.Module, head: nn.Module):
+        super().__init__(cfg)
+        self.encoder, self.head = encoder, head
+
+    def forward(self, heightmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check_heightmap(heightmap)
+        out = self.head(self.encoder(heightmap)).flatten(1)
+        mean, log_std = out[:, :ACTION_DIM], out[:, ACTION_DIM:]
+        return mean, torch.clamp(log_std, self.config.log_std_min, self.config.log_std_max)
+
+    def export(self) -> "Actor":
+        """The same function with plain torch layers (no escnn at run time), in eval mode."""
+        return Actor(self.config, _export(self.encoder), _export(self.head)).eval()
+
+
+class Critic(_SACNetwork):
+    """(heightmap [B, C, S, S], action [B, 5]) -> (q1 [B, 1], q2 [B, 1]), invariant."""
+
+    def __init__(self, cfg: NetworkConfig, encoder: nn.Module, head1: nn.Module, head2: nn.Module):
+        super().__init__(cfg)
+        self.encoder, self.head1, self.head2 = encoder, head1, head2
+
+    def forward(self, heightmap: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check_heightmap(heightmap)
+        if action.dim() != 2 or action.shape != (heightmap.shape[0], ACTION_DIM):
+            raise ValueError(f"expected actions [{heightmap.shape[0]}, {ACTION_DIM}], got {tuple(action.shape)}")
+        return self.heads(self.encoder(heightmap), action)
+
+    def heads(self, features: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q from encoder features [B, F, 1, 1] and actions [B, 5] (lets a caller reuse features)."""
+        joint = torch.cat([features, action.reshape(action.shape[0], ACTION_DIM, 1, 1)], dim=1)
+        return self.head1(joint).flatten(1), self.head2(joint).flatten(1)
+
+    def export(self) -> "Critic":
+        return Critic(self.config, _export(self.encoder), _export(self.head1), _export(self.head2)).eval()
+
+
+def make_actor(cfg: NetworkConfig | None = None) -> Actor:
+    cfg = (cfg or NetworkConfig()).validate()
+    if cfg.group == "none":
+        encoder, channels = _plain_encoder(cfg)
+        return Actor(cfg, encoder, nn.Conv2d(channels, 2 * ACTION_DIM, 1))
+    gs = _gspace(cfg)
+    encoder = _equivariant_encoder(cfg, gs)
+    out_type = fields.layout_type(gs, sym.ACTION_LAYOUT) + fields.trivial_type(gs, ACTION_DIM)
+    head = EscnnStage(enn.R2Conv(encoder.out_type, out_type, 1))
+    return Actor(cfg, encoder, head)
+
+
+def make_critic(cfg: NetworkConfig | None = None) -> Critic:
+    cfg = (cfg or NetworkConfig()).validate()
+    if cfg.group == "none":
+        encoder, channels = _plain_encoder(cfg)
+        hidden = _plain_width(cfg.n_hidden)
+
+        def plain_head() -> nn.Module:
+            return nn.Sequential(nn.Conv2d(channels + ACTION_DIM, hidden, 1), nn.ReLU(inplace=True),
+                                 nn.Conv2d(hidden, 1, 1))
+        return Critic(cfg, encoder, plain_head(), plain_head())
+    gs = _gspace(cfg)
+    encoder = _equivariant_encoder(cfg, gs)
+    joint = encoder.out_type + fields.layout_type(gs, sym.ACTION_LAYOUT)
+    G = sym.group(cfg.group)
+
+    def head() -> EscnnStage:
+        if G.is_finite:
+            hidden = fields.regular_type(gs, cfg.n_hidden)
+            invariant = group_pooling(hidden)
+            modules = [enn.R2Conv(joint, hidden, 1), enn.ReLU(hidden, inplace=True), invariant]
+        else:
+            gated = cfg.so2_nonlinearity == "gated"
+            hidden = fields.band_limited_type(gs, cfg.n_hidden, cfg.so2_max_frequency, gates=gated)
+            act = so2_nonlinearity(hidden, cfg.so2_nonlinearity)
+            invariant = norm_invariants(act.out_type)
+            modules = [enn.R2Conv(joint, hidden, 1), act, invariant]
+        modules.append(enn.R2Conv(invariant.out_type, fields.trivial_type(gs, 1), 1))
+        return EscnnStage(enn.SequentialModule(*modules))
+
+    return Critic(cfg, encoder, head(), head())
+
+
+__all__ = ["Actor", "Critic", "EscnnStage", "make_actor", "make_critic", "encoder_schedule", "ACTION_DIM"]

@@ -1,0 +1,228 @@
+"""Equivariant SAC's actor and critic: shapes, equivariance for every group, export, relaxed layers.
+
+Which transformations the equivariance tests use, and why. On a square pixel grid only rotations
+by multiples of 90 degrees (and the mirrors) map pixels onto pixels; a 45-degree turn of an image
+has to interpolate, so no network, equivariant or not, can commute with it exactly. So:
+
+* the whole network (heightmap in, action / Q out) is checked under the quarter turns, plus the
+  mirrors for D4 / D8, which every group here contains (C8, C16 and SO(2) contain C4);
+* every other element (45 and 22.5 degrees, sampled angles of SO(2), the mirrors composed with
+  them) is checked where it acts exactly: on the 1 x 1 encoder output. There ``g`` acts by the
+  field type's representation matrix alone (escnn's own, exact) and the heads must map it to the
+  transformed action (actor) or the same Q (critic, with the action transformed too).
+
+Small networks (n_hidden 8, 16 x 16 heightmaps) keep this file fast; sizes 64 and 128 are checked
+for their shapes.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from equimanip import symmetry as sym
+from equimanip.models import NetworkConfig, fields, make_actor, make_critic
+from equimanip.models.inference import optimize_for_cpu
+from equimanip.models.relaxed import RelaxedR2Conv
+
+torch.set_num_threads(1)   # a 2-core shared machine: more threads only contend
+
+GROUPS = list(sym.GROUPS)
+SMALL = dict(n_hidden=8, heightmap_size=16)
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+def quarter_turns(name: str) -> list[sym.GroupElement]:
+    G = sym.group(name)
+    if G.is_trivial:
+        return [sym.IDENTITY]
+    flips = (False, True) if G.reflections else (False,)
+    return [sym.GroupElement(k * math.pi / 2, f) for f in flips for k in range(4)]
+
+
+def all_elements(name: str) -> list[sym.GroupElement]:
+    G = sym.group(name)
+    return G.elements() if G.is_finite else G.sample(np.random.default_rng(3), 8)
+
+
+def inputs(cfg: NetworkConfig, batch: int = 6, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    S = cfg.heightmap_size
+    heightmap = torch.rand(batch, cfg.in_channels, S, S, generator=gen)
+    action = torch.rand(batch, 5, generator=gen) * 2 - 1
+    return heightmap, action
+
+
+def check_quarter_turns(actor, critic, cfg: NetworkConfig, tolerance: float = 1e-4) -> None:
+    heightmap, action = inputs(cfg)
+    with torch.no_grad():
+        mean, log_std = actor(heightmap)
+        q1, q2 = critic(heightmap, action)
+        for g in quarter_turns(cfg.group):
+            turned = sym.transform_heightmap(g, heightmap)
+            mean_g, log_std_g = actor(turned)
+            assert relative_error(mean_g, sym.transform_action(g, mean)) < tolerance, g
+            assert relative_error(log_std_g, log_std) < tolerance, g
+            q1_g, q2_g = critic(turned, sym.transform_action(g, action))
+            assert relative_error(q1_g, q1) < tolerance and relative_error(q2_g, q2) < tolerance, g
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_actor_and_critic_shapes_equivariance_and_export(group):
+    torch.manual_seed(0)
+    cfg = NetworkConfig(group=group, **SMALL)
+    actor, critic = make_actor(cfg).eval(), make_critic(cfg).eval()
+    heightmap, action = inputs(cfg)
+    with torch.no_grad():
+        mean, log_std = actor(heightmap)
+        q1, q2 = critic(heightmap, action)
+    assert mean.shape == log_std.shape == (6, 5) and q1.shape == q2.shape == (6, 1)
+    check_quarter_turns(actor, critic, cfg)
+    plain_actor, plain_critic = actor.export(), critic.export()
+    assert not any("escnn" in type(m).__module__ for m in [*plain_actor.modules(), *plain_critic.modules()])
+    check_quarter_turns(plain_actor, plain_critic, cfg)
+    with torch.no_grad():
+        torch.testing.assert_close(plain_actor(heightmap), (mean, log_std), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(plain_critic(heightmap, action), (q1, q2), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("group", [g for g in GROUPS if g != "none"])
+def test_heads_are_equivariant_under_every_element(group):
+    """All elements (45-degree turns and so on), where they act exactly: on the 1 x 1 features."""
+    torch.manual_seed(0)
+    cfg = NetworkConfig(group=group, **SMALL)
+    actor, critic = make_actor(cfg).eval(), make_critic(cfg).eval()
+    heightmap, action = inputs(cfg)
+    gs = fields.gspace(group, planar=True)
+    out_type = actor.head.out_type
+    with torch.no_grad():
+        for net in (actor, critic):
+            features = net.encoder(heightmap)
+            assert features.shape[-2:] == (1, 1)
+            for g in all_elements(group):
+                e = fields.to_escnn_element(gs, g)
+                rho = torch.as_tensor(net.encoder.out_type.representation(e), dtype=torch.float32)
+                turned = torch.einsum("ij,bjxy->bixy", rho, features)
+                if net is actor:
+                    rho_out = torch.as_tensor(out_type.representation(e), dtype=torch.float32)
+                    expected = torch.einsum("ij,bjxy->bixy", rho_out, actor.head(features))
+                    assert relative_error(actor.head(turned), expected) < 1e-4, g
+                    # ... and the output representation is symmetry.py's action layout, then 5 invariants
+                    np.testing.assert_allclose(out_type.representation(e)[:5, :5],
+                                               sym.representation(sym.ACTION_LAYOUT, g), atol=1e-6)
+                else:
+                    q_turned = critic.heads(turned, sym.transform_action(g, action))
+                    q = critic.heads(features, action)
+                    assert all(relative_error(a, b) < 1e-4 for a, b in zip(q_turned, q)), g
+
+
+def test_so2_norm_nonlinearity_and_paper_top_are_equivariant():
+    for cfg in (NetworkConfig(group="so2", so2_nonlinearity="norm", **SMALL),
+                NetworkConfig(group="d4", top="paper", **SMALL)):
+        torch.manual_seed(0)
+        check_quarter_turns(make_actor(cfg).eval(), make_critic(cfg).eval(), cfg)
+
+
+@pytest.mark.parametrize("size,top", [(64, "compact"), (64, "paper"), (128, "compact"), (128, "paper")])
+def test_encoder_reaches_1x1_for_configured_sizes(size, top):
+    for group in ("none", "c4"):
+        cfg = NetworkConfig(group=group, n_hidden=8, heightmap_size=size, top=top)
+        actor = make_actor(cfg).eval()
+        with torch.no_grad():
+            assert actor.encoder(torch.zeros(1, 2, size, size)).shape[-2:] == (1, 1)
+            mean, _ = actor(torch.zeros(1, 2, size, size))
+        assert mean.shape == (1, 5)
+
+
+def test_presets_and_parameter_counts():
+    paper, cpu = NetworkConfig.paper(), NetworkConfig.cpu()
+    assert (paper.group, paper.n_hidden, paper.heightmap_size, paper.top) == ("c8", 64, 128, "paper")
+    assert NetworkConfig.for_device("cpu") == cpu and NetworkConfig.for_device("cuda") == paper
+    assert NetworkConfig.from_dict(cpu.to_dict()) == cpu
+    # The plain CNN has about the parameters of C8 at the same width (equi_rl's baseline).
+    c8 = make_actor(NetworkConfig(group="c8", n_hidden=16)).parameter_count()
+    plain = make_actor(NetworkConfig(group="none", n_hidden=16)).parameter_count()
+    assert 0.75 < plain / c8 < 1.33, (plain, c8)
+
+
+def test_bad_configuration_and_inputs_are_refused():
+    with pytest.raises(ValueError, match="multiple of 8"):
+        NetworkConfig(n_hidden=12).validate()
+    with pytest.raises(ValueError, match="power of two"):
+        NetworkConfig(heightmap_size=48).validate()
+    with pytest.raises(ValueError, match="finite group"):
+        NetworkConfig(group="so2", relaxed=True).validate()
+    with pytest.raises(ValueError, match="unknown group"):
+        NetworkConfig(group="c5").validate()
+    with pytest.raises(ValueError, match="unknown network settings"):
+        NetworkConfig.from_dict({**NetworkConfig().to_dict(), "depth": 3})
+    cfg = NetworkConfig(group="c4", **SMALL)
+    actor, critic = make_actor(cfg), make_critic(cfg)
+    with pytest.raises(ValueError, match=r"heightmap batch \[B, 2, 16, 16\]"):
+        actor(torch.zeros(1, 2, 32, 32))
+    with pytest.raises(ValueError, match=r"actions \[2, 5\]"):
+        critic(torch.zeros(2, 2, 16, 16), torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize("group", ["c8", "d4"])
+def test_relaxed_starts_exact_and_drifts_on_asymmetric_data(group):
+    """Equal mixing weights: exactly equivariant. Trained to output the same (dx, dy) for a scene
+    and its quarter turn (which no equivariant network can), the weights spread over the group and
+    the network stops being equivariant; the regulariser sees it. The exact network under the same
+    training stays exact (the contrast that shows the test can tell)."""
+    torch.manual_seed(0)
+    relaxed_cfg = NetworkConfig(group=group, relaxed=True, relaxed_strength=0.0, **SMALL)
+    exact_cfg = NetworkConfig(group=group, **SMALL)
+    actor, critic = make_actor(relaxed_cfg), make_critic(relaxed_cfg)
+    check_quarter_turns(actor.eval(), critic.eval(), relaxed_cfg)
+    assert float(actor.regularization_loss().detach()) == 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(actor.export()(inputs(relaxed_cfg)[0]), actor(inputs(relaxed_cfg)[0]),
+                                   atol=1e-5, rtol=1e-5)
+
+    heightmap, _ = inputs(relaxed_cfg, batch=8)
+    scenes = torch.cat([heightmap, sym.transform_heightmap(sym.GroupElement(math.pi / 2), heightmap)])
+    target = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]).expand(len(scenes), 5)
+    errors = {}
+    for name, cfg in (("relaxed", relaxed_cfg), ("exact", exact_cfg)):
+        torch.manual_seed(1)
+        net = actor if name == "relaxed" else make_actor(cfg)
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+        net.train()
+        for _ in range(10):
+            loss = (net(scenes)[0] - target).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        net.eval()
+        with torch.no_grad():
+            mean = net(heightmap)[0]
+            g = sym.GroupElement(math.pi / 2)
+            errors[name] = relative_error(net(sym.transform_heightmap(g, heightmap))[0], sym.transform_action(g, mean))
+    assert errors["exact"] < 1e-4
+    assert errors["relaxed"] > 1e-2, errors
+    spread = sum(float(m.asymmetry()) for m in actor.modules() if isinstance(m, RelaxedR2Conv))
+    assert spread > 0
+    strong = NetworkConfig(group=group, relaxed=True, relaxed_strength=10.0, **SMALL)
+    penalised = make_actor(strong)
+    penalised.load_state_dict(actor.state_dict())
+    assert float(penalised.regularization_loss().detach()) == pytest.approx(10.0 * spread, rel=1e-5)
+
+
+def test_cpu_inference_module_matches_and_stays_equivariant():
+    torch.manual_seed(0)
+    cfg = NetworkConfig(group="d4", **SMALL)
+    actor = make_actor(cfg).eval()
+    fast, plan = optimize_for_cpu(actor.export(), repeats=2)
+    assert len(plan) >= 10
+    heightmap = inputs(cfg, batch=1)[0]
+    with torch.no_grad():
+        torch.testing.assert_close(fast(heightmap), actor(heightmap), atol=1e-5, rtol=1e-5)
+        mean = fast(heightmap)[0]
+        for g in quarter_turns("d4"):
+            assert relative_error(fast(sym.transform_heightmap(g, heightmap))[0], sym.transform_action(g, mean)) < 1e-4
