@@ -41,7 +41,7 @@ def collect_demonstrations(env: ManipulationGymEnv, episodes: int, seed: int, ma
     Raises RuntimeError when too few succeed."""
     from tqdm import tqdm
 
-    env = env.unwrapped
+    inner = env.unwrapped          # for the expert; stepping goes through any wrappers (TimeLimit)
     if episodes < 0:
         raise ValueError(f"episodes must be >= 0, got {episodes}")
     max_attempts = 2 * episodes + 10 if max_attempts is None else max_attempts
@@ -55,7 +55,7 @@ def collect_demonstrations(env: ManipulationGymEnv, episodes: int, seed: int, ma
             demo = Demonstration(episode_seed=info["episode_seed"], observations=[obs])
             terminated = truncated = False
             while not (terminated or truncated):
-                action = np.clip(env.expert_action(), low, high).astype(np.float32)
+                action = np.clip(inner.expert_action(), low, high).astype(np.float32)
                 obs, reward, terminated, truncated, info = env.step(action)
                 demo.observations.append(obs)
                 demo.actions.append(action)
@@ -67,7 +67,7 @@ def collect_demonstrations(env: ManipulationGymEnv, episodes: int, seed: int, ma
                 bar.update(1)
     if len(demos) < episodes:
         raise RuntimeError(f"the expert succeeded in only {len(demos)} of {max_attempts} episodes of "
-                           f"{env.config.task} from seed {seed}; {episodes} were asked for")
+                           f"{inner.config.task} from seed {seed}; {episodes} were asked for")
     return demos
 
 

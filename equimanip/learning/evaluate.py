@@ -56,7 +56,7 @@ def run_episodes(act: Callable, env, episodes: int, seed: int = EVAL_SEED_BASE, 
     seeds ``seed, seed + 1, ...``, each action ``act(observation)`` on the full Observation."""
     from tqdm import tqdm
 
-    env = env.unwrapped
+    inner = env.unwrapped          # for the full Observation; stepping goes through any wrappers (TimeLimit)
     start = time.perf_counter()
     per_episode = []
     bar = tqdm(range(seed, seed + episodes), desc=description, disable=not progress, leave=False)
@@ -65,7 +65,7 @@ def run_episodes(act: Callable, env, episodes: int, seed: int = EVAL_SEED_BASE, 
         terminated = truncated = False
         steps = 0
         while not (terminated or truncated):
-            action = np.asarray(act(env.last_observation), dtype=np.float64)
+            action = np.asarray(act(inner.last_observation), dtype=np.float64)
             _, _, terminated, truncated, _ = env.step(np.clip(action, env.action_space.low, env.action_space.high))
             steps += 1
         per_episode.append({"seed": episode_seed, "success": bool(terminated), "steps": steps})

@@ -516,8 +516,11 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
     envs.close()
 
     # --- final evaluation of the last policy on more held-out episodes
+    from .results import git_revision, machine_description, today
+
     summary = {"task": config.task, "group": config.group, "relaxed": config.relaxed, "seed": config.seed,
                "steps": state.step, "demos": config.demos, "network": net_config.to_dict(),
+               "yaw_sector": list(config.yaw_sector) if config.yaw_sector else None,
                "best_success": state.best_success, "best_step": state.best_step}
     if config.final_eval_episodes:
         success, result = evaluate_now(config.final_eval_episodes, eval_env)
@@ -529,7 +532,8 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
             everywhere.close()
     eval_env.close()
     state.wall_s = wall_before + time.perf_counter() - session_start
-    summary |= {"wall_s": round(state.wall_s, 1), "curve": state.evaluations, "out": str(out),
+    summary |= {"wall_s": round(state.wall_s, 1), "machine": machine_description(), "date": today(),
+                "revision": git_revision(), "command": command, "curve": state.evaluations, "out": str(out),
                 "best_checkpoint": str(out / "best.pt"), "last_checkpoint": str(out / "last.pt")}
     save_checkpoint(out / "last.pt", learner, config, state, command, buffer=buffer, summary=summary)
     log.close()

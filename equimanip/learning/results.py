@@ -1,0 +1,271 @@
+"""Committed results of learning runs: one CSV row per finished run, and the tables and plot in the
+docs regenerated from those rows by one command.
+
+    python -m equimanip.learning.results add runs/pick_c8_s0          # append the run's row, then
+    python -m equimanip.learning.results                              # regenerate tables and plot
+
+Rows are append-only (``docs/results/<learner>.csv``); each holds what the run was (task, group,
+network, seed, demonstrations, steps), what it reached (final success on held-out seeds, the best
+evaluation, the evaluation curve), what it cost (wall-clock) and where and when it ran (machine,
+date, git revision, the command). Another learner adds its own CSV with its own columns through
+:func:`append_row` and its own table function; :func:`markdown_table`, :func:`replace_section` and
+the machine/revision helpers are shared.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS_DIR = REPO / "docs" / "results"
+SAC_RESULTS = RESULTS_DIR / "sac.csv"
+SAC_DOC = REPO / "docs" / "equivariant_sac.md"
+SAC_PLOT = RESULTS_DIR / "sac_success.png"
+
+SAC_FIELDS = ["experiment", "task", "group", "relaxed", "network", "seed", "demos", "steps", "success",
+              "eval_episodes", "best_success", "best_step", "yaw_sector", "success_all_yaw", "wall_s",
+              "machine", "date", "revision", "curve", "command"]
+
+
+# ------------------------------------------------------------------------------------ provenance
+
+
+def machine_description() -> str:
+    """CPU model, cores, torch build and GPU: enough to compare wall-clock figures."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {gpu}"
+
+
+def git_revision() -> str:
+    """Short hash of the checked-out commit ('unknown' outside a git checkout)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def today() -> str:
+    return datetime.date.today().isoformat()
+
+
+# ------------------------------------------------------------------------------------ the rows
+
+
+def append_row(path: Path, row: dict, fields: list[str]) -> None:
+    """Append one row; the file is created with its header, and an existing header must match."""
+    unknown = sorted(set(row) - set(fields))
+    if unknown:
+        raise ValueError(f"row has fields {unknown} that {path.name} does not have")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.stat().st_size > 0:
+        with path.open(newline="") as f:
+            header = next(csv.reader(f))
+        if header != fields:
+            raise ValueError(f"{path} has columns {header}, expected {fields}")
+        new = False
+    else:
+        new = True
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in fields})
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def sac_row(summary: dict, **provenance) -> dict:
+    """The results row of a finished SAC run from its ``summary.json``; ``provenance`` (machine,
+    date, revision, command) fills what the summary lacks."""
+    summary = provenance | {k: v for k, v in summary.items() if v is not None or k not in provenance}
+    net = summary["network"]
+    network = f"{net['heightmap_size']}x{net['heightmap_size']}, n_hidden {net['n_hidden']}, {net['top']} top"
+    return {
+        "experiment": "yaw_sector" if summary.get("yaw_sector") else "sample_efficiency",
+        "task": summary["task"], "group": summary["group"], "relaxed": summary["relaxed"], "network": network,
+        "seed": summary["seed"], "demos": summary["demos"], "steps": summary["steps"],
+        "success": summary["success"], "eval_episodes": summary["eval_episodes"],
+        "best_success": summary["best_success"], "best_step": summary["best_step"],
+        "yaw_sector": " ".join(f"{v:g}" for v in summary["yaw_sector"]) if summary.get("yaw_sector") else "",
+        "success_all_yaw": summary.get("success_all_yaw", ""), "wall_s": summary["wall_s"],
+        "machine": summary["machine"], "date": summary["date"], "revision": summary["revision"],
+        "curve": " ".join(f"{int(step)}:{success:g}" for step, success in summary["curve"]),
+        "command": summary.get("command", ""),
+    }
+
+
+def parse_curve(text: str) -> list[tuple[int, float]]:
+    return [(int(a), float(b)) for a, b in (item.split(":") for item in text.split())]
+
+
+# ------------------------------------------------------------------------------------ tables
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _label(row: dict) -> str:
+    return row["group"] + (" relaxed" if str(row["relaxed"]) == "True" else "")
+
+
+def _mean_std(values: list[float]) -> str:
+    import numpy as np
+
+    if len(values) == 1:
+        return f"{values[0]:.0%}"
+    return f"{np.mean(values):.0%} ± {np.std(values):.0%}"
+
+
+def sac_tables(rows: list[dict]) -> str:
+    """The Markdown of both experiments: sample efficiency and symmetry generalisation."""
+    import numpy as np
+
+    parts = []
+    efficiency = [r for r in rows if r["experiment"] == "sample_efficiency"]
+    groups = defaultdict(list)
+    for r in efficiency:
+        groups[(r["task"], _label(r), r["network"], r["steps"], r["demos"])].append(r)
+    table = []
+    for (task, label, network, steps, demos), runs in sorted(groups.items()):
+        table.append([task, label, network, demos, steps, len(runs), ", ".join(r["seed"] for r in runs),
+                      _mean_std([float(r["success"]) for r in runs]),
+                      _mean_std([float(r["best_success"]) for r in runs]),
+                      f"{np.mean([float(r['wall_s']) for r in runs]) / 60:.0f} min",
+                      ", ".join(sorted({r["machine"] for r in runs}))])
+    parts.append("**Sample efficiency** (final policy on held-out seeds after the given environment steps; "
+                 "best = best periodic evaluation):\n\n" + markdown_table(
+                     ["task", "group", "network", "demos", "steps", "runs", "seeds", "success", "best", "wall-clock",
+                      "machine"], table))
+    sector = [r for r in rows if r["experiment"] == "yaw_sector"]
+    if sector:
+        table = []
+        for r in sector:
+            inside, everywhere = float(r["success"]), float(r["success_all_yaw"])
+            table.append([r["task"], _label(r), r["yaw_sector"], r["seed"], r["steps"], f"{inside:.0%}",
+                          f"{everywhere:.0%}", f"{(everywhere - inside) * 100:+.0f}",
+                          f"{float(r['wall_s']) / 60:.0f} min"])
+        parts.append("**Symmetry generalisation** (trained only on scenes whose scene yaw lies in the sector "
+                     "[start, start + width) degrees; evaluated in the sector and over the whole circle):\n\n"
+                     + markdown_table(["task", "group", "sector", "seed", "steps", "in sector", "whole circle",
+                                       "change (points)", "wall-clock"], table))
+    return "\n\n".join(parts)
+
+
+def plot_sac(rows: list[dict], path: Path) -> Path:
+    """Success against environment steps, one panel per task, one line per group (mean over seeds,
+    the seeds' range shaded)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    efficiency = [r for r in rows if r["experiment"] == "sample_efficiency" and r["curve"]]
+    tasks = sorted({r["task"] for r in efficiency}) or ["(no runs yet)"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        by_group = defaultdict(list)
+        for r in efficiency:
+            if r["task"] == task:
+                by_group[_label(r)].append(dict(parse_curve(r["curve"])))
+        for label, curves in sorted(by_group.items()):
+            steps = sorted(set.intersection(*(set(c) for c in curves)))
+            values = np.array([[c[s] for s in steps] for c in curves])
+            ax.plot(steps, values.mean(0), "o-", label=f"{label} ({len(curves)} seed{'s' * (len(curves) > 1)})")
+            if len(curves) > 1:
+                ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
+        ax.axhline(0.9, color="grey", lw=0.8, ls="--")
+        ax.set_title(task)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("success rate (held-out seeds)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        if by_group:
+            ax.legend(loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def replace_section(doc: Path, name: str, text: str) -> None:
+    """Put ``text`` between the markers ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``."""
+    start, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
+    content = doc.read_text()
+    if start not in content or end not in content:
+        raise ValueError(f"{doc} lacks the markers {start} ... {end}")
+    before, rest = content.split(start, 1)
+    _, after = rest.split(end, 1)
+    doc.write_text(f"{before}{start}\n{text}\n{end}{after}")
+
+
+def regenerate(results: Path = SAC_RESULTS, doc: Path = SAC_DOC, plot: Path = SAC_PLOT) -> str:
+    rows = read_rows(results)
+    text = sac_tables(rows) if rows else "No runs recorded yet."
+    replace_section(doc, "sac", text)
+    plot_sac(rows, plot)
+    return text
+
+
+# ------------------------------------------------------------------------------------ the command
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m equimanip.learning.results", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    add = sub.add_parser("add", help="append the row of finished SAC runs to the results file")
+    add.add_argument("runs", nargs="+", type=Path, help="run directories (each with summary.json)")
+    add.add_argument("--results", type=Path, default=SAC_RESULTS)
+    add.add_argument("--revision", default=None,
+                     help="revision the run was trained at, where its summary lacks it (default: HEAD)")
+    add.add_argument("--command-line", default=None, help="the training command, where its summary lacks it")
+    regen = sub.add_parser("regenerate", help="rewrite the tables in the docs and the plot (the default)")
+    regen.add_argument("--results", type=Path, default=SAC_RESULTS)
+    args = parser.parse_args(argv)
+    if args.command == "add":
+        for run in args.runs:
+            path = run / "summary.json"
+            if not path.exists():
+                print(f"{path} not found: is the run finished?", file=sys.stderr)
+                return 1
+            summary = json.loads(path.read_text())
+            date = datetime.date.fromtimestamp(path.stat().st_mtime).isoformat()
+            provenance = {"machine": machine_description(), "date": date, "revision": args.revision or git_revision(),
+                          "command": args.command_line or ""}
+            append_row(args.results, sac_row(summary, **provenance), SAC_FIELDS)
+            print(f"{run}: row appended to {args.results}")
+        return 0
+    results = getattr(args, "results", SAC_RESULTS)
+    print(regenerate(results))
+    print(f"\ntables written to {SAC_DOC}, plot to {SAC_PLOT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""Evaluation shared by the learners (held-out seeds, success counting) and the results file with
+its regenerated tables and plot."""
+from __future__ import annotations
+
+import json
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+
+import equimanip.envs  # noqa: F401
+from equimanip.learning import results
+from equimanip.learning.evaluate import EVAL_SEED_BASE, MAX_RUN_SEED, run_episodes, training_seeds
+from equimanip.perception.observation import ObservationConfig
+
+torch.set_num_threads(1)
+
+
+def test_training_and_evaluation_seeds_never_meet():
+    last_train, last_demo = training_seeds(MAX_RUN_SEED - 1)
+    assert last_demo + 10**6 // 2 <= EVAL_SEED_BASE and last_train < last_demo
+    first = [training_seeds(r) for r in range(3)]
+    assert first[0][0] < first[0][1] < first[1][0] < first[1][1] < first[2][0]
+    with pytest.raises(ValueError, match="run seeds"):
+        training_seeds(MAX_RUN_SEED)
+
+
+def test_run_episodes_counts_successes_on_the_held_out_seeds():
+    env = gymnasium.make("equimanip/BlockPicking-v0", observation_config=ObservationConfig(heightmap_size=16),
+                         max_episode_steps=30)
+    seen = []
+
+    def expert(observation):          # act() gets the full Observation, as a policy node would give it
+        seen.append(observation.heightmap.shape)
+        return env.unwrapped.expert_action()
+
+    result = run_episodes(expert, env, episodes=2)
+    assert result.success_rate == 1.0 and result.episodes == 2
+    assert [e["seed"] for e in result.per_episode] == [EVAL_SEED_BASE, EVAL_SEED_BASE + 1]
+    assert seen[0] == (2, 16, 16) and 0 < result.mean_steps < 30
+
+    def still(observation):
+        return np.array([1.0, 0.0, 0.0, 0.0, 0.0])
+
+    idle = run_episodes(still, env, episodes=1)
+    assert idle.success_rate == 0.0 and idle.per_episode[0]["steps"] == 30
+    env.close()
+
+
+def summary(group="c8", seed=0, success=0.9, sector=None, all_yaw=None):
+    return {"task": "block_picking", "group": group, "relaxed": False, "seed": seed, "steps": 1000, "demos": 20,
+            "network": {"heightmap_size": 64, "n_hidden": 16, "top": "compact"}, "yaw_sector": sector,
+            "best_success": success, "best_step": 1000, "success": success, "eval_episodes": 50,
+            "success_all_yaw": all_yaw, "wall_s": 600.0, "machine": "test machine", "date": "2026-11-25",
+            "revision": "abc1234", "command": "equimanip train sac ...", "curve": [[500, 0.2], [1000, success]]}
+
+
+def test_results_rows_tables_and_plot(tmp_path):
+    csv_path, doc, plot = tmp_path / "sac.csv", tmp_path / "doc.md", tmp_path / "plot.png"
+    for row in (summary(seed=0, success=0.8), summary(seed=1, success=1.0), summary(group="none", success=0.1),
+                summary(sector=[0.0, 90.0], success=0.9, all_yaw=0.85)):
+        results.append_row(csv_path, results.sac_row(row), results.SAC_FIELDS)
+    rows = results.read_rows(csv_path)
+    assert len(rows) == 4 and rows[0]["curve"] == "500:0.2 1000:0.8" and rows[3]["experiment"] == "yaw_sector"
+    doc.write_text("# x\n<!-- results:sac -->\nold\n<!-- /results:sac -->\ntail\n")
+    text = results.regenerate(csv_path, doc, plot)
+    assert "| block_picking | c8 | 64x64, n_hidden 16, compact top | 20 | 1000 | 2 | 0, 1 | 90% ± 10% |" in text
+    assert "| block_picking | c8 | 0 90 | 0 | 1000 | 90% | 85% | -5 |" in text
+    content = doc.read_text()
+    assert "old" not in content and content.endswith("<!-- /results:sac -->\ntail\n") and text in content
+    assert plot.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="columns"):
+        results.append_row(csv_path, {"task": "x"}, ["task"])
+    with pytest.raises(ValueError, match="does not have"):
+        results.append_row(csv_path, {"unknown": 1}, results.SAC_FIELDS)
+
+
+def test_results_command_adds_a_finished_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    partial = summary()
+    for key in ("machine", "date", "revision", "command"):
+        del partial[key]                                   # an older summary: filled in at add time
+    (run / "summary.json").write_text(json.dumps(partial))
+    assert results.main(["add", str(run), "--results", str(tmp_path / "r.csv"), "--revision", "0123abc"]) == 0
+    row = results.read_rows(tmp_path / "r.csv")[0]
+    assert row["revision"] == "0123abc" and row["machine"] and row["date"]
+    assert results.main(["add", str(tmp_path / "missing"), "--results", str(tmp_path / "r.csv")]) == 1
