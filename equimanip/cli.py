@@ -19,11 +19,14 @@ BENCHMARKS = {
     "sim": "equimanip.bench.sim",
     "perception": "equimanip.bench.perception",
     "experts": "equimanip.sim.evaluate",
+    "policy": "equimanip.bench.policy",
 }
 
 # `equimanip train <learner> ...`: each module has main(argv) and its own --help.
 TRAINERS = {
     "sac": "equimanip.learning.sac",
+    "bc": "equimanip.learning.bc",
+    "bmil": "equimanip.learning.bmil",
 }
 
 
@@ -159,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("learner", choices=sorted(TRAINERS))
     sub.add_parser("eval", help="run a checkpoint in the simulation and report its success rate "
                    "(see equimanip eval --help)", add_help=False)
+    from equimanip import cli_imitation  # record, dataset
+    parser.set_defaults(imitation_handlers=cli_imitation.register(sub))
     return parser
 
 
@@ -174,6 +179,8 @@ def main(argv=None) -> int:
         return _cmd_eval(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command in args.imitation_handlers:
+        return args.imitation_handlers[args.command](args)
     return _cmd_observe(args) if args.command == "observe" else _cmd_run(args)
 
 
