@@ -87,3 +87,22 @@ def test_results_command_adds_a_finished_run(tmp_path):
     row = results.read_rows(tmp_path / "r.csv")[0]
     assert row["revision"] == "0123abc" and row["machine"] and row["date"]
     assert results.main(["add", str(tmp_path / "missing"), "--results", str(tmp_path / "r.csv")]) == 1
+
+
+def test_equimanip_eval_runs_a_checkpoint(tmp_path, capsys):
+    from equimanip.checkpoint import save_checkpoint
+    from equimanip.cli import main as cli
+    from equimanip.models import NetworkConfig, make_actor, make_critic
+
+    torch.manual_seed(0)
+    net = NetworkConfig.cpu(group="c4", n_hidden=8, heightmap_size=16)
+    path = save_checkpoint(tmp_path / "policy.pt", kind="sac", actor=make_actor(net), critic=make_critic(net),
+                           network_config=net, observation_config=ObservationConfig(heightmap_size=16),
+                           task="reach", metadata={"max_episode_steps": 3})
+    args = ["eval", "--checkpoint", str(path), "--episodes", "2", "--rotate-scene", "90", "--json"]
+    assert cli(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["task"] == "reach" and out["episodes"] == 2 and out["max_steps"] == 3 and out["rotate_scene"] == 90
+    assert out["success_rate"] in (0.0, 0.5, 1.0) and out["seed"] == EVAL_SEED_BASE
+    assert cli(["eval", "--checkpoint", str(tmp_path / "missing.pt")]) == 1
+    assert cli(["eval", "--checkpoint", str(path), "--task", "stacking"]) == 2

@@ -141,3 +141,39 @@ def test_bad_configurations_are_refused():
     with pytest.raises(ValueError, match="batch_size"):
         SACConfig(batch_size=0).validate()
     assert json.dumps(SACConfig().__dict__)        # plain data: goes into checkpoints and logs
+
+
+TINY = ["--task", "reach", "--group", "c4", "--network", "cpu", "--n-hidden", "8", "--heightmap-size", "16",
+        "--demos", "1", "--eval-every", "3", "--eval-episodes", "1", "--final-eval-episodes", "1",
+        "--max-episode-steps", "4", "--batch-size", "8", "--learning-starts", "8", "--log-every", "2",
+        "--device", "cpu"]
+
+
+def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path, capsys):
+    from equimanip.checkpoint import load_checkpoint
+    from equimanip.cli import main as cli
+
+    out = tmp_path / "run"
+    assert cli(["train", "sac", *TINY, "--steps", "6", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 6 and [step for step, _ in summary["curve"]] == [3, 6]
+    assert 0.0 <= summary["success"] <= 1.0 and summary["eval_episodes"] == 1
+    for name in ("train.csv", "eval.csv", "best.pt", "last.pt", "train_state.pt", "replay.npz",
+                 "learning_curve.png", "summary.json"):
+        assert (out / name).stat().st_size > 0, name
+    last = load_checkpoint(out / "last.pt", kind="sac")
+    assert last.task == "reach" and last.network["group"] == "c4" and last.metadata["step"] == 6
+    assert last.observation_config.heightmap_size == 16 and "train sac" in last.command
+
+    # Resume: the same run continues from step 6 to 9, its logs extended, not restarted.
+    assert cli(["train", "sac", "--resume", "--out", str(out), "--steps", "9", "--json"]) == 0
+    resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert resumed["steps"] == 9 and [step for step, _ in resumed["curve"]] == [3, 6, 9]
+    eval_rows = (out / "eval.csv").read_text().strip().splitlines()
+    assert [row.split(",")[0] for row in eval_rows[1:]] == ["3", "6", "9"]
+    assert load_checkpoint(out / "last.pt").metadata["step"] == 9
+
+    # Nothing to resume, and bad settings: clear refusals.
+    assert cli(["train", "sac", "--resume", "--out", str(tmp_path / "empty")]) == 2
+    assert cli(["train", "sac", *TINY, "--group", "c5", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown group" in capsys.readouterr().err

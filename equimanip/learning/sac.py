@@ -365,7 +365,8 @@ def plot_learning_curve(out: Path, title: str) -> Path:
     top.legend(loc="upper left")
     top.grid(alpha=0.3)
     bottom.set_xlabel("environment steps")
-    bottom.legend(loc="upper right")
+    if train_rows:
+        bottom.legend(loc="upper right")
     bottom.grid(alpha=0.3)
     fig.tight_layout()
     path = out / "learning_curve.png"
@@ -489,7 +490,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
         # --- log, evaluate, checkpoint
         state.wall_s = wall_before + time.perf_counter() - session_start
         train_success = float(np.mean(recent)) if recent else float("nan")
-        if stats_window and state.step % config.log_every < config.num_envs:
+        if stats_window and (state.step % config.log_every < config.num_envs or state.step >= config.steps):
             means = {k: float(np.mean([s[k] for s in stats_window])) for k in stats_window[0]}
             log.write("train", {"step": state.step, "episodes": state.episodes, "train_success": train_success,
                                 **means, "buffer_items": len(buffer), "wall_s": round(state.wall_s, 1)})
@@ -632,11 +633,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prioritized", action="store_true", help="prioritized replay (alpha 0.6, beta 0.4 -> 1)")
     parser.add_argument("--augment-copies", type=int, default=d.augment_copies)
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--learning-starts", type=int, default=d.learning_starts,
+                        help="buffer items (copies included) before the first update")
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--num-envs", type=int, default=d.num_envs, help="environments stepped in parallel")
     parser.add_argument("--eval-every", type=int, default=d.eval_every)
     parser.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
     parser.add_argument("--final-eval-episodes", type=int, default=d.final_eval_episodes)
+    parser.add_argument("--log-every", type=int, default=d.log_every, help="steps between train.csv rows")
     parser.add_argument("--device", default=d.device, choices=["cpu", "cuda", "auto"])
     parser.add_argument("--threads", type=int, default=d.threads,
                         help="torch intra-op threads (1: see the module docstring)")
@@ -650,9 +654,11 @@ def config_from_args(args) -> SACConfig:
                      steps=args.steps if args.steps is not None else SACConfig.steps,
                      seed=args.seed, max_episode_steps=args.max_episode_steps or None,
                      yaw_sector=tuple(args.yaw_sector) if args.yaw_sector else None, prioritized=args.prioritized,
-                     augment_copies=args.augment_copies, batch_size=args.batch_size, lr=args.lr,
+                     augment_copies=args.augment_copies, batch_size=args.batch_size,
+                     learning_starts=args.learning_starts, lr=args.lr,
                      num_envs=args.num_envs, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                     final_eval_episodes=args.final_eval_episodes, device=args.device, threads=args.threads)
+                     final_eval_episodes=args.final_eval_episodes, log_every=args.log_every, device=args.device,
+                     threads=args.threads)
 
 
 def main(argv=None) -> int:
