@@ -69,7 +69,7 @@ def test_results_rows_tables_and_plot(tmp_path):
     assert "| block_picking | c8 | 0 90 | 0 | 1000 | 90% | 85% | -5 |" in text
     content = doc.read_text()
     assert "old" not in content and content.endswith("<!-- /results:sac -->\ntail\n") and text in content
-    assert plot.stat().st_size > 10_000
+    assert plot.stat().st_size > 10_000 and text in (tmp_path / "sac.md").read_text()
     with pytest.raises(ValueError, match="columns"):
         results.append_row(csv_path, {"task": "x"}, ["task"])
     with pytest.raises(ValueError, match="does not have"):

@@ -225,8 +225,12 @@ def replace_section(doc: Path, name: str, text: str) -> None:
 
 
 def regenerate(results: Path = SAC_RESULTS, doc: Path = SAC_DOC, plot: Path = SAC_PLOT) -> str:
+    """Tables into ``<results>.md`` (beside the CSV) and into ``doc``'s results section; the plot."""
     rows = read_rows(results)
     text = sac_tables(rows) if rows else "No runs recorded yet."
+    results.with_suffix(".md").write_text(f"# SAC results\n\nGenerated from `{results.name}` by "
+                                          f"`python -m equimanip.learning.results`; do not edit.\n\n{text}\n\n"
+                                          f"![success against environment steps]({plot.name})\n")
     replace_section(doc, "sac", text)
     plot_sac(rows, plot)
     return text
@@ -263,7 +267,7 @@ def main(argv=None) -> int:
         return 0
     results = getattr(args, "results", SAC_RESULTS)
     print(regenerate(results))
-    print(f"\ntables written to {SAC_DOC}, plot to {SAC_PLOT}")
+    print(f"\ntables written to {results.with_suffix('.md')} and {SAC_DOC}, plot to {SAC_PLOT}")
     return 0
 
 
