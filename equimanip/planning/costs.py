@@ -1,0 +1,276 @@
+"""Built-in costs for MPPI, as callables on batched tensors.
+
+* :class:`QuadraticCost`: ``s^T Q s + a^T R a`` with diagonal Q and R, the benchmark's running cost.
+* :class:`PointCloudDistance`: distance from any position to the nearest observed point, built once
+  per planning cycle: a Euclidean distance transform of the points' voxel grid, looked up by
+  trilinear interpolation (``method="grid"``, cost independent of the number of points), or the
+  exact nearest-neighbour distance (``method="exact"``, for small clouds and as the reference).
+* :class:`EndEffectorCost`: the trajectory cost of the kinematic end-effector model
+  (``equimanip.planning.dynamics.KinematicEndEffector``): distance to a goal pose, collision of the
+  gripper's swept volume with the point cloud, workspace and speed limits, smoothness. Weights and
+  margins live in :class:`EndEffectorCostConfig`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from equimanip.action import MAX_STEP_M, MAX_STEP_YAW
+from equimanip.sim.world import WORKSPACE
+
+# ----------------------------------------------------------------------------------- quadratic
+
+
+class QuadraticCost:
+    """Running cost ``sum_i q_i s_i^2 + sum_j r_j a_j^2`` (the goal at the origin of the state)."""
+
+    def __init__(self, state_weights: Sequence[float], action_weights: Sequence[float], device: str = "cpu"):
+        self.q = torch.tensor(state_weights, dtype=torch.float32, device=device)
+        self.r = torch.tensor(action_weights, dtype=torch.float32, device=device)
+
+    def __call__(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        # (s * s) @ q is the fastest form on a CPU (a matrix-vector product); the same callable runs
+        # through pytorch-mppi in the benchmark.
+        return (state * state) @ self.q + (action * action) @ self.r
+
+
+# ----------------------------------------------------------------------------------- point cloud
+
+
+class PointCloudDistance:
+    """Distance (m) from positions to the nearest point of a cloud; ``inf`` for an empty cloud.
+
+    ``grid``: points inside the box ``[low, high]`` are binned into voxels of ``resolution``; the
+    distance from each voxel centre to the nearest occupied voxel centre (scipy's exact Euclidean
+    distance transform), less half a voxel diagonal so that it never exceeds the true distance to a
+    point inside that voxel, is stored and interpolated trilinearly. Positions outside the box read
+    the nearest border value; points outside the box are ignored, so make the box the workspace grown
+    by the largest clearance that matters. ``exact``: ``torch.cdist`` to every point (memory and time
+    grow with the number of points).
+    """
+
+    def __init__(self, field: Optional[torch.Tensor], low: np.ndarray, high: np.ndarray, resolution: float,
+                 points: Optional[torch.Tensor] = None):
+        self._field, self._points = field, points
+        self.low, self.high, self.resolution = low, high, resolution
+        self.method = "grid" if points is None else "exact"
+
+    @classmethod
+    def from_points(cls, points, low=None, high=None, resolution: float = 0.01, method: str = "grid",
+                    device: str = "cpu") -> "PointCloudDistance":
+        """``points`` (N, 3) in the planner's frame; rows with a NaN are dropped (organised clouds
+        mark missing returns that way). ``low``/``high`` default to the workspace grown by 10 cm."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        points = points[np.isfinite(points).all(axis=1)]
+        low = np.asarray(low if low is not None else np.asarray(WORKSPACE.low) - 0.1, dtype=np.float64)
+        high = np.asarray(high if high is not None else np.asarray(WORKSPACE.high) + 0.1, dtype=np.float64)
+        if low.shape != (3,) or high.shape != (3,) or not np.all(high > low):
+            raise ValueError(f"the box needs low < high in x, y, z; got low {low.tolist()}, high {high.tolist()}")
+        if not resolution > 0:
+            raise ValueError(f"resolution must be positive, got {resolution}")
+        if method == "exact":
+            return cls(None, low, high, resolution,
+                       points=torch.as_tensor(points, dtype=torch.float32, device=device))
+        if method != "grid":
+            raise ValueError(f"method must be 'grid' or 'exact', got '{method}'")
+        return cls(_distance_grid(points, low, high, resolution, device), low, high, resolution)
+
+    def __call__(self, positions: torch.Tensor) -> torch.Tensor:
+        """Distances (...) for positions (..., 3)."""
+        shape = positions.shape[:-1]
+        flat = positions.reshape(-1, 3)
+        if self._points is not None:
+            if self._points.shape[0] == 0:
+                return torch.full(shape, math.inf, dtype=positions.dtype, device=positions.device)
+            # Chunks bound the (rows x points) distance matrix to about 4 M entries. Differences, not
+            # cdist's faster |x|^2 + |y|^2 - 2 x.y, which loses digits in float32 (and with them the
+            # exact rotation invariance the symmetry tests check).
+            step = max(1, 4_000_000 // self._points.shape[0])
+            out = torch.cat([torch.cdist(flat[i:i + step], self._points,
+                                         compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
+                             for i in range(0, flat.shape[0], step)])
+            return out.reshape(shape)
+        if self._field is None:
+            return torch.full(shape, math.inf, dtype=positions.dtype, device=positions.device)
+        low = torch.as_tensor(self.low, dtype=positions.dtype, device=positions.device)
+        # grid_sample: coordinates in [-1, 1], the corners at the outer voxel centres (align_corners),
+        # order (x, y, z) for a volume stored (z, y, x).
+        n = torch.tensor(self._field.shape[-3:][::-1], dtype=positions.dtype, device=positions.device)
+        centres_low = low + 0.5 * self.resolution
+        span = (n - 1) * self.resolution
+        normalised = 2.0 * (flat - centres_low) / span.clamp_min(1e-9) - 1.0
+        sampled = F.grid_sample(self._field, normalised.view(1, -1, 1, 1, 3), mode="bilinear",
+                                padding_mode="border", align_corners=True)
+        return sampled.view(shape)
+
+
+def _distance_grid(points: np.ndarray, low: np.ndarray, high: np.ndarray, resolution: float,
+                   device: str) -> Optional[torch.Tensor]:
+    """(1, 1, nz, ny, nx) distance field, or None when no point lies in the box."""
+    from scipy.ndimage import distance_transform_edt
+
+    size = np.maximum(1, np.ceil((high - low) / resolution).astype(int))
+    inside = points[np.all((points >= low) & (points < high), axis=1)]
+    if len(inside) == 0:
+        return None
+    index = np.minimum(((inside - low) / resolution).astype(int), size - 1)
+    free = np.ones(size[::-1], dtype=bool)                       # (z, y, x)
+    free[index[:, 2], index[:, 1], index[:, 0]] = False
+    distance = distance_transform_edt(free, sampling=resolution)
+    distance = np.maximum(distance - 0.5 * math.sqrt(3.0) * resolution, 0.0)
+    return torch.as_tensor(distance, dtype=torch.float32, device=device)[None, None]
+
+
+# ----------------------------------------------------------------------------------- end effector
+
+
+@dataclass(frozen=True)
+class GripperSpheres:
+    """The gripper as spheres in the end-effector frame (x forward, y along the fingers' travel, z up,
+    origin at the grasp point between the fingertips); the default covers a Panda hand with its
+    fingers fully open (conservative for any aperture)."""
+
+    centres: tuple[tuple[float, float, float], ...] = (
+        (0.0, 0.0, 0.0),          # between the fingertips
+        (0.0, 0.05, 0.01),        # fingertips, fully open
+        (0.0, -0.05, 0.01),
+        (0.0, 0.05, 0.045),       # upper fingers
+        (0.0, -0.05, 0.045),
+        (0.0, 0.0, 0.09),         # hand
+        (0.0, 0.07, 0.09),
+        (0.0, -0.07, 0.09),
+    )
+    radii: tuple[float, ...] = (0.01, 0.015, 0.015, 0.015, 0.015, 0.035, 0.03, 0.03)
+
+    def __post_init__(self):
+        if len(self.centres) != len(self.radii) or not self.radii:
+            raise ValueError("GripperSpheres needs one radius per centre (at least one)")
+
+
+@dataclass(frozen=True)
+class EndEffectorCostConfig:
+    """Weights (cost units) and margins of :class:`EndEffectorCost`. A weight of 0 turns a term off."""
+
+    goal_position: float = 10.0       # per metre from the goal position, each step
+    goal_yaw: float = 0.5             # per unit of 1 - cos(yaw error), each step
+    terminal: float = 5.0             # the goal terms of the last step count this many times more
+    collision: float = 20.0           # at zero clearance, falling quadratically to 0 at safety_margin
+    contact: float = 1000.0           # per step in which a swept sphere overlaps the cloud
+    safety_margin: float = 0.04       # m of clearance below which collision cost starts
+    workspace: float = 100.0          # per (requested overshoot of the workspace box / max_step_m)^2
+    speed: float = 10.0               # per (excess over max_step / max_step)^2
+    smoothness: float = 0.05          # per (change of the motion between steps / limit)^2
+    max_step_m: float = MAX_STEP_M    # length of a step (m) above which the speed cost starts
+    max_step_yaw: float = MAX_STEP_YAW
+    swept_points: int = 2             # positions checked per step along the move (the end included)
+    yaw_period: float = 2 * math.pi   # pi for a gripper that looks the same turned half way round
+
+    def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{f.name} must be a finite number >= 0, got {value!r}")
+        for name in ("safety_margin", "max_step_m", "max_step_yaw", "yaw_period"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if int(self.swept_points) != self.swept_points or self.swept_points < 1:
+            raise ValueError(f"swept_points must be an integer >= 1, got {self.swept_points}")
+
+
+class EndEffectorCost:
+    """Trajectory cost ``(states (K, T+1, 5), actions (K, T, 5)) -> (K,)`` for the kinematic
+    end-effector model (state ``[x, y, z, yaw, aperture]``, action ``[p, dx, dy, dz, dyaw]``).
+
+    Per planning cycle, set :attr:`goal_position` (3,), optionally :attr:`goal_yaw`, the obstacles
+    (:class:`PointCloudDistance`, or None) and :attr:`previous_action` (the command sent last, for
+    smoothness). All terms except the workspace box are invariant under rotations and mirrors about
+    any vertical axis, which is what symmetric MPPI needs."""
+
+    def __init__(self, config: EndEffectorCostConfig = EndEffectorCostConfig(), goal_position=(0.5, 0.0, 0.2),
+                 goal_yaw: Optional[float] = None, obstacles: Optional[PointCloudDistance] = None,
+                 gripper: GripperSpheres = GripperSpheres(), workspace_low=WORKSPACE.low,
+                 workspace_high=WORKSPACE.high, device: str = "cpu"):
+        config.validate()
+        self.config, self.device = config, torch.device(device)
+        self.goal_position = goal_position
+        self.goal_yaw = goal_yaw
+        self.obstacles = obstacles
+        self.previous_action = torch.zeros(5, dtype=torch.float32, device=self.device)
+        self._sphere_centres = torch.tensor(gripper.centres, dtype=torch.float32, device=self.device)
+        self._sphere_radii = torch.tensor(gripper.radii, dtype=torch.float32, device=self.device)
+        self._low = torch.tensor(workspace_low, dtype=torch.float32, device=self.device)
+        self._high = torch.tensor(workspace_high, dtype=torch.float32, device=self.device)
+        self._limits = torch.tensor([config.max_step_m] * 3 + [config.max_step_yaw], device=self.device)
+        s = int(config.swept_points)
+        self._fractions = torch.arange(1, s + 1, dtype=torch.float32, device=self.device) / s
+
+    @property
+    def goal_position(self) -> torch.Tensor:
+        return self._goal_position
+
+    @goal_position.setter
+    def goal_position(self, value) -> None:
+        goal = torch.as_tensor(value, dtype=torch.float32, device=self.device).reshape(-1)
+        if goal.shape != (3,) or not bool(torch.isfinite(goal).all()):
+            raise ValueError(f"goal_position must be 3 finite numbers, got {goal.tolist()}")
+        self._goal_position = goal
+
+    def __call__(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        after = states[:, 1:]                                          # (K, T, 5)
+        total = torch.zeros(states.shape[0], dtype=states.dtype, device=states.device)
+        per_step_weights = torch.ones(after.shape[1], dtype=states.dtype, device=states.device)
+        per_step_weights[-1] += c.terminal
+        if c.goal_position:
+            distance = torch.linalg.vector_norm(after[..., :3] - self._goal_position, dim=-1)
+            total = total + c.goal_position * (distance @ per_step_weights)
+        if c.goal_yaw and self.goal_yaw is not None:
+            error = (after[..., 3] - self.goal_yaw) * (2 * math.pi / c.yaw_period)
+            total = total + c.goal_yaw * ((1.0 - torch.cos(error)) @ per_step_weights)
+        if (c.collision or c.contact) and self.obstacles is not None:
+            total = total + self.collision_cost(states)
+        if c.workspace:
+            requested = states[:, :-1, :3] + actions[..., 1:4]
+            overshoot = torch.relu(requested - self._high) + torch.relu(self._low - requested)
+            total = total + c.workspace * (overshoot / c.max_step_m).square().sum((1, 2))
+        if c.speed:
+            step = torch.linalg.vector_norm(actions[..., 1:4], dim=-1)
+            excess = torch.relu(step / c.max_step_m - 1.0).square() + \
+                torch.relu(actions[..., 4].abs() / c.max_step_yaw - 1.0).square()
+            total = total + c.speed * excess.sum(1)
+        if c.smoothness:
+            motion = actions[..., 1:5] / self._limits
+            previous = (self.previous_action[1:5] / self._limits).expand(motion.shape[0], 1, 4)
+            change = torch.diff(motion, dim=1, prepend=previous)
+            total = total + c.smoothness * change.square().sum((1, 2))
+        return total
+
+    def gripper_spheres(self, states: torch.Tensor) -> torch.Tensor:
+        """Centres (..., S, 3) of the gripper's spheres for end-effector states (..., 5)."""
+        yaw = states[..., 3:4]
+        cos, sin = torch.cos(yaw), torch.sin(yaw)
+        ox, oy, oz = self._sphere_centres.unbind(-1)                   # each (S,)
+        x = states[..., 0:1] + cos * ox - sin * oy
+        y = states[..., 1:2] + sin * ox + cos * oy
+        z = states[..., 2:3] + oz
+        return torch.stack([x, y, z], dim=-1)
+
+    def clearance(self, states: torch.Tensor) -> torch.Tensor:
+        """Smallest distance (...) between the gripper's spheres and the cloud for states (..., 5)."""
+        distance = self.obstacles(self.gripper_spheres(states))       # (..., S)
+        return (distance - self._sphere_radii).min(dim=-1).values
+
+    def collision_cost(self, states: torch.Tensor) -> torch.Tensor:
+        """(K,) collision cost of the gripper swept from each state to the next (``swept_points``
+        positions per step, the end included)."""
+        c = self.config
+        start, end = states[:, :-1, None], states[:, 1:, None]        # (K, T, 1, 5)
+        swept = start + self._fractions[:, None] * (end - start)       # (K, T, P, 5)
+        clearance = self.clearance(swept).min(dim=-1).values           # (K, T)
+        near = (torch.relu(c.safety_margin - clearance) / c.safety_margin).square()
+        return c.collision * near.sum(1) + c.contact * (clearance < 0).sum(1).to(states.dtype)
