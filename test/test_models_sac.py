@@ -206,7 +206,7 @@ def test_relaxed_starts_exact_and_drifts_on_asymmetric_data(group):
             errors[name] = relative_error(net(sym.transform_heightmap(g, heightmap))[0], sym.transform_action(g, mean))
     assert errors["exact"] < 1e-4
     assert errors["relaxed"] > 1e-2, errors
-    spread = sum(float(m.asymmetry()) for m in actor.modules() if isinstance(m, RelaxedR2Conv))
+    spread = sum(float(m.asymmetry().detach()) for m in actor.modules() if isinstance(m, RelaxedR2Conv))
     assert spread > 0
     strong = NetworkConfig(group=group, relaxed=True, relaxed_strength=10.0, **SMALL)
     penalised = make_actor(strong)
