@@ -79,6 +79,8 @@ setup(
             "sim_node = equimanip.sim.sim_node:main",
             "expert_node = equimanip.sim.expert_node:main",
             "perception_node = equimanip.nodes.perception_node:main",
+            "recorder_node = equimanip.nodes.recorder_node:main",
+            "teleop_keyboard = equimanip.nodes.teleop_keyboard:main",
         ],
     },
 )

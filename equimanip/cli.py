@@ -19,7 +19,9 @@ BENCHMARKS = {
     "sim": "equimanip.bench.sim",
     "perception": "equimanip.bench.perception",
     "experts": "equimanip.sim.evaluate",
+    "motion": "equimanip.bench.motion",
     "policy": "equimanip.bench.policy",
+    "mppi": "equimanip.bench.mppi",
 }
 
 # `equimanip train <learner> ...`: each module has main(argv) and its own --help.

@@ -57,10 +57,65 @@ def cmd_dataset(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------ record
+
+
+def add_record_parser(sub) -> None:
+    record = sub.add_parser("record", help="record demonstrations in the simulation through ROS "
+                            "(sim_node + expert or teleop_keyboard + recorder_node, in this process)")
+    record.add_argument("--task", default="block_picking")
+    record.add_argument("--episodes", type=int, default=10)
+    record.add_argument("--source", choices=("expert", "keyboard"), default="expert",
+                        help="the scripted expert, or you at this terminal (teleop_keyboard, real time)")
+    record.add_argument("--out", type=Path, default=Path("demos"), help="directory of the episode bags")
+    record.add_argument("--seed", type=int, default=0, help="scene seed of the first episode (then seed+1, ...)")
+    record.add_argument("--params", action="append", default=[], metavar="YAML",
+                        help="extra parameter file (a path or a name in config/, e.g. side_camera)")
+    record.add_argument("--note", default="", help="operator note stored with every episode")
+    record.add_argument("--json", action="store_true", help="end with one JSON line")
+
+
+def cmd_record(args) -> int:
+    from equimanip.data.bag import BagWriteError, list_bags
+    from equimanip.nodes.recorder_node import Interrupted, RecordConfig, record_demonstrations
+    from equimanip.sim.tasks import TASKS
+
+    if args.task not in TASKS:
+        print(f"unknown task '{args.task}'; available: {', '.join(sorted(TASKS))}", file=sys.stderr)
+        return 2
+    if args.episodes < 1:
+        print("--episodes must be at least 1", file=sys.stderr)
+        return 2
+    config = RecordConfig(task=args.task, episodes=args.episodes, source=args.source, out=args.out, seed=args.seed,
+                          params_files=("sim", *args.params), note=args.note)
+    results = []
+
+    def report(k, path, success, steps) -> None:
+        results.append({"path": str(path), "success": bool(success), "steps": int(steps)})
+        print(f"episode {k + 1:3d}/{args.episodes}  {'success' if success else 'failure':7s}  {steps:3d} steps  "
+              f"{path}", flush=True)
+
+    try:
+        record_demonstrations(config, on_episode=report)
+    except Interrupted as e:
+        print(f"equimanip record: {e}; {len(list_bags(args.out))} episode bags in {args.out} "
+              f"(one in flight is kept, marked unfinished)", file=sys.stderr)
+        return 0
+    except (BagWriteError, TimeoutError, RuntimeError, ValueError, FileNotFoundError) as e:
+        print(f"equimanip record: {e}", file=sys.stderr)
+        return 1
+    successes = sum(r["success"] for r in results)
+    print(f"{len(results)} episodes of {args.task} recorded into {args.out} ({successes} successful)")
+    if args.json:
+        print(json.dumps({"out": str(args.out), "episodes": results}))
+    return 0
+
+
 def register(sub) -> dict:
     """Add this module's subcommands to the ``equimanip`` parser; returns command -> handler."""
     add_dataset_parser(sub)
-    return {"dataset": cmd_dataset}
+    add_record_parser(sub)
+    return {"dataset": cmd_dataset, "record": cmd_record}
 
 
 def main(argv=None) -> int:

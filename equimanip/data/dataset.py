@@ -200,8 +200,12 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
 
     # Pass 2: each cloud with the state of its instant -> Observation.
     states, stamps, images = [], [], []
+    seen_clouds = set()
     for _, _, cloud in bag.messages([ep.CLOUD]):
         t_cloud = _ns(cloud.header.stamp)
+        if t_cloud in seen_clouds:   # a state published again (the simulation repeats an unanswered one)
+            continue
+        seen_clouds.add(t_cloud)
         i = _nearest(ee_stamps, t_cloud, slop_ns)
         if i is None:
             report.problems.append(f"cloud at {t_cloud * 1e-9:.3f} s has no end-effector pose of its instant")
@@ -477,3 +481,24 @@ def dataset_info(directory, config: Optional[DatasetConfig] = None) -> dict:
         "partial": [p.name for p in list_partial(directory)],
         "per_episode": [r.to_dict() for r in reports],
     }
+
+
+def select_episodes(dataset: Dataset, count: int) -> Dataset:
+    """The same dataset restricted to its first ``count`` used episodes (in name order): a
+    learning curve over the number of demonstrations from one recording."""
+    used = dataset.used_episodes
+    if not 1 <= count <= len(used):
+        raise DatasetError(f"asked for {count} demonstrations; {len(used)} usable in the dataset")
+    keep = dataset.episode < count
+    dropped = {r.name for r in used[count:]}
+    reports = [dataclasses.replace(r, used=False, reason="not selected (demonstration count)")
+               if r.name in dropped else r for r in dataset.reports]
+
+    def pick(a):
+        return None if a is None else a[keep]
+
+    return dataclasses.replace(dataset, reports=reports, states=dataset.states[keep], actions=dataset.actions[keep],
+                               next_states=dataset.next_states[keep], ee_poses=dataset.ee_poses[keep],
+                               next_ee_poses=dataset.next_ee_poses[keep], episode=dataset.episode[keep],
+                               step=dataset.step[keep], heightmaps=pick(dataset.heightmaps),
+                               next_heightmaps=pick(dataset.next_heightmaps))

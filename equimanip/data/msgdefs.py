@@ -114,3 +114,18 @@ def schema_text(type_name: str) -> str:
     for dep in order:
         parts.append(f"{SEPARATOR}\nMSG: {dep}\n{msg_file_text(dep).rstrip(chr(10))}")
     return "\n".join(parts) + "\n"
+
+
+def first_field(type_name: str) -> tuple[str, str]:
+    """(type, name) of the first field of ``type_name`` (constants and comments skipped)."""
+    for line in msg_file_text(type_name).splitlines():
+        match = _FIELD.match(line.split("#", 1)[0])
+        if match and not match.group(4):
+            return match.group(1) + (match.group(2) or ""), match.group(3)
+    raise MessageDefinitionError(f"{type_name} has no fields")
+
+
+def starts_with_header(type_name: str) -> bool:
+    """Whether a message of ``type_name`` begins with a std_msgs/Header (its stamp then sits at a
+    fixed place in the CDR bytes)."""
+    return first_field(type_name) == ("std_msgs/Header", "header")

@@ -222,3 +222,173 @@ def train_bc(dataset, config: Optional[BCConfig] = None, progress: bool = False,
             on_epoch(epoch, row)
     policy.eval()
     return policy, log
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+
+
+def save_policy(path, policy: ImitationPolicy, kind: str, task: str, metadata: Optional[dict] = None):
+    """The policy as an equimanip checkpoint of ``kind`` ('bc' or 'bmil'): input kind
+    'object_state' (plus the gripper's height, see the module doc), network = the PolicySpec."""
+    from equimanip.checkpoint import save_checkpoint
+
+    spec = policy.spec
+    network = {k: v for k, v in spec.to_dict().items() if k != "observation"}
+    return save_checkpoint(path, kind, network_config=network, observation_config=spec.observation, task=task,
+                           input_kind="object_state", metadata=metadata or {}, policy=policy.net)
+
+
+def _build_policy(checkpoint, device: str, optimize: bool):
+    """load_policy's builder for kinds 'bc' and 'bmil': the policy network's plain-torch export."""
+    from equimanip.checkpoint import Policy
+
+    where = checkpoint.path or "checkpoint"
+    try:
+        spec = PolicySpec(observation=checkpoint.observation_config, **checkpoint.network)
+        policy = ImitationPolicy(spec)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: network settings: {e}") from None
+    if "policy" not in checkpoint.state_dicts:
+        raise ValueError(f"{where}: no policy weights (has {sorted(checkpoint.state_dicts)})")
+    try:
+        policy.net.load_state_dict(checkpoint.state_dicts["policy"])
+    except RuntimeError as e:
+        raise ValueError(f"{where}: the weights do not fit the network the checkpoint describes "
+                         f"({spec.group}, hidden {spec.hidden}, depth {spec.depth}): "
+                         f"{' '.join(str(e).split())[:200]}") from None
+    network = policy.net.export().to(device)
+    table_z = checkpoint.observation_config.table_z
+
+    class _ImitationPolicy(Policy):
+        def network_input(self, observation) -> torch.Tensor:
+            if not isinstance(observation, Observation):
+                raise ValueError("an imitation policy needs the whole Observation (state and gripper height)")
+            state = super().network_input(observation.object_state)[0].cpu().numpy()
+            if not np.all(np.isfinite(observation.ee_pose)):
+                raise ValueError("the end-effector pose has non-finite entries; no action for it")
+            return torch.from_numpy(state_features(state, observation.ee_pose, table_z))[None].to(self.device)
+
+    return _ImitationPolicy(network, checkpoint, device)
+
+
+def _register() -> None:
+    from equimanip.checkpoint import register_policy_kind
+    register_policy_kind("bc", _build_policy)
+    register_policy_kind("bmil", _build_policy)
+
+
+_register()
+
+
+# ------------------------------------------------------------------------------------ the command
+
+
+def add_common_arguments(parser) -> None:
+    """Options of ``equimanip train bc`` that ``train bmil`` shares (defaults: the reference's)."""
+    d = BCConfig()
+    parser.add_argument("--demos", required=True, help="directory of recorded episodes (equimanip record)")
+    parser.add_argument("--out", default=None, help="run directory (default runs/<learner>_<group>_s<seed>)")
+    parser.add_argument("--group", default=d.group, help="none (plain MLP), c4, c8, c16, d4, d8, so2")
+    parser.add_argument("--hidden", type=int, default=d.hidden)
+    parser.add_argument("--depth", type=int, default=d.depth, help="linear layers of the policy")
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--threads", type=int, default=d.threads)
+    parser.add_argument("--observation", action="append", default=[], metavar="NAME=VALUE",
+                        help="an ObservationConfig setting (e.g. cluster_eps=0.02), as the policy will see")
+    parser.add_argument("--demo-count", type=int, default=None, help="use only the first N usable episodes")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+
+
+def observation_config_from(settings: list[str]) -> ObservationConfig:
+    import yaml
+
+    values = {}
+    known = {f.name for f in dataclasses.fields(ObservationConfig)}
+    for text in settings:
+        name, sep, value = text.partition("=")
+        if not sep or name not in known:
+            raise ValueError(f"--observation takes NAME=VALUE with NAME one of {', '.join(sorted(known))}; "
+                             f"got '{text}'")
+        parsed = yaml.safe_load(value)
+        values[name] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return ObservationConfig(**values).validate()
+
+
+def bc_config_from(args) -> BCConfig:
+    return BCConfig(group=args.group, hidden=args.hidden, depth=args.depth, lr=args.lr, batch_size=args.batch_size,
+                    epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
+                    threads=args.threads).validate()
+
+
+def load_demos(args):
+    """The dataset the command trains on (``--demo-count``: the first N usable episodes)."""
+    from equimanip.data.dataset import DatasetConfig, load_dataset, select_episodes
+
+    dataset = load_dataset(args.demos, DatasetConfig(observation=observation_config_from(args.observation)),
+                           progress=not args.json)
+    if args.demo_count is not None:
+        dataset = select_episodes(dataset, args.demo_count)
+    return dataset
+
+
+def run_command(kind: str, args, train) -> int:
+    """Shared body of ``equimanip train bc|bmil``: load, train (``train(dataset) -> (policy, log,
+    config dict)``), write the epoch log (CSV), the checkpoint, and a summary."""
+    import csv
+    import json
+    import sys
+    from pathlib import Path
+
+    from equimanip.data.bag import BagReadError
+    from equimanip.data.dataset import DatasetError
+
+    try:
+        dataset = load_demos(args)
+    except (DatasetError, BagReadError, ValueError, OSError) as e:
+        print(f"equimanip train {kind}: {e}", file=sys.stderr)
+        return 1
+    tasks = sorted({r.task for r in dataset.used_episodes if r.task})
+    if len(tasks) > 1:
+        print(f"equimanip train {kind}: the demonstrations mix tasks {tasks}", file=sys.stderr)
+        return 1
+    out = Path(args.out or f"runs/{kind}_{args.group}_s{args.seed}")
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    policy, log, config = train(dataset)
+    wall = time.perf_counter() - start
+    with open(out / "log.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(log[0]))
+        writer.writeheader()
+        writer.writerows(log)
+    summary = {"kind": kind, "task": tasks[0] if tasks else "", "demos": len(dataset.used_episodes),
+               "samples": len(dataset), "train_wall_s": round(wall, 1), "final_loss": log[-1]["loss"],
+               "config": config}
+    path = save_policy(out / "policy.pt", policy, kind, summary["task"], metadata=summary)
+    print(f"{kind} ({args.group}) on {summary['demos']} demonstrations ({summary['samples']} steps): "
+          f"final loss {summary['final_loss']:.4f}, {wall:.0f} s; checkpoint {path}")
+    if args.json:
+        print(json.dumps({**summary, "checkpoint": str(path)}))
+    return 0
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="equimanip train bc", description="Behaviour cloning from recorded "
+                                     "demonstrations (defaults: the BMIL reference's BC baseline).")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = bc_config_from(args)
+    except ValueError as e:
+        parser.error(str(e))
+
+    def train(dataset):
+        policy, log = train_bc(dataset, config, progress=not args.json)
+        return policy, log, dataclasses.asdict(config)
+
+    return run_command("bc", args, train)

@@ -108,3 +108,59 @@ def train_bmil(dataset, config: Optional[BMILConfig] = None, progress: bool = Fa
             on_epoch(epoch, row)
     policy.eval()
     return policy, models, log
+
+
+# ------------------------------------------------------------------------------------ the command
+
+# The reference's two Fetch settings (conf/experiment/bmil/fetch_pick.yaml, fetch_push.yaml).
+PRESETS = {"pick": {"trace_lengths": (1, 3), "scale_coef": 30.0}, "push": {"trace_lengths": (1, 1), "scale_coef": 3.0}}
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    from equimanip.learning.bc import add_common_arguments, bc_config_from, run_command
+
+    b = BackwardConfig()
+    parser = argparse.ArgumentParser(prog="equimanip train bmil", description="BMIL: behaviour cloning with "
+                                     "traces imagined by backwards models (defaults: the reference's).")
+    add_common_arguments(parser)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="pick",
+                        help="the reference's pick-and-place (traces 1 -> 3, scale 30) or push (1, scale 3) setting")
+    parser.add_argument("--demo-ratio", type=float, default=BMILConfig().demo_ratio)
+    parser.add_argument("--trace-lengths", type=int, nargs=2, default=None, metavar=("FIRST", "LAST"))
+    parser.add_argument("--samples-per-start", type=int, default=1)
+    parser.add_argument("--scale-coef", type=float, default=None)
+    parser.add_argument("--noise-mode", choices=("entropy", "plain"), default=b.noise_mode)
+    parser.add_argument("--noise-scale", choices=("variance", "std"), default=b.noise_scale)
+    parser.add_argument("--logvar-clamp", choices=("soft", "reference"), default=b.logvar_clamp)
+    parser.add_argument("--backward-hidden", type=int, default=b.hidden)
+    parser.add_argument("--backward-depth", type=int, default=b.depth)
+    parser.add_argument("--backward-lr", type=float, default=b.lr)
+    parser.add_argument("--backward-weight-decay", type=float, default=b.weight_decay)
+    parser.add_argument("--backward-batch-size", type=int, default=b.batch_size)
+    parser.add_argument("--holdout", type=float, default=b.holdout)
+    parser.add_argument("--patience", type=int, default=b.patience)
+    parser.add_argument("--improvement", type=float, default=b.improvement)
+    args = parser.parse_args(argv)
+    preset = PRESETS[args.preset]
+    scale_coef = args.scale_coef if args.scale_coef is not None else preset["scale_coef"]
+    try:
+        config = BMILConfig(
+            policy=bc_config_from(args),
+            backward=BackwardConfig(hidden=args.backward_hidden, depth=args.backward_depth, lr=args.backward_lr,
+                                    weight_decay=args.backward_weight_decay, batch_size=args.backward_batch_size,
+                                    holdout=args.holdout, patience=args.patience, improvement=args.improvement,
+                                    noise_mode=args.noise_mode, noise_scale=args.noise_scale,
+                                    logvar_clamp=args.logvar_clamp,
+                                    scale_coef=scale_coef),
+            demo_ratio=args.demo_ratio, samples_per_start=args.samples_per_start,
+            trace_lengths=tuple(args.trace_lengths) if args.trace_lengths else preset["trace_lengths"]).validate()
+    except ValueError as e:
+        parser.error(str(e))
+
+    def train(dataset):
+        policy, _, log = train_bmil(dataset, config, progress=not args.json)
+        return policy, log, config.to_dict()
+
+    return run_command("bmil", args, train)
