@@ -3,8 +3,11 @@
     ros2 launch equimanip sim.launch.py task:=block_pushing
     ros2 launch equimanip sim.launch.py params_file:=/path/to/side_camera.yaml
 
-Both nodes read config/sim.yaml (the defaults that `equimanip run` uses too); an extra parameter
-file, e.g. the package's side_camera.yaml, is applied on top.
+Both nodes read config/sim.yaml (what the nodes of the cell share; `equimanip run` uses it too),
+then an extra parameter file, e.g. the package's side_camera.yaml, then the launch arguments.
+launch_ros hands the arguments over as a /** parameter file, which a node's own section in an
+earlier file would override; the package's files therefore keep everything a launch argument or
+a -p may change in /** (test/test_launch_params.py starts the nodes this way and checks).
 """
 import os
 

@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import pybullet as p
 
 from equimanip.geometry import look_at_pose7, pose7_to_matrix
+from equimanip.sim.bullet import p
 
 # OpenGL cameras look along their -z axis with y up; the optical frame looks along +z with y
 # down. The two differ by a half turn about x.

@@ -11,16 +11,13 @@ from std_msgs.msg import Bool
 
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.controller import ControllerNode
-from equimanip.nodes.params import ParamSpec
+from equimanip.nodes.params import TASK
 from equimanip.nodes.spin import spin_node
 from equimanip.sim.experts import ExpertInput
-from equimanip.sim.tasks import TASKS, make_task
-from equimanip.sim.world import FINGER_JOINT_NAMES, aperture_from_finger_positions
+from equimanip.sim.tasks import make_task
+from equimanip.sim.world import FINGER_JOINT_NAMES
 
-PARAMS = [
-    ParamSpec("task", "block_picking", "Task whose expert runs; must match the simulation's.",
-              choices=tuple(sorted(TASKS))),
-]
+PARAMS = [TASK]
 
 
 class ExpertNode(ControllerNode):
@@ -39,12 +36,10 @@ class ExpertNode(ControllerNode):
         self.expert.reset()
 
     def act(self, messages: dict):
-        fingers = msgs.joint_positions(messages[topics.JOINT_STATES], FINGER_JOINT_NAMES)
-        return self.expert.act(ExpertInput(
-            ee_pose=msgs.pose7(messages[topics.EE_POSE].pose),
-            gripper_aperture=aperture_from_finger_positions(fingers),
-            object_poses=msgs.poses7(messages[topics.SIM_OBJECT_POSES]),
-        ))
+        return self.expert.act(ExpertInput.from_state(
+            msgs.pose7(messages[topics.EE_POSE].pose),
+            msgs.joint_positions(messages[topics.JOINT_STATES], FINGER_JOINT_NAMES),
+            msgs.poses7(messages[topics.SIM_OBJECT_POSES])))
 
 
 def main(args=None):

@@ -14,11 +14,11 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import pybullet as p
 import pybullet_data
 
 from equimanip.action import MAX_STEP_M, PANDA_FINGER_JOINTS, PANDA_FINGER_OPEN_POSITION, gripper_aperture
 from equimanip.geometry import down_quat_xyzw, wrap_angle, yaw_of_quat_xyzw
+from equimanip.sim.bullet import p
 
 PANDA_URDF = os.path.join(pybullet_data.getDataPath(), "franka_panda", "panda.urdf")
 

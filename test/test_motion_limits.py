@@ -4,8 +4,11 @@ A property-based test drives random and adversarial sequences of accepted comman
 components at and beyond the limits, joint targets anywhere inside the joint limits, gripper
 commands, holds and resets) through the real simulation and checks the measured grasp point after
 every control step: inside the workspace box, at most the step limit per axis from the previous
-step, and the gripper within the tilt limit of pointing down. The same limits are checked through
-ROS in sync and in real-time mode in test_sim_node.py.
+step, and the gripper within the tilt limit of pointing down; then the same through ROS, in sync
+and in real-time mode. `equimanip bench motion` runs the same kinds of sequences by the thousand.
+The adversarial joint configurations (equimanip.bench.motion.ADVERSARIAL_JOINTS) broke the limits
+before they held for the measured pose: a valid trajectory target that tilted the hand 60-130
+degrees and left the box (issue 6), a dive at the table, and the joint limits' corners.
 """
 from __future__ import annotations
 
@@ -17,56 +20,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from equimanip.action import MAX_STEP_M, MAX_STEP_YAW
+from equimanip.bench.motion import ADVERSARIAL_JOINTS, MotionRecord
 from equimanip.sim.env import ManipulationEnv
-from equimanip.sim.world import MOTION_LIMITS, WORKSPACE, tilt_of_quat_xyzw
+from equimanip.sim.world import MOTION_LIMITS
 
 # What the measured pose may exceed the limits by: tracking error of the position-controlled arm
 # and contacts (the limits themselves apply to the targets exactly).
 POSITION_TOLERANCE_M = 0.005
 TILT_TOLERANCE = math.radians(2.0)
 
-# Joint configurations that broke the limits before they held for the measured pose: a valid
-# trajectory target that tilts the hand 60-130 degrees and leaves the box (issue 6), a dive at the
-# table, and the joint limits' corners.
-ADVERSARIAL_JOINTS = [
-    [1.2, 1.0, 0.0, -1.2, 0.0, 2.2, 0.785],
-    [0.0, 1.7, 0.0, -0.1, 0.0, 2.26, 0.785],
-    [-2.8, -1.7, -2.8, -3.0, -2.8, 0.0, -2.8],
-    [2.8, 1.7, 2.8, -0.1, 2.8, 3.7, 2.8],
-    [0.0, 0.41, 0.0, -1.85, 2.5, 2.26, 0.785],
-]
 
-
-def excursion(position) -> float:
-    """How far (m) a point lies outside the workspace box; <= 0 inside."""
-    p = np.asarray(position)
-    return float(np.max(np.maximum(WORKSPACE.low_array - p, p - WORKSPACE.high_array)))
-
-
-class LimitRecord:
+class LimitRecord(MotionRecord):
     """The measured pose after every step, checked against the limits as it comes in."""
 
-    def __init__(self):
-        self.steps = 0
-        self.worst_excursion = -math.inf
-        self.largest_step = 0.0
-        self.largest_tilt = 0.0
-        self._previous = None
-
-    def restart(self, ee_pose) -> None:
-        """After a reset (a teleport, not a step)."""
-        self._previous = np.asarray(ee_pose[:3])
-
     def check(self, ee_pose, what: str) -> None:
-        position = np.asarray(ee_pose[:3])
-        step = float(np.max(np.abs(position - self._previous)))
-        tilt = tilt_of_quat_xyzw(ee_pose[3:])
-        self.steps += 1
-        self.worst_excursion = max(self.worst_excursion, excursion(position))
-        self.largest_step = max(self.largest_step, step)
-        self.largest_tilt = max(self.largest_tilt, tilt)
-        self._previous = position
-        assert excursion(position) <= POSITION_TOLERANCE_M, f"{what}: {position} is outside the workspace"
+        excursion, step, tilt = self.add(ee_pose)
+        assert excursion <= POSITION_TOLERANCE_M, f"{what}: {ee_pose[:3]} is {excursion:.4f} m outside the workspace"
         assert step <= MAX_STEP_M + POSITION_TOLERANCE_M, f"{what}: moved {step:.4f} m along an axis in one step"
         assert tilt <= MOTION_LIMITS.max_tilt + TILT_TOLERANCE, f"{what}: tilted {math.degrees(tilt):.1f} deg"
 
@@ -86,7 +55,7 @@ def _axis_value(limit: float):
 twists = st.tuples(st.just("twist"), st.floats(0.0, 1.0), _axis_value(MAX_STEP_M), _axis_value(MAX_STEP_M),
                    _axis_value(MAX_STEP_M), _axis_value(MAX_STEP_YAW), st.integers(1, 8))
 joint_targets = st.tuples(st.just("joints"),
-                          st.one_of(st.sampled_from(ADVERSARIAL_JOINTS),
+                          st.one_of(st.sampled_from(ADVERSARIAL_JOINTS.tolist()),
                                     st.lists(st.floats(0.0, 1.0), min_size=7, max_size=7).map(lambda u: ("unit", u))),
                           st.one_of(st.none(), st.floats(0.0, 1.0)), st.integers(1, 8))
 others = st.one_of(st.tuples(st.just("gripper"), st.floats(0.0, 1.0)), st.tuples(st.just("hold")),
@@ -123,3 +92,65 @@ def run_sequence(env, seed: int, commands, record: LimitRecord) -> None:
 @given(seed=st.integers(0, 1000), commands=command_sequences)
 def test_measured_pose_keeps_the_limits_under_any_command_sequence(env, seed, commands):
     run_sequence(env, seed, commands, LimitRecord())
+
+
+# ----------------------------------------------------------------------------- through ROS
+
+@pytest.mark.ros
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "real_time"])
+def test_measured_pose_keeps_the_limits_through_ros(ros, sync):
+    """The same limits for what /ee_pose reports, in both timing modes: twists at ten times the
+    speed limit into the corners of the box, a joint trajectory through tilting configurations,
+    then a twist from wherever that left the arm (which swung it by 19-30 cm before)."""
+    from builtin_interfaces.msg import Duration
+    from geometry_msgs.msg import PoseStamped, TwistStamped
+    from rclpy.node import Node
+    from std_msgs.msg import Float64
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    from equimanip.nodes import msgs, qos, topics
+    from equimanip.sim.sim_node import SimNode
+
+    class CarelessController(Node):
+        def __init__(self, **kw):
+            super().__init__("careless_controller", **kw)
+            self.poses = []
+            self.create_subscription(PoseStamped, topics.EE_POSE, self.poses.append, qos.RELIABLE)
+            self.twist = self.create_publisher(TwistStamped, topics.TWIST, qos.RELIABLE)
+            self.gripper = self.create_publisher(Float64, topics.GRIPPER, qos.RELIABLE)
+            self.trajectory = self.create_publisher(JointTrajectory, topics.JOINT_TRAJECTORY, qos.RELIABLE)
+
+        def send_twist(self, x, y, z, yaw_rate):
+            msg = TwistStamped()
+            msg.header.frame_id = "base_link"
+            msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z, msg.twist.angular.z = x, y, z, yaw_rate
+            self.twist.publish(msg)
+
+        def send_trajectory(self, arm_positions):
+            self.trajectory.publish(JointTrajectory(
+                joint_names=[f"panda_joint{i}" for i in range(1, 8)],
+                points=[JointTrajectoryPoint(positions=list(arm_positions), time_from_start=Duration(sec=1))]))
+
+    sim = ros.node(SimNode, sync=sync, sync_gripper=False, publish_cloud=False, seed=2)
+    controller = ros.node(CarelessController)
+    ros.spin_until(lambda: all(sim.count_publishers(t) for t in (topics.TWIST, topics.GRIPPER, topics.JOINT_TRAJECTORY))
+                   and controller.count_publishers(topics.EE_POSE), what="discovery")
+    record = LimitRecord()
+    record.restart(sim.env.observe(render=False).ee_pose)  # the arm holds still until told otherwise
+
+    def run(send, steps: int):
+        """``steps`` control steps: in sync mode one command each; in real time the command is
+        sent once a step, as a 10 Hz controller would, and the wall clock steps the arm."""
+        for _ in range(steps):
+            n = len(controller.poses)
+            send()
+            ros.spin_until(lambda: len(controller.poses) > n, what="the next state")
+            for pose in controller.poses[n:]:
+                record.check(msgs.pose7(pose.pose), "through ROS")
+
+    run(lambda: controller.send_twist(0.5, 0.5, -0.5, math.pi), 12)
+    run(lambda: controller.send_twist(-0.5, -0.5, 0.5, -math.pi), 6)
+    controller.gripper.publish(Float64(data=0.0))
+    run(lambda: controller.send_trajectory(ADVERSARIAL_JOINTS[0]), 15)
+    run(lambda: controller.send_twist(0.5, -0.5, -0.5, 0.0), 8)
+    assert record.steps >= 41

@@ -108,9 +108,10 @@ def test_state_vector_layout_padding_and_order():
     assert (s["obj1.dx"], s["obj1.dy"]) == pytest.approx((0.2, 0.2), abs=0.004)
     assert (s["obj0.cos2yaw"], s["obj0.sin2yaw"]) == pytest.approx((math.cos(-0.8), math.sin(-0.8)), abs=0.05)
     assert (s["obj1.long"], s["obj1.short"], s["obj1.height"]) == pytest.approx((0.08, 0.04, 0.05), abs=0.005)
-    assert not np.any(state[3 + 18:])  # the empty slot is all zeros
+    assert not np.any(state[names.index("obj2.present"):])  # the empty slot is all zeros
     # fewer slots than objects: the nearest ones are kept
-    np.testing.assert_array_equal(osm.object_state_vector(objects, ee, 0.6, max_objects=1), state[:12])
+    one_slot = osm.object_state_vector(objects, ee, 0.6, max_objects=1)
+    np.testing.assert_array_equal(one_slot, state[:len(osm.object_state_layout(1))])
 
 
 def test_synthetic_camera_view_recovers_blocks():
@@ -133,17 +134,21 @@ def test_synthetic_camera_view_recovers_blocks():
 
 @st.composite
 def box_scenes(draw):
-    """1-3 non-overlapping elongated boxes (long >= 1.5 short, so yaw is defined modulo 180 deg)."""
+    """1-3 separate elongated boxes (long >= 1.5 short, so yaw is defined modulo 180 deg).
+
+    Cells of a 3 x 2 layout 13 cm and 18 cm apart keep them apart: a box reaches at most 3.9 cm
+    (half its diagonal) from its centre, which moves at most 1 cm from its cell's, so two boxes are
+    at least 13 - 2 - 7.8 = 3.2 cm apart, well clear of the clustering radius (1.2 cm)."""
     n = draw(st.integers(1, 3))
-    slots = draw(st.permutations(range(6)))[:n]  # cells of a 3 x 2 layout keep boxes apart
+    slots = draw(st.permutations(range(6)))[:n]
     boxes = []
     for slot in slots:
-        short = draw(st.floats(0.025, 0.045))
+        short = draw(st.floats(0.025, 0.035))
         boxes.append(dict(
-            x=0.32 + 0.13 * (slot % 3) + draw(st.floats(-0.02, 0.02)),
-            y=-0.09 + 0.18 * (slot // 3) + draw(st.floats(-0.02, 0.02)),
+            x=0.32 + 0.13 * (slot % 3) + draw(st.floats(-0.01, 0.01)),
+            y=-0.09 + 0.18 * (slot // 3) + draw(st.floats(-0.01, 0.01)),
             yaw=draw(st.floats(-math.pi, math.pi)),
-            size=(short * draw(st.floats(1.5, 2.2)), short, draw(st.floats(0.03, 0.08)))))
+            size=(short * draw(st.floats(1.5, 2.0)), short, draw(st.floats(0.03, 0.08)))))
     return boxes
 
 
@@ -162,15 +167,72 @@ def test_object_state_rotates_with_the_scene(boxes, angle, gripper_yaw):
     max_objects = 3
     state = osm.object_state_vector(osm.detect_objects(points, ee), ee, 0.5, max_objects)
     state_turned = osm.object_state_vector(osm.detect_objects(turned, ee_turned), ee_turned, 0.5, max_objects)
-    assert state[3::9].sum() == len(boxes) == state_turned[3::9].sum()
+    names = osm.object_state_layout(max_objects)
+
+    def field(vector, *fields):
+        return np.array([vector[names.index(f)] for f in fields])
+
+    present = [f"obj{k}.present" for k in range(max_objects)]
+    assert field(state, *present).sum() == len(boxes) == field(state_turned, *present).sum()
     # gripper yaw: (cos, sin) rotates by angle
-    np.testing.assert_allclose(state_turned[:2], rotation_z(angle)[:2, :2] @ state[:2], atol=1e-6)
+    gripper = ("cos_gripper_yaw", "sin_gripper_yaw")
+    np.testing.assert_allclose(field(state_turned, *gripper), rotation_z(angle)[:2, :2] @ field(state, *gripper),
+                               atol=1e-6)
     for k in range(len(boxes)):
-        slot, slot_turned = state[3 + 9 * k: 12 + 9 * k], state_turned[3 + 9 * k: 12 + 9 * k]
-        np.testing.assert_allclose(slot_turned[1:3], rotation_z(angle)[:2, :2] @ slot[1:3], atol=0.004)
-        assert slot_turned[3] == pytest.approx(slot[3], abs=0.004)
-        np.testing.assert_allclose(slot_turned[4:6], rotation_z(2 * angle)[:2, :2] @ slot[4:6], atol=0.07)
-        np.testing.assert_allclose(slot_turned[6:], slot[6:], atol=0.006)
+        def slot(vector, *fields):
+            return field(vector, *(f"obj{k}.{f}" for f in fields))
+        np.testing.assert_allclose(slot(state_turned, "dx", "dy"), rotation_z(angle)[:2, :2] @ slot(state, "dx", "dy"),
+                                   atol=0.004)
+        assert slot(state_turned, "dz") == pytest.approx(slot(state, "dz"), abs=0.004)
+        np.testing.assert_allclose(slot(state_turned, "cos2yaw", "sin2yaw"),
+                                   rotation_z(2 * angle)[:2, :2] @ slot(state, "cos2yaw", "sin2yaw"), atol=0.07)
+        extents = ("long", "short", "height")
+        np.testing.assert_allclose(slot(state_turned, *extents), slot(state, *extents), atol=0.006)
     yaws = np.array([o.yaw for o in osm.detect_objects(points, ee)])
     yaws_turned = np.array([o.yaw for o in osm.detect_objects(turned, ee_turned)])
     assert np.all(np.abs(wrap_angle(2 * (yaws_turned - yaws - angle))) / 2 < math.radians(2))
+
+
+# ------------------------------------------------------------------------------ bounded cost
+
+
+def test_a_hostile_cloud_is_cut_to_the_documented_bounds():
+    """A million random points in a slab above the table (6.5 s before the bounds): at most
+    MAX_CLUSTER_POINTS are clustered and MAX_CLUSTERS summarised, each cut with a warning."""
+    points = np.random.default_rng(0).uniform([0.15, -0.45, 0.0], [0.9, 0.45, 0.1], (1_000_000, 3)).astype(np.float32)
+    ee = np.r_[0.5, 0.0, 0.3, down_quat_xyzw(0.0)]
+    with pytest.warns(osm.PerceptionLimitWarning) as caught:
+        objects = osm.detect_objects(points, ee)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert f"a random {osm.MAX_CLUSTER_POINTS} of them" in messages
+    assert f"the {osm.MAX_CLUSTERS} nearest the gripper" in messages
+    assert len(objects) == osm.MAX_CLUSTERS
+    distances = [np.hypot(*(o.centroid[:2] - ee[:2])) for o in objects]
+    assert distances == sorted(distances)
+
+
+def test_a_real_scene_is_not_cut():
+    import warnings
+    ee = np.r_[0.5, 0.0, 0.2, down_quat_xyzw(0.3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scene = np.concatenate([table(half=0.35), box_surface(0.45, -0.05, -0.4, (0.06, 0.03, 0.04))])
+        objects = osm.detect_objects(scene, ee)
+    assert len(objects) == 1
+
+
+def test_no_point_in_the_workspace_is_said():
+    with pytest.warns(osm.PerceptionLimitWarning, match="no valid point of the cloud lies in the workspace box"):
+        assert osm.detect_objects(np.zeros((0, 3), np.float32), np.r_[0.5, 0.0, 0.2, down_quat_xyzw(0.0)]) == []
+
+
+@pytest.mark.parametrize("x", [1e39, -2e6, math.inf, math.nan])
+def test_an_end_effector_beyond_any_workspace_is_refused(x):
+    """A finite 1e39 used to become -inf in the float32 state vector."""
+    ee = np.r_[x, 0.0, 0.2, down_quat_xyzw(0.0)]
+    objects = osm.detect_objects(np.concatenate([table(half=0.35), box_surface(0.45, -0.05, 0.0, (0.04, 0.04, 0.04))]),
+                                 np.r_[0.5, 0.0, 0.2, down_quat_xyzw(0.0)])
+    with pytest.raises(ValueError, match="end-effector position .* is not a position in the workspace"):
+        osm.object_state_vector(objects, ee, 1.0, max_objects=2)
+    with pytest.raises(ValueError, match="end-effector position"):
+        osm.detect_objects(table(), ee)

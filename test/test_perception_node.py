@@ -8,6 +8,7 @@ from std_msgs.msg import Float32MultiArray
 
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.perception_node import PerceptionNode
+from equimanip.perception.object_state import object_state_layout
 from equimanip.sim.sim_node import SimNode
 
 pytestmark = pytest.mark.ros
@@ -50,18 +51,26 @@ def test_the_block_is_seen_where_it_is(cell):
     assert np.linalg.norm(found[0, :2] - block[:2]) < 0.01
     image = listener.heightmaps[-1]
     heights = np.frombuffer(bytes(image.data), dtype="<f4").reshape(image.height, image.width)
-    assert heights.max() == pytest.approx(0.04, abs=0.005) or heights.max() > 0.1  # block (or gripper) seen
+    # The block's top (4 cm) at its pixel: column along +x, row along -y from the gripper at the
+    # centre (this scene's block lies clear of the gripper, which would hide it from the camera).
+    config = perception.observations.config
+    offset = block[:2] - truth.ee_pose[:2]
+    assert np.linalg.norm(offset) > 0.1
+    pixel = config.heightmap_side / config.heightmap_size
+    row, col = (int(config.heightmap_size / 2 - offset[1] / pixel), int(config.heightmap_size / 2 + offset[0] / pixel))
+    assert heights[row - 2:row + 3, col - 2:col + 3].max() == pytest.approx(0.04, abs=0.004)
     obs = perception.last_observation
     # The object state's first slot holds the block relative to the gripper.
-    assert obs.object_state[3] == 1.0
-    assert np.allclose(obs.object_state[4:6], block[:2] - truth.ee_pose[:2], atol=0.01)
+    state = dict(zip(object_state_layout(config.max_objects), obs.object_state))
+    assert state["obj0.present"] == 1.0
+    assert np.allclose([state["obj0.dx"], state["obj0.dy"]], offset, atol=0.01)
 
 
-def _send_and_expect(ros, listener, capfd, cloud, stamp, expected: str) -> str:
+def _send_and_expect(ros, listener, capfd, cloud, stamp, expected: str, ee_pose=(0.5, 0.0, 0.2, 1, 0, 0, 0)):
     """Publish a cloud with a matching robot state and spin until ``expected`` is logged."""
     cloud.header.stamp = msgs.time_msg(stamp)
     listener.cloud.publish(cloud)
-    listener.ee.publish(msgs.pose_stamped([0.5, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0], "base_link", stamp))
+    listener.ee.publish(msgs.pose_stamped(list(ee_pose), "base_link", stamp))
     listener.joints.publish(msgs.joint_state(["panda_finger_joint1", "panda_finger_joint2"],
                                              [0.04, 0.04], [0, 0], stamp))
     err = []
@@ -94,6 +103,26 @@ def test_a_malformed_cloud_is_skipped_with_a_reason(cell, capfd):
     cloud.data = cloud.data[:-16]
     err = _send_and_expect(ros, listener, capfd, cloud, 1000.0, "skipped a cloud")
     assert "data" in err.split("skipped a cloud")[1]
+    _still_working(ros, sim, listener)
+
+
+def test_an_absurd_end_effector_pose_is_skipped_with_a_reason(cell, capfd):
+    ros, sim, perception, listener = cell
+    _send_and_expect(ros, listener, capfd, _cloud("camera_depth_optical_frame"), 1000.0,
+                     "skipped a cloud: end-effector position [1e+39, 0.0, 0.2] is not a position in the workspace",
+                     ee_pose=(1e39, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0))
+    _still_working(ros, sim, listener)
+
+
+def test_a_cloud_with_nothing_in_the_workspace_is_said(cell, capfd):
+    """All its points 3e38 m away: invalid on decoding, no numpy overflow, and a warning rather
+    than a silently empty observation."""
+    from equimanip.perception.pointcloud2 import xyz_rgb_to_pointcloud2
+    ros, sim, perception, listener = cell
+    cloud = xyz_rgb_to_pointcloud2(np.full((4, 4, 3), 3e38, np.float32), None,
+                                   msgs.header("camera_depth_optical_frame", 0.0))
+    err = _send_and_expect(ros, listener, capfd, cloud, 1000.0, "no valid point of the cloud lies in the workspace box")
+    assert "overflow" not in err
     _still_working(ros, sim, listener)
 
 

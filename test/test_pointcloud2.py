@@ -272,10 +272,31 @@ def test_duplicate_field_name():
     expect_error(msg, "'x' appears twice")
 
 
-def test_zero_point_step():
+@pytest.mark.parametrize("point_step", [0, 65536, 4294967295])
+def test_point_step_out_of_range(point_step):
     msg = good_msg()
-    msg.point_step = 0
-    expect_error(msg, "point_step must be positive")
+    msg.point_step = point_step
+    expect_error(msg, "point_step must be in [1, 65535] bytes", str(point_step))
+
+
+@pytest.mark.parametrize("value", [3e38, -3e38, 2e6])
+def test_coordinates_no_sensor_measures_are_invalid(value):
+    """Beyond MAX_COORDINATE_M a point is NaN like any invalid one: nothing downstream overflows
+    (3e38 used to, in the transform to the base frame), and numpy warns about nothing."""
+    import warnings
+
+    from equimanip.geometry import pose7_to_matrix, transform_points
+    from equimanip.perception.pointcloud2 import MAX_COORDINATE_M
+
+    xyz = np.full((2, 3, 3), 0.5, dtype=np.float32)
+    xyz[0, 1] = (value, 0.5, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        decoded = pointcloud2_to_xyz(xyz_rgb_to_pointcloud2(xyz, None))
+        moved = transform_points(pose7_to_matrix([0.7, 0.0, 0.95, 0.703305, -0.703305, -0.073229, 0.073229]),
+                                 decoded)
+    assert np.isnan(decoded[0, 1]).all() and np.isnan(moved[0, 1]).all()
+    assert np.isfinite(decoded[1]).all() and np.all(np.abs(decoded) <= MAX_COORDINATE_M, where=~np.isnan(decoded))
 
 
 def test_packed_colour_of_wrong_type():

@@ -62,11 +62,25 @@ def test_out_of_range_actions_are_clipped(env):
     assert 0.03 < rise <= 0.05 + 0.002
 
 
-@pytest.mark.parametrize("action", [[np.nan, 0, 0, 0, 0], [1, np.inf, 0, 0, 0], [1, 0, 0, 0], np.zeros((1, 5))])
+@pytest.mark.parametrize("action", [[np.nan, 0, 0, 0, 0], [1, np.inf, 0, 0, 0], [1, 0, 0, 0], np.zeros((1, 5)),
+                                    [1, 0.01 + 1j, 0, 0, 0], [True, False, False, False, False],
+                                    ["1", "0.01", "0", "0", "0"], [1, None, 0, 0, 0]],
+                         ids=["nan", "inf", "short", "2d", "complex", "bool", "strings", "none"])
 def test_malformed_actions_are_rejected(env, action):
+    """Not converted: numpy would take a complex number's real part, True as 1, and parse strings."""
     env.reset(0)
+    steps = env.steps
     with pytest.raises(ValueError):
         env.step(action)
+    assert env.steps == steps
+
+
+@pytest.mark.parametrize("arm_positions", [np.zeros(7, dtype=complex), np.zeros(7, dtype=bool), ["0"] * 7, np.zeros(6),
+                                           np.full(7, np.nan)], ids=["complex", "bool", "strings", "short", "nan"])
+def test_malformed_joint_targets_are_rejected(env, arm_positions):
+    env.reset(0)
+    with pytest.raises(ValueError, match="arm_positions"):
+        env.step_joints(arm_positions)
 
 
 def test_same_seed_and_actions_give_identical_observations():

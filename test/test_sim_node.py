@@ -1,21 +1,26 @@
 """sim_node over real DDS: what it publishes, what it accepts, and what it refuses."""
+import json
 import math
+import re
 
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
-from std_msgs.msg import Float64
+from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from equimanip.action import ACTION_NAMES, MAX_STEP_M
 from equimanip.geometry import pose7_to_matrix, transform_points
 from equimanip.nodes import msgs, qos, topics
 from equimanip.perception.pointcloud2 import pointcloud2_to_xyz
-from equimanip.sim.sim_node import SimNode
+from equimanip.sim.sim_node import MAX_TRAJECTORY_POINTS, SimNode
+from equimanip.sim.world import WORKSPACE
 
 pytestmark = pytest.mark.ros
 
@@ -35,6 +40,11 @@ class Probe(Node):
         self.create_subscription(PoseStamped, topics.CAMERA_POSE, self.camera_pose.append, qos.LATCHED)
         self.camera_infos: list[CameraInfo] = []
         self.create_subscription(CameraInfo, topics.CAMERA_INFO, self.camera_infos.append, qos.SENSOR)
+        self.events: list[DiagnosticArray] = []
+        self.create_subscription(DiagnosticArray, topics.SIM_EPISODE_EVENTS, self.events.append, qos.RELIABLE)
+        self.metadata: list[dict] = []
+        self.create_subscription(String, topics.SIM_METADATA, lambda m: self.metadata.append(json.loads(m.data)),
+                                 qos.LATCHED)
         self.twist = self.create_publisher(TwistStamped, topics.TWIST, qos.RELIABLE)
         self.gripper = self.create_publisher(Float64, topics.GRIPPER, qos.RELIABLE)
         self.trajectory = self.create_publisher(JointTrajectory, topics.JOINT_TRAJECTORY, qos.RELIABLE)
@@ -49,11 +59,12 @@ class Probe(Node):
         msg.twist.angular.z = yaw_rate
         self.twist.publish(msg)
 
-    def send_trajectory(self, names, points):
+    def send_trajectory(self, names, points, velocities=None):
         msg = JointTrajectory(joint_names=list(names))
-        for positions, t in points:
+        for k, (positions, t) in enumerate(points):
             msg.points.append(JointTrajectoryPoint(
-                positions=list(positions), time_from_start=Duration(sec=int(t), nanosec=int((t % 1) * 1e9))))
+                positions=list(positions), time_from_start=Duration(sec=int(t), nanosec=int((t % 1) * 1e9)),
+                velocities=list(velocities[k]) if velocities is not None else []))
         self.trajectory.publish(msg)
 
     def ee_position(self):
@@ -98,6 +109,24 @@ def _step(ros, probe, send):
     return probe.ee_position()
 
 
+def _delivered(ros, sim, topic: str, count: int):
+    """Wait until the simulation has received ``count`` messages on a command topic in all: the
+    barrier before checking that something did NOT happen (no fixed wall-clock wait)."""
+    ros.spin_until(lambda: sim.received[topic] >= count, what=f"{count} {topic} messages to arrive")
+
+
+def _reset(ros, probe):
+    future = probe.reset.call_async(Trigger.Request())
+    ros.spin_until(future.done, what="reset")
+    assert future.result().success, future.result().message
+    return future.result().message
+
+
+def _log_lines(capfd, seen: list, expected: str) -> bool:
+    seen.append(capfd.readouterr().err)
+    return expected in "".join(seen)
+
+
 def test_a_twist_moves_the_gripper_by_velocity_times_period(loop):
     ros, sim, probe = loop
     start = probe.ee_position()
@@ -124,20 +153,40 @@ def test_bad_twists_hold_the_arm_and_say_why(loop, capfd, linear, yaw_rate, fram
     assert reason in capfd.readouterr().err
 
 
-@pytest.mark.parametrize("offset,reason", [(-0.25, "older than command_timeout"), (1e6, "in the future")])
+@pytest.mark.parametrize("offset,reason", [(-0.5, "more than command_timeout (0.25 s) before"),
+                                           (1e6, "in the future")])
 def test_real_time_mode_rejects_stale_and_future_stamps(ros, capfd, offset, reason):
     sim = ros.node(SimNode, sync=False, publish_cloud=False)
     probe = ros.node(Probe)
     _connect(ros, sim, probe)
-    ros.spin_until(lambda: probe.ee, what="state")
-    ros.spin_for(0.5)  # let simulated time pass so that a stamp can be old
+    ros.spin_until(lambda: sim.env.time >= 0.6, what="simulated time to pass (a stamp can then be old)")
     start = probe.ee_position()
-    for _ in range(5):
+    for k in range(5):
         probe.send_twist((0.3, 0.0, 0.0), stamp_s=sim.env.time + offset)
-        ros.spin_for(0.1)
-    ros.spin_for(0.3)
+        _delivered(ros, sim, "twist", k + 1)
+    steps = sim.env.steps
+    ros.spin_until(lambda: sim.env.steps >= steps + 2 and len(probe.ee) > 0
+                   and msgs.seconds(probe.ee[-1].header.stamp) >= sim.env.time - 1e-9, what="two more steps")
     assert np.linalg.norm(probe.ee_position() - start) < 0.003
     assert reason in capfd.readouterr().err
+
+
+def test_real_time_mode_accepts_a_reply_one_control_step_late(ros, capfd):
+    """The default command_timeout (0.25 s) leaves room for a controller that answers a state
+    after the next one has come out; the refusal message and the default agree."""
+    sim = ros.node(SimNode, sync=False, publish_cloud=False)
+    probe = ros.node(Probe)
+    _connect(ros, sim, probe)
+    ros.spin_until(lambda: sim.env.time >= 0.3, what="simulated time to pass")
+    start = probe.ee_position()
+    late = sim.env.time - sim.control_period
+    for k in range(3):
+        probe.send_twist((0.3, 0.0, 0.0), stamp_s=late)
+        _delivered(ros, sim, "twist", k + 1)
+    steps = sim.env.steps
+    ros.spin_until(lambda: sim.env.steps >= steps + 2, what="two more steps")
+    ros.spin_until(lambda: probe.ee_position()[0] - start[0] > 0.02, what="the arm to move")
+    assert "rejected twist" not in capfd.readouterr().err
 
 
 def test_sync_mode_drops_a_command_for_an_earlier_state(loop, capfd):
@@ -148,7 +197,7 @@ def test_sync_mode_drops_a_command_for_an_earlier_state(loop, capfd):
     earlier = msgs.seconds(probe.ee[-2].header.stamp)
     steps, start = sim.env.steps, probe.ee_position()
     probe.send_twist((0.3, 0.0, 0.0), stamp_s=earlier)
-    ros.spin_for(0.3)
+    _delivered(ros, sim, "twist", sim.received["twist"] + 1)
     assert sim.env.steps == steps
     assert "ignored a twist for the state at" in capfd.readouterr().err
     now = msgs.seconds(probe.ee[-1].header.stamp)
@@ -160,10 +209,11 @@ def test_sync_mode_drops_a_command_for_an_earlier_state(loop, capfd):
 def test_sync_step_waits_for_both_halves_of_a_command_in_any_order(ros, motion_first):
     sim, probe = _bring_up(ros, publish_cloud=False, seed=3, sync_gripper=True)
     steps = sim.env.steps
-    halves = [lambda: probe.send_twist((0.0, 0.0, 0.0)), lambda: probe.gripper.publish(Float64(data=0.0))]
-    first, second = halves if motion_first else halves[::-1]
+    halves = [("twist", lambda: probe.send_twist((0.0, 0.0, 0.0))),
+              ("gripper", lambda: probe.gripper.publish(Float64(data=0.0)))]
+    (first_topic, first), (_, second) = halves if motion_first else halves[::-1]
     first()
-    ros.spin_for(0.3)
+    _delivered(ros, sim, first_topic, sim.received[first_topic] + 1)
     assert sim.env.steps == steps             # half a command: no step yet
     n = len(probe.joints)
     second()                                  # the other half: one step, already closing
@@ -201,14 +251,61 @@ def test_bad_gripper_commands_are_ignored(loop, capfd, bad, reason):
     (["panda_joint1"], [([0.1], -1.0)], "increasing"),
     (["panda_joint1"], [([0.1], 1.0), ([0.2], 0.5)], "increasing"),
     (["panda_joint1"], [([9.0], 1.0)], "joint limits"),
+    (["panda_joint1"], [([0.1], 1.0, [math.nan])], "velocities has non-finite"),
+    (["panda_joint1"], [([0.1], 1.0, [0.1, 0.2])], "2 velocities for 1 joints"),
+    (["panda_joint1"], [([0.1], 1.0, [50.0])], "beyond the joints' limits"),
+    # Home with the wrist bent by 0.6 rad: valid joint positions, the hand 34 degrees off vertical.
+    ([f"panda_joint{i}" for i in range(1, 8)], [([0.0, -0.183, 0.0, -2.491, 0.0, 2.907, 0.785], 2.0)],
+     "point 0 tilts the gripper 34 degrees"),
 ])
 def test_bad_trajectories_hold_the_arm_and_say_why(loop, capfd, names, points, reason):
     ros, sim, probe = loop
     start = probe.ee_position()
+    velocities = [p[2] for p in points] if points and len(points[0]) > 2 else None
+    points = [p[:2] for p in points]
     for _ in range(3):
-        end = _step(ros, probe, lambda: probe.send_trajectory(names, points))
+        end = _step(ros, probe, lambda: probe.send_trajectory(names, points, velocities))
     assert np.linalg.norm(end - start) < 0.002
     assert reason in capfd.readouterr().err
+
+
+def test_a_trajectory_too_long_to_decode_is_refused_undecoded(loop, capfd):
+    ros, sim, probe = loop
+    start = probe.ee_position()
+    points = [([0.01 * (k % 10)], 0.01 * (k + 1)) for k in range(MAX_TRAJECTORY_POINTS + 1)]
+    end = _step(ros, probe, lambda: probe.send_trajectory(["panda_joint1"], points))
+    assert np.linalg.norm(end - start) < 0.002
+    reason = f"trajectory has {MAX_TRAJECTORY_POINTS + 1} points; at most {MAX_TRAJECTORY_POINTS} are accepted"
+    assert reason in capfd.readouterr().err
+    end = _step(ros, probe, lambda: probe.send_trajectory(["panda_joint1"], points[:MAX_TRAJECTORY_POINTS]))
+    assert sim.env.steps == 2  # the longest accepted one is taken (and steps like any other)
+
+
+def test_every_kind_of_rejected_command_gets_its_own_log_line(loop, capfd):
+    """Per reason, not per call site: in sync mode (many commands a second) each kind of problem
+    is still reported, within the same second."""
+    ros, sim, probe = loop
+    bad = [
+        (lambda: probe.send_twist((math.nan, 0.0, 0.0)), "twist.linear has non-finite"),
+        (lambda: probe.send_twist((0.1, 0.0, 0.0), frame="camera_link"), "frame 'camera_link'"),
+        (lambda: probe.send_trajectory(["no_such_joint"], [([0.0], 1.0)]), "unknown joints"),
+        (lambda: probe.send_trajectory(["panda_joint1"], []), "no points"),
+        (lambda: probe.send_trajectory(["panda_joint1"], [([9.0], 1.0)]), "joint limits"),
+        (lambda: probe.send_twist((2.0, 0.0, 0.0)), "scaled to the limit"),
+    ]
+    for send, _ in bad:
+        _step(ros, probe, send)
+        _step(ros, probe, send)  # the same reason again: held back
+    err = capfd.readouterr().err
+    for _, reason in bad:
+        assert err.count(reason) == 1, (reason, err)
+
+
+def test_absurd_numbers_are_logged_readably(loop, capfd):
+    ros, sim, probe = loop
+    _step(ros, probe, lambda: probe.send_twist((1.7e308, 0.0, 0.0)))
+    err = capfd.readouterr().err
+    assert "scaled to the limit" in err and not re.search(r"\d{30}", err)
 
 
 def test_a_trajectory_moves_the_joint(loop):
@@ -226,11 +323,24 @@ def test_real_time_mode_halts_a_silent_controller(ros):
     probe = ros.node(Probe)
     _connect(ros, sim, probe)
     ros.spin_until(lambda: probe.ee, what="state")
+    start = probe.ee_position()
     probe.send_twist((0.2, 0.0, 0.0))
-    ros.spin_for(0.4)
+    ros.spin_until(lambda: probe.ee_position()[0] - start[0] > 0.01, what="the twist to move the arm")
+    ros.spin_for(0.4)  # longer than command_timeout: the twist has run out by now
     after_command = probe.ee_position()
-    ros.spin_for(0.6)  # no further command: the arm must have stopped
+    steps = sim.env.steps
+    ros.spin_until(lambda: sim.env.steps >= steps + 4, what="four more steps without a command")
     assert np.linalg.norm(probe.ee_position() - after_command) < 0.005
+
+
+def test_real_time_mode_says_when_it_cannot_keep_up(ros, capfd):
+    """A control step longer than the control period (here: rendering a 320 x 240 cloud, tens of
+    milliseconds, at a 10 ms period) is reported, per reason, not once per step."""
+    ros.node(SimNode, sync=False, control_period=0.01, **{"camera.width": 320, "camera.height": 240})
+    seen = []
+    ros.spin_until(lambda: _log_lines(capfd, seen, "more than the control period of 10 ms"), what="the overrun warning")
+    ros.spin_for(0.3)
+    assert "".join(seen + [capfd.readouterr().err]).count("more than the control period") == 1
 
 
 def test_cloud_and_camera_pose_show_the_block(ros):
@@ -301,6 +411,9 @@ def test_inconsistent_camera_is_rejected(loop):
     result = sim.set_parameters([Parameter("camera.near", value=5.0)])[0]  # beyond far (2 m)
     assert not result.successful and "invalid camera" in result.reason
     assert sim.get_parameter("camera.near").value == pytest.approx(0.1)
+    assert sim.set_parameters([Parameter("camera.height", value=480)])[0].successful
+    result = sim.set_parameters([Parameter("camera.width", value=1280)])[0]
+    assert not result.successful and "1280 x 480 pixels is more than the 307200 (640 x 480)" in result.reason
 
 
 def test_task_change_applies_at_reset_and_time_keeps_running(loop):
@@ -319,8 +432,13 @@ def test_task_change_applies_at_reset_and_time_keeps_running(loop):
 
 
 def test_unknown_task_refuses_to_start(ros):
-    with pytest.raises(Exception, match="juggling"):
+    with pytest.raises(ValueError, match="juggling"):
         ros.node(SimNode, task="juggling")
+
+
+def test_a_camera_too_large_refuses_to_start(ros):
+    with pytest.raises(ValueError, match="invalid camera: 1280 x 960 pixels is more than"):
+        ros.node(SimNode, **{"camera.width": 1280, "camera.height": 960})
 
 
 def test_max_steps_applies_at_the_next_reset(loop):
@@ -331,3 +449,63 @@ def test_max_steps_applies_at_the_next_reset(loop):
     for _ in range(2):
         _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, 0.0)))
     assert sim.env.done and sim.env.steps == 2 and not sim.env.success
+
+
+def _event(array: DiagnosticArray) -> tuple[str, dict]:
+    (status,) = array.status
+    return status.name, {kv.key: kv.value for kv in status.values}
+
+
+def test_episode_events_and_metadata(loop):
+    ros, sim, probe = loop
+    ros.spin_until(lambda: probe.metadata, what="the latched metadata")
+    metadata = probe.metadata[-1]
+    assert metadata["task"] == "block_picking" and metadata["action_names"] == list(ACTION_NAMES)
+    assert metadata["workspace_low"] == list(WORKSPACE.low) and metadata["enforce_limits"] is True
+    assert metadata["sync"] is True and metadata["control_period"] == sim.control_period
+    assert sim.set_parameters([Parameter("max_steps", value=2)])[0].successful
+    n = len(probe.events)
+    _reset(ros, probe)
+    ros.spin_until(lambda: len(probe.events) > n, what="episode_start")
+    name, values = _event(probe.events[-1])
+    assert name == "episode_start" and values["task"] == "block_picking"
+    episode, seed = int(values["episode"]), int(values["seed"])
+    for _ in range(2):
+        _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, 0.0)))
+    ros.spin_until(lambda: _event(probe.events[-1])[0] == "episode_end", what="episode_end")
+    name, values = _event(probe.events[-1])
+    assert values == {"task": "block_picking", "seed": str(seed), "episode": str(episode), "success": "false",
+                      "steps": "2", "truncated": "true"}
+    assert probe.events[-1].header.stamp == probe.ee[-1].header.stamp  # the simulated instant it ended
+    assert sim.set_parameters([Parameter("enforce_limits", value=False)])[0].successful
+    ros.spin_until(lambda: probe.metadata[-1]["enforce_limits"] is False, what="metadata republished")
+
+
+def test_auto_reset_in_sync_mode_starts_the_next_episode(ros):
+    sim, probe = _bring_up(ros, publish_cloud=False, seed=3, max_steps=2, auto_reset=True)
+    _reset(ros, probe)  # max_steps applies from this episode on
+    first = sim.env.observe(render=False).object_poses
+    for _ in range(2):
+        _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, 0.0)))
+    assert sim.env.done
+    _step(ros, probe, lambda: probe.send_twist((0.3, 0.0, 0.0)))  # answers the last state: resets
+    assert not sim.env.done and sim.env.steps == 0
+    assert not np.allclose(sim.env.observe(render=False).object_poses, first)  # the next seed's scene
+    _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, 0.0)))
+    assert sim.env.steps == 1
+
+
+def test_without_limits_the_arm_executes_what_it_is_told(ros, capfd):
+    """enforce_limits false: a twist beyond the speed limit is executed as given (no scaling, no
+    workspace clipping); NaN is still refused."""
+    sim, probe = _bring_up(ros, publish_cloud=False, seed=3, enforce_limits=False)
+    start = probe.ee_position()
+    end = _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, -1.0)))  # 10 cm down in one step
+    assert start[2] - end[2] > MAX_STEP_M + 0.02
+    for _ in range(3):
+        end = _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, -1.0)))
+    assert end[2] < WORKSPACE.low[2] - 0.005   # below the workspace floor, as told
+    assert "scaled" not in capfd.readouterr().err
+    _step(ros, probe, lambda: probe.send_twist((math.nan, 0.0, 0.0)))
+    assert "non-finite" in capfd.readouterr().err
+    assert np.all(np.isfinite(sim.env.observe(render=False).joint_positions))

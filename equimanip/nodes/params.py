@@ -100,6 +100,28 @@ def check_pose7(value) -> Optional[str]:
     return None
 
 
+# ---------------------------------------------------------------------- shared by several nodes
+# Parameters that several nodes of one cell declare, and whose values must agree between them:
+# defined once here, so that they mean the same and take the same values everywhere.
+
+
+def _task_names() -> tuple[str, ...]:
+    from equimanip.sim.tasks import TASKS
+    return tuple(sorted(TASKS))
+
+
+TASK = ParamSpec("task", "block_picking", "Task of the simulated cell: what sim_node sets up (a change "
+                 "applies at its next reset) and what a task's controller solves; the nodes of a cell "
+                 "must agree.", choices=_task_names())
+CONTROL_PERIOD = ParamSpec("control_period", 0.1, "Seconds per control step, the same for the arm and its "
+                           "controllers (a controller converts per-step displacements to m/s with it).",
+                           min=0.01, max=1.0, read_only=True)
+BASE_FRAME = ParamSpec("base_frame", "base_link", "Frame of the robot state, the commands and the "
+                       "outputs.", read_only=True)
+CAMERA_FRAME = ParamSpec("camera_frame", "camera_depth_optical_frame", "Optical frame of the depth camera, "
+                         "the frame of its point cloud.", read_only=True)
+
+
 def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, ParamSpec]:
     """Declare ``specs`` on ``node`` and reject invalid values, at start-up and on every set.
 

@@ -9,6 +9,7 @@ that what a policy sees is right before a policy runs, and as a source for loggi
 from __future__ import annotations
 
 import array
+import warnings
 
 import numpy as np
 from geometry_msgs.msg import PoseArray, PoseStamped
@@ -19,15 +20,16 @@ from std_msgs.msg import Float32MultiArray, MultiArrayDimension
 from equimanip.geometry import yaw_quat_xyzw
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.observation_input import ObservationInput
-from equimanip.nodes.params import ParamSpec, declare_parameters
+from equimanip.nodes.params import BASE_FRAME, ParamSpec, declare_parameters
 from equimanip.nodes.spin import spin_node
 from equimanip.nodes.sync import TimeSync
+from equimanip.nodes.throttle import ReasonThrottle, reason_key
 from equimanip.perception.frames import FrameError
-from equimanip.perception.object_state import object_state_layout
+from equimanip.perception.object_state import PerceptionLimitWarning, check_position, object_state_layout
 from equimanip.perception.pointcloud2 import PointCloud2Error
 
 PARAMS = [
-    ParamSpec("base_frame", "base_link", "Frame of the robot state and of the outputs.", read_only=True),
+    BASE_FRAME,
     ParamSpec("sync_slop", 0.0, "Largest stamp difference (s) between a cloud and the robot state "
               "it is paired with; 0 pairs equal stamps only (the simulation).", min=0.0, max=1.0,
               read_only=True),
@@ -39,6 +41,7 @@ class PerceptionNode(Node):
         super().__init__("perception_node", **node_kwargs)
         declare_parameters(self, PARAMS)
         self._base_frame = self.get_parameter("base_frame").value
+        self._log = ReasonThrottle(self.get_logger(), period_s=2.0)
         self.observations = ObservationInput(self, self._base_frame)
         self.last_observation = None
         self._pub_heightmap = self.create_publisher(Image, "~/heightmap", qos.SENSOR)
@@ -54,11 +57,21 @@ class PerceptionNode(Node):
 
     def _on_synced(self, messages: dict) -> None:
         try:
-            obs = self.observations.build(messages[topics.CLOUD], messages[topics.EE_POSE],
-                                          messages[topics.JOINT_STATES])
+            # An absurd pose (1e39 m) would overflow the heightmap's and the state's float32.
+            check_position(msgs.pose7(messages[topics.EE_POSE].pose)[:3], "end-effector position")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", PerceptionLimitWarning)
+                obs = self.observations.build(messages[topics.CLOUD], messages[topics.EE_POSE],
+                                              messages[topics.JOINT_STATES])
         except (FrameError, PointCloud2Error, KeyError, ValueError) as e:
-            self.get_logger().warning(f"skipped a cloud: {e}", throttle_duration_sec=2.0)
+            self._log.warning(reason_key(str(e)), f"skipped a cloud: {e}")
             return
+        stamp_s = msgs.seconds(messages[topics.CLOUD].header.stamp)
+        for warning in caught:  # the cost bounds of object_state, or a cloud with nothing in view
+            if issubclass(warning.category, PerceptionLimitWarning):
+                self._log.warning(reason_key(str(warning.message)), f"cloud at {stamp_s:.3f} s: {warning.message}")
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         self.last_observation = obs
         stamp = messages[topics.CLOUD].header.stamp
         self._publish_heightmap(obs.heightmap[0], stamp)

@@ -1,30 +1,105 @@
-"""The ``main()`` every node executable shares: init, spin, clean shutdown on Ctrl-C."""
+"""The ``main()`` every node executable shares: start-up checks, spin, clean shutdown.
+
+* A node that cannot start on its configuration (a missing or malformed parameter file, an
+  invalid parameter value, bad ROS arguments) says why in one line on stderr and exits with code 2,
+  without a traceback: there is nothing to debug in the code, only the configuration to fix.
+* Ctrl-C (or SIGTERM) stops it with exit code 0. ``ros2 launch`` and the terminal both deliver
+  Ctrl-C, so a second signal often arrives while the node is still cleaning up after the first:
+  further signals are ignored from then on, so that clean-up finishes instead of ending in a
+  KeyboardInterrupt traceback.
+"""
 from __future__ import annotations
 
+import signal
 import sys
+from pathlib import Path
 
 import rclpy
+import yaml
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+
+# Exit code of a node that did not start because of its configuration (as argparse uses).
+EXIT_BAD_CONFIGURATION = 2
+
+
+def parameter_files(args) -> list[str]:
+    """The ``--params-file`` paths among ROS command-line arguments."""
+    files = []
+    inside_ros_args = False
+    args = list(args)
+    for i, arg in enumerate(args):
+        if arg == "--ros-args":
+            inside_ros_args = True
+        elif arg == "--":
+            inside_ros_args = False
+        elif inside_ros_args and arg == "--params-file" and i + 1 < len(args):
+            files.append(args[i + 1])
+    return files
+
+
+def _has_parameters(section) -> bool:
+    """A node section ``{ros__parameters: {...}}``, or namespaces nesting such sections."""
+    if not isinstance(section, dict) or not section:
+        return False
+    if "ros__parameters" in section:
+        return isinstance(section["ros__parameters"], dict)
+    return all(_has_parameters(value) for value in section.values())
+
+
+def check_parameter_file(path: str) -> None:
+    """ValueError naming the problem when ``path`` is not a ROS 2 parameter file: missing,
+    unreadable, not YAML, or not a mapping of node names to ``ros__parameters`` mappings (rcl
+    silently ignores, for example, a file holding just a string)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"parameter file '{path}' does not exist")
+    try:
+        content = yaml.safe_load(file.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"parameter file '{path}' is not readable YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(content, dict) or not content:
+        raise ValueError(f"parameter file '{path}' must map node names (or /**) to 'ros__parameters' "
+                         f"sections; it holds {type(content).__name__} {str(content)[:60]!r}")
+    for name, section in content.items():
+        if not _has_parameters(section):
+            raise ValueError(f"parameter file '{path}': section '{name}' has no 'ros__parameters' mapping")
 
 
 def spin_node(node_class, args=None) -> None:
-    rclpy.init(args=args)
+    """Start ``node_class`` from the command line and spin it until Ctrl-C or shutdown."""
+    argv = sys.argv if args is None else args
     node = None
     try:
+        for path in parameter_files(argv):
+            check_parameter_file(path)
+        rclpy.init(args=args)
         node = node_class()
+    except (KeyboardInterrupt, ExternalShutdownException):  # stopped while starting
+        _shut_down(node)
+        return
+    except (ValueError, _rclpy.RCLError, _rclpy.UnknownROSArgsError) as e:  # the configuration
+        reason = f"unknown ROS arguments {e}" if isinstance(e, _rclpy.UnknownROSArgsError) else str(e)
+        print(f"{node_class.__name__} did not start: {' '.join(reason.split())}", file=sys.stderr)
+        _shut_down(node)
+        sys.exit(EXIT_BAD_CONFIGURATION)
+    try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except Exception as e:
-        if node is None and isinstance(e, ValueError):  # invalid parameters at start-up
-            print(f"{node_class.__name__} did not start: {e}", file=sys.stderr)
-            rclpy.try_shutdown()
-            sys.exit(2)
+    except Exception:
         # Ctrl-C shuts the context down under a callback that may be publishing right then; that
         # is a normal stop, anything else is a real error.
         if rclpy.ok():
             raise
     finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        _shut_down(node)
+
+
+def _shut_down(node) -> None:
+    """Destroy the node and shut rclpy down, deaf to further Ctrl-C and SIGTERM meanwhile."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    if node is not None:
+        node.destroy_node()
+    rclpy.try_shutdown()

@@ -37,6 +37,13 @@ _DATATYPE_NAMES = {
 
 _NATIVE_IS_BIG = sys.byteorder == "big"
 
+# Largest point (bytes) a cloud may declare: far beyond any driver's layout, and small enough for
+# numpy's strides (a point_step of 2^32 - 1 made numpy fail with "integer won't fit into a C int").
+MAX_POINT_STEP = 65535
+# Coordinates (m) beyond this are not measurements (no depth sensor sees a thousand kilometres) and
+# would overflow float32 in the transforms that follow (3e38 did): such points are invalid, like NaN.
+MAX_COORDINATE_M = 1e6
+
 
 class PointCloud2Error(ValueError):
     """A PointCloud2 that cannot be decoded (or an array that cannot be encoded); the message says why."""
@@ -49,8 +56,8 @@ def fields_to_dtype(fields, point_step: int, is_bigendian: bool = False) -> np.d
     """The structured dtype of one point: one named entry per field at its byte offset, itemsize
     ``point_step`` (so padding bytes are skipped). Raises PointCloud2Error for unsupported datatypes,
     ``count != 1``, empty or repeated names, fields outside the point, or overlapping fields."""
-    if point_step <= 0:
-        raise PointCloud2Error(f"point_step must be positive, got {point_step}")
+    if not 0 < point_step <= MAX_POINT_STEP:
+        raise PointCloud2Error(f"point_step must be in [1, {MAX_POINT_STEP}] bytes, got {point_step}")
     order = ">" if is_bigendian else "<"
     names, formats, offsets = [], [], []
     for field in fields:
@@ -137,19 +144,23 @@ def _require_xyz(msg):
 def pointcloud2_to_xyz(msg, dtype=np.float32) -> np.ndarray:
     """x, y, z as a new (height, width, 3) array of ``dtype`` (height 1 for unorganized clouds).
 
-    A point with any NaN or infinite coordinate becomes all-NaN: invalid points are NaN, and only
-    NaN, downstream. The memory is planar (the array is a transposed view of a C-contiguous
-    (3, height, width) block), so ``xyz[..., k]`` is contiguous: filling three planes from the
-    field views and the vectorised crop / transform after it are several times faster that way
-    than with interleaved x y z. Use ``np.ascontiguousarray`` where interleaved memory is needed."""
+    A point with any NaN or infinite coordinate, or one beyond ``MAX_COORDINATE_M``, becomes
+    all-NaN: invalid points are NaN, and only NaN, downstream. The memory is planar (the array is a
+    transposed view of a C-contiguous (3, height, width) block), so ``xyz[..., k]`` is contiguous:
+    filling three planes from the field views and the vectorised crop / transform after it are
+    several times faster that way than with interleaved x y z. Use ``np.ascontiguousarray`` where
+    interleaved memory is needed.
+    """
     structured = pointcloud2_to_array(msg)  # validates the whole layout first
     _require_xyz(msg)
     planes = np.empty((3,) + structured.shape, dtype=dtype)
-    finite = None
-    for plane, name in zip(planes, ("x", "y", "z")):
-        plane[...] = structured[name]  # strided read; converts byte order and float64 -> dtype
-        finite = np.isfinite(plane) if finite is None else finite & np.isfinite(plane)
-    invalid = np.flatnonzero(~finite)
+    valid = None
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf: invalid below
+        for plane, name in zip(planes, ("x", "y", "z")):
+            plane[...] = structured[name]  # strided read; converts byte order and float64 -> dtype
+            plausible = np.abs(plane) <= MAX_COORDINATE_M  # False for NaN and inf too
+            valid = plausible if valid is None else valid & plausible
+    invalid = np.flatnonzero(~valid)
     if invalid.size:
         planes.reshape(3, -1)[:, invalid] = np.nan
     return planes.transpose(1, 2, 0)

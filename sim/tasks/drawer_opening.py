@@ -5,8 +5,8 @@ import math
 import os
 
 import numpy as np
-import pybullet as p
 
+from equimanip.sim.bullet import p
 from equimanip.sim.experts import DrawerOpeningExpert
 from equimanip.sim.tasks.base import Task, sample_yaw, upright_pose7
 from equimanip.sim.world import WORKSPACE, PandaWorld
