@@ -66,7 +66,7 @@ setup(
     extras_require={
         "ros": ros_wheels,
         "test": ["pytest", "pytest-timeout", "hypothesis", "ruff", "rosbags"],
-        "bench": ["panda-gym"],
+        "bench": ["panda-gym", "pytorch-mppi"],
     },
     zip_safe=True,
     maintainer="equimanip developers",

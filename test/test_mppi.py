@@ -318,3 +318,18 @@ def test_invalid_update_keeps_the_old_settings():
     assert planner.nominal.shape == (5, 2) and planner.plan(torch.zeros(4)).actions.shape == (5, 2)
     with pytest.raises(ValueError, match="needs a cost"):
         MPPI(PointMass(), planner.config)
+
+
+def test_benchmark_ends_with_one_json_line(capsys):
+    """The benchmark runs end to end (one timed call per planner) and its last line is the JSON
+    object with the agreed keys; the figures themselves come from `equimanip bench mppi`."""
+    import json
+
+    from equimanip.bench import mppi as bench
+
+    assert bench.main(["--blocks", "1", "--repeats", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("ours_ms", "pytorch_mppi_ms", "speedup_vs_pytorch_mppi", "symmetric_vs_plain", "threads"):
+        assert key in result
+    assert [(c["samples"], c["horizon"]) for c in result["configurations"]][:3] == [(1000, 20), (4096, 30), (256, 15)]
+    assert result["ours_ms"] > 0 and result["threads"] == 1

@@ -1,0 +1,240 @@
+"""``equimanip bench mppi``: one MPPI planning cycle, ours against pytorch-mppi, side by side.
+
+Both planners get the same problem: the point-mass dynamics (``equimanip.planning.PointMass``, a
+double integrator written as one linear map) and the quadratic running cost
+(``equimanip.planning.QuadraticCost``), float32, the same K, T, noise, temperature and action box,
+and the same number of torch intra-op threads (``--threads``, default 1: on a busy 2-core machine
+torch's default of 2 threads makes small-tensor timings swing by large factors, REFERENCES.md
+section 7). Ours runs with the settings that make it the same algorithm as pytorch-mppi's MPPI
+(every sample around the previous plan, MPPI's control cost on); its other defaults cost the same.
+
+How much faster ours is depends on the callables: pytorch-mppi calls dynamics and cost once per
+horizon step, ours calls the cost on many steps at once, so every torch operation in the cost
+costs pytorch-mppi T calls. The problem runs twice: with ``lean`` callables (equimanip.planning's
+PointMass and QuadraticCost, the fewest operations: the headline figure, the hardest case for us)
+and with ``plain`` ones (the same functions written with slices and sums, as a newcomer would).
+
+For each size (K samples x T steps) the planners are timed in alternating blocks so that all of
+them see the same machine load; the figures are medians of single ``command(state)`` calls:
+
+* ``ours``: ``equimanip.planning.MPPI`` (eager PyTorch);
+* ``pytorch_mppi``: ``pytorch_mppi.MPPI`` (pip package pytorch-mppi);
+* ``symmetric``: ours with symmetric sampling under d4 (8 elements, the same total K: K / 8 base
+  sequences and their orbits);
+* ``ours_compiled`` (``--compile``): ours with ``MPPIConfig.compile`` (the horizon loop and the
+  costs under ``torch.compile``; the compile time of the first cycle is reported apart).
+
+A closed-loop run (K = 1000, T = 20, 40 steps from the same start) shows that the planners reach
+the same cost, so that speed is not bought by planning less. ``--results`` appends one row per
+size to a CSV file (docs/results/mppi.csv).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from equimanip.bench.common import print_report
+
+SIZES = ((1000, 20), (4096, 30), (256, 15))      # the first, with the lean callables, is the headline
+HEADLINE = SIZES[0]
+GOAL_SPEEDUP = 2.0                               # ours vs pytorch-mppi, sample-steps per second
+GOAL_SYMMETRIC = 1.2                             # symmetric within this factor of plain
+SIGMA, TEMPERATURE, LIMIT = 0.5, 1.0, 1.0
+START = (1.0, -0.8, 0.0, 0.0)
+STATE_WEIGHTS, ACTION_WEIGHTS = (1.0, 1.0, 0.1, 0.1), (0.01, 0.01)
+RESULT_FIELDS = ["date", "machine", "threads", "device", "load_average", "callables", "samples", "horizon", "ours_ms",
+                 "pytorch_mppi_ms", "speedup_vs_pytorch_mppi", "symmetric_ms", "symmetric_vs_plain",
+                 "ours_compiled_ms", "revision", "command"]
+
+
+DT = 0.05
+
+
+def plain_point_mass(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """PointMass written the way a newcomer writes it: slices, element-wise steps and a cat."""
+    position, velocity = state[:, :2], state[:, 2:]
+    position = position + DT * velocity + (0.5 * DT * DT) * action
+    velocity = velocity + DT * action
+    return torch.cat([position, velocity], dim=1)
+
+
+def plain_quadratic_cost(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """QuadraticCost written with squares and sums per group of entries."""
+    return ((state[:, :2] ** 2).sum(dim=1) + 0.1 * (state[:, 2:] ** 2).sum(dim=1)
+            + 0.01 * (action ** 2).sum(dim=1))
+
+
+def _problem(device: str, callables: str = "lean"):
+    """The point-mass problem as ``lean`` callables (equimanip.planning's PointMass and QuadraticCost:
+    one linear map, matrix-vector products, the fewest torch operations) or ``plain`` ones (the same
+    functions written with slices and sums: more, smaller operations per call)."""
+    from equimanip.planning import PointMass, QuadraticCost
+    if callables == "plain":
+        return plain_point_mass, plain_quadratic_cost
+    return PointMass(dt=DT, device=device), QuadraticCost(STATE_WEIGHTS, ACTION_WEIGHTS, device=device)
+
+
+def make_ours(samples: int, horizon: int, device: str, group: str = "none", compiled: bool = False, seed: int = 0,
+              callables: str = "lean"):
+    from equimanip.planning import MPPI, MPPIConfig, PointMass
+    dynamics, cost = _problem(device, callables)
+    config = MPPIConfig(action_low=(-LIMIT, -LIMIT), action_high=(LIMIT, LIMIT), noise_sigma=(SIGMA, SIGMA),
+                        num_samples=samples, horizon=horizon, temperature=TEMPERATURE, rest_share=0.0,
+                        include_nominal=False, control_cost_scale=1.0, group=group, seed=seed, device=device,
+                        compile=compiled)
+    return MPPI(dynamics, config, running_cost=cost, action_layout=PointMass.action_layout)
+
+
+def make_pytorch_mppi(samples: int, horizon: int, device: str, callables: str = "lean"):
+    from pytorch_mppi import MPPI as PytorchMPPI
+    dynamics, cost = _problem(device, callables)
+    limit = torch.full((2,), LIMIT, device=device)
+    return PytorchMPPI(dynamics, cost, 4, noise_sigma=torch.eye(2, device=device) * SIGMA ** 2,
+                       num_samples=samples, horizon=horizon, device=device, lambda_=TEMPERATURE,
+                       u_min=-limit, u_max=limit)
+
+
+def _have_pytorch_mppi() -> bool:
+    try:
+        import pytorch_mppi  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def time_planners(planners: dict, state: torch.Tensor, blocks: int, repeats: int, device: str) -> dict:
+    """Milliseconds of single ``command`` calls, each planner timed in turn, block after block."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    samples = {name: [] for name in planners}
+    for planner in planners.values():
+        for _ in range(5):
+            planner.command(state)
+    sync()
+    for _ in range(blocks):
+        for name, planner in planners.items():
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                planner.command(state)
+                sync()
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def closed_loop_cost(planner, steps: int = 40) -> float:
+    """Sum of the quadratic cost over a closed-loop run from START (lower is better)."""
+    dynamics, cost = _problem("cpu")
+    state = torch.tensor(START)
+    total = 0.0
+    for _ in range(steps):
+        action = planner.command(state).cpu()
+        state = dynamics(state[None], action[None])[0]
+        total += float(cost(state[None], action[None])[0])
+    return total
+
+
+def measure(samples: int, horizon: int, callables: str, args, with_reference: bool) -> dict:
+    state = torch.tensor(START, device=args.device)
+    planners = {"ours": make_ours(samples, horizon, args.device, callables=callables),
+                "symmetric": make_ours(samples, horizon, args.device, group="d4", callables=callables)}
+    if with_reference:
+        planners["pytorch_mppi"] = make_pytorch_mppi(samples, horizon, args.device, callables)
+    compile_s, compiled_matches = None, None
+    if args.compile:
+        t0 = time.perf_counter()
+        planners["ours_compiled"] = make_ours(samples, horizon, args.device, compiled=True, callables=callables)
+        compiled_plan = planners["ours_compiled"].plan(state).actions
+        compile_s = time.perf_counter() - t0
+        # same seed, same draw: the compiled planner must plan what the eager one plans
+        eager_plan = make_ours(samples, horizon, args.device, callables=callables).plan(state).actions
+        compiled_matches = bool(torch.allclose(compiled_plan, eager_plan, atol=1e-4))
+    ms = time_planners(planners, state, args.blocks, args.repeats, args.device)
+    row = {"callables": callables, "samples": samples, "horizon": horizon, "ours_ms": ms["ours"],
+           "symmetric_ms": ms["symmetric"], "symmetric_vs_plain": ms["symmetric"] / ms["ours"],
+           "ours_msteps_per_s": samples * horizon / ms["ours"] / 1e3,
+           "pytorch_mppi_ms": ms.get("pytorch_mppi"), "speedup_vs_pytorch_mppi": None,
+           "pytorch_mppi_msteps_per_s": None, "ours_compiled_ms": ms.get("ours_compiled"),
+           "compile_s": compile_s, "compiled_matches_eager": compiled_matches}
+    if with_reference:
+        row["speedup_vs_pytorch_mppi"] = ms["pytorch_mppi"] / ms["ours"]
+        row["pytorch_mppi_msteps_per_s"] = samples * horizon / ms["pytorch_mppi"] / 1e3
+    return row
+
+
+def _fmt(value, spec=".3f", unit="") -> str:
+    return "-" if value is None else f"{value:{spec}}{unit}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="equimanip bench mppi", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for every planner")
+    parser.add_argument("--blocks", type=int, default=10, help="alternating blocks per size")
+    parser.add_argument("--repeats", type=int, default=30, help="timed calls per planner and block")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda where a GPU is present")
+    parser.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
+    parser.add_argument("--results", type=Path, default=None, metavar="CSV",
+                        help="append one row per size to this file (e.g. docs/results/mppi.csv)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads < 1 or args.blocks < 1 or args.repeats < 1:
+        parser.error("--threads, --blocks and --repeats must be at least 1")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: no GPU is visible to torch here")
+
+    torch.set_num_threads(args.threads)
+    with_reference = _have_pytorch_mppi()
+    load_before = os.getloadavg()[0]
+    rows = [measure(K, T, "lean", args, with_reference) for K, T in SIZES]
+    rows += [measure(K, T, "plain", args, with_reference) for K, T in SIZES[:2]]
+    quality = {"ours": closed_loop_cost(make_ours(*HEADLINE, "cpu", seed=1)),
+               "symmetric": closed_loop_cost(make_ours(*HEADLINE, "cpu", group="d4", seed=1))}
+    if with_reference:
+        torch.manual_seed(1)
+        quality["pytorch_mppi"] = closed_loop_cost(make_pytorch_mppi(*HEADLINE, "cpu"))
+    load = (load_before + os.getloadavg()[0]) / 2
+
+    head = rows[0]
+    results = {
+        "ours_ms": head["ours_ms"], "pytorch_mppi_ms": head["pytorch_mppi_ms"],
+        "speedup_vs_pytorch_mppi": head["speedup_vs_pytorch_mppi"], "symmetric_ms": head["symmetric_ms"],
+        "symmetric_vs_plain": head["symmetric_vs_plain"], "samples": HEADLINE[0], "horizon": HEADLINE[1],
+        "threads": args.threads, "device": args.device, "load_average": load, "configurations": rows,
+        "closed_loop_cost": quality, "goal_speedup": GOAL_SPEEDUP, "goal_symmetric_vs_plain": GOAL_SYMMETRIC,
+    }
+    table = []
+    for row in rows:
+        name = f"{row['callables']}, K = {row['samples']}, T = {row['horizon']}"
+        table.append((name, f"ours {row['ours_ms']:.3f} ms ({row['ours_msteps_per_s']:.1f} M sample-steps/s), "
+                            f"pytorch-mppi {_fmt(row['pytorch_mppi_ms'], '.3f', ' ms')}, "
+                            f"speedup {_fmt(row['speedup_vs_pytorch_mppi'], '.2f', 'x')} (goal >= {GOAL_SPEEDUP}x)"))
+        table.append(("", f"symmetric d4 {row['symmetric_ms']:.3f} ms = {row['symmetric_vs_plain']:.2f} x plain "
+                          f"(goal <= {GOAL_SYMMETRIC}x)"
+                          + (f"; compiled {row['ours_compiled_ms']:.3f} ms (compile {row['compile_s']:.1f} s)"
+                             if row["ours_compiled_ms"] is not None else "")))
+    table.append(("closed-loop cost, 40 steps", ", ".join(f"{k} {v:.2f}" for k, v in quality.items())))
+    table.append(("torch threads / device / load", f"{args.threads} / {args.device} / {load:.1f}"))
+    if not with_reference:
+        table.append(("pytorch-mppi", "not installed (pip install -e .[bench])"))
+    if args.results is not None:
+        _append_results(args, rows, load)
+        table.append(("results", f"{len(rows)} rows appended to {args.results}"))
+    print_report("equimanip bench mppi (medians of single planning cycles)", table, results, args.json)
+    return 0
+
+
+def _append_results(args, rows: list[dict], load: float) -> None:
+    from equimanip.learning.results import append_row, git_revision, machine_description
+    common = {"date": datetime.date.today().isoformat(), "machine": machine_description(), "threads": args.threads,
+              "device": args.device, "load_average": f"{load:.1f}", "revision": git_revision(),
+              "command": "equimanip bench mppi " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["bench", "mppi"]
+                                                             else sys.argv[1:])}
+    for row in rows:
+        values = {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items() if k in RESULT_FIELDS}
+        append_row(args.results, {**common, **values}, RESULT_FIELDS)
