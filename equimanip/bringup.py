@@ -114,7 +114,7 @@ class RunResult:
             "mean_steps": self.mean_steps,
             "mean_wall_s": float(np.mean([e.wall_s for e in self.episodes])) if self.episodes else 0.0,
             "per_episode": [e.__dict__ for e in self.episodes],
-            "controller": self.controller_stats,
+            "controller_stats": self.controller_stats,
         }
 
 

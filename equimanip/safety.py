@@ -14,13 +14,17 @@ from typing import Sequence
 import numpy as np
 
 from equimanip.action import ACTION_DIM, ACTION_NAMES, MAX_STEP_M, MAX_STEP_YAW
-from equimanip.geometry import normalize_frame_id
+from equimanip.geometry import normalize_frame_id, yaw_of_quat_xyzw
 
 # The box the grasp point must stay in (metres, base_link): the simulated cell's, and the default
 # of every controller's safety layer (a real cell sets its own through the safety.* parameters).
 # The lower z keeps the fingertips (1.1 cm below the grasp point) a few millimetres above the table.
 WORKSPACE_LOW = (0.3, -0.2, 0.015)
 WORKSPACE_HIGH = (0.7, 0.2, 0.4)
+# The gripper's yaw about the vertical stays within +-YAW_LIMIT: the Panda's wrist (+-2.9 rad) cannot
+# turn the hand much further, and a parallel gripper's 180-degree symmetry makes +-pi/2 enough for
+# any grasp. An arm asked to turn past its wrist's range leaves its commanded path.
+YAW_LIMIT = 0.75 * math.pi
 
 
 class CommandRejected(ValueError):
@@ -146,6 +150,7 @@ class SafetyLimits:
     workspace_high: tuple = WORKSPACE_HIGH
     max_linear_speed: float = MAX_STEP_M / 0.1
     max_yaw_rate: float = MAX_STEP_YAW / 0.1
+    max_yaw: float = YAW_LIMIT
 
     def validate(self) -> "SafetyLimits":
         low, high = np.asarray(self.workspace_low, float), np.asarray(self.workspace_high, float)
@@ -153,7 +158,7 @@ class SafetyLimits:
             raise ValueError("the workspace corners need 3 finite numbers each")
         if np.any(low >= high):
             raise ValueError(f"workspace_min {low.tolist()} must be below workspace_max {high.tolist()} on every axis")
-        for name in ("max_linear_speed", "max_yaw_rate"):
+        for name in ("max_linear_speed", "max_yaw_rate", "max_yaw"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value}")
@@ -182,8 +187,9 @@ def as_action(action) -> np.ndarray:
     return _finite(arr, "action")
 
 
-def limit_action(action, ee_position, control_period: float, limits: SafetyLimits) -> LimitedAction:
-    """The controller-side safety layer for one action ``[p, dx, dy, dz, dyaw]`` (per step).
+def limit_action(action, ee_pose, control_period: float, limits: SafetyLimits) -> LimitedAction:
+    """The controller-side safety layer for one action ``[p, dx, dy, dz, dyaw]`` (per step), given
+    the measured end-effector pose ``[x y z qx qy qz qw]``.
 
     * non-finite or malformed actions and end-effector positions: CommandRejected (the caller holds
       the arm still);
@@ -191,13 +197,17 @@ def limit_action(action, ee_position, control_period: float, limits: SafetyLimit
     * a step faster than ``max_linear_speed`` along any axis is scaled down as a whole, keeping
       its direction (as MoveIt Servo does); the yaw step is clamped to ``max_yaw_rate``;
     * the step is then cut where it would take the measured grasp point out of the workspace box,
-      axis by axis, so that a push into a wall slides along it; a grasp point already outside may
-      only move back towards the box.
+      axis by axis, so that a push into a wall slides along it. A grasp point found outside the box
+      (an arm that drifted or overshot, or was moved by hand) is sent back towards it on that axis,
+      at most at the speed limit, whatever the action asked for there: the box is a virtual wall,
+      as the simulation's own target clipping makes it;
+    * the yaw likewise stays within +-``max_yaw``.
     """
     a = as_action(action).copy()
-    position = _finite(ee_position, "end-effector position")
-    if position.shape != (3,):
-        raise CommandRejected(f"end-effector position needs 3 numbers, got shape {position.shape}")
+    pose = _finite(ee_pose, "end-effector pose")
+    if pose.shape != (7,):
+        raise CommandRejected(f"end-effector pose needs 7 numbers [x y z qx qy qz qw], got shape {pose.shape}")
+    position, yaw = pose[:3], yaw_of_quat_xyzw(pose[3:])
     if not (math.isfinite(control_period) and control_period > 0):
         raise CommandRejected(f"control period must be positive, got {control_period}")
     reductions = []
@@ -213,13 +223,19 @@ def limit_action(action, ee_position, control_period: float, limits: SafetyLimit
     if abs(a[4]) > max_turn:
         reductions.append(f"yaw rate {a[4] / control_period:.3g} rad/s clamped to {limits.max_yaw_rate:.3g} rad/s")
         a[4] = math.copysign(max_turn, a[4])
-    low = np.minimum(np.asarray(limits.workspace_low, dtype=np.float64), position)
-    high = np.maximum(np.asarray(limits.workspace_high, dtype=np.float64), position)
+    low = np.asarray(limits.workspace_low, dtype=np.float64)
+    high = np.asarray(limits.workspace_high, dtype=np.float64)
     step = np.clip(position + a[1:4], low, high) - position
+    step = np.clip(step, -max_step, max_step)      # a way back from far outside: at the speed limit
     if np.any(np.abs(step - a[1:4]) > 1e-12):
         cut = [name for name, s, want in zip(("x", "y", "z"), step, a[1:4]) if abs(s - want) > 1e-12]
-        reductions.append(f"step along {'/'.join(cut)} cut at the workspace wall")
+        reductions.append(f"step along {'/'.join(cut)} held to the workspace box")
         a[1:4] = step
+    turn = min(max(yaw + a[4], -limits.max_yaw), limits.max_yaw) - yaw
+    turn = min(max(turn, -max_turn), max_turn)
+    if abs(turn - a[4]) > 1e-12:
+        reductions.append(f"yaw held within +-{limits.max_yaw:.3g} rad")
+        a[4] = turn
     return LimitedAction(a, tuple(reductions))
 
 

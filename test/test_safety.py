@@ -84,3 +84,58 @@ def test_action_clip_and_conversions():
     lin, yaw_rate = action_to_velocity([1.0, 0.01, 0.02, 0.03, 0.1], 0.1)
     assert np.allclose(velocity_to_delta(lin, yaw_rate, 0.1), [0.01, 0.02, 0.03, 0.1])
 
+
+
+# ------------------------------------------------------------------ the controller-side layer
+from equimanip.geometry import down_quat_xyzw  # noqa: E402
+from equimanip.safety import SafetyLimits, as_action, limit_action  # noqa: E402
+
+LAYER_LIMITS = SafetyLimits()
+
+
+def _pose(x, y, z, yaw=0.0):
+    return np.concatenate([[x, y, z], down_quat_xyzw(yaw)])
+
+
+def test_layer_passes_a_safe_action_unchanged():
+    a = np.array([0.4, 0.01, -0.02, 0.03, 0.1])
+    out = limit_action(a, _pose(0.5, 0.0, 0.2), 0.1, LAYER_LIMITS)
+    np.testing.assert_array_equal(out.action, a)
+    assert out.reductions == ()
+
+
+def test_layer_slides_along_walls_and_brings_an_arm_outside_back():
+    out = limit_action([1.0, 0.05, 0.05, -0.05, 0.0], _pose(0.69, 0.0, 0.02), 0.1, LAYER_LIMITS)
+    np.testing.assert_allclose(out.action[1:4], [0.01, 0.05, -0.005], atol=1e-12)
+    assert "workspace box" in out.reductions[0]
+    # 3 cm beyond the +x wall and pushing on: sent back, at most at the speed limit
+    out = limit_action([1.0, 0.05, 0.0, 0.0, 0.0], _pose(0.73, 0.0, 0.2), 0.1, LAYER_LIMITS)
+    np.testing.assert_allclose(out.action[1:4], [-0.03, 0.0, 0.0], atol=1e-12)
+    out = limit_action([1.0, 0.0, 0.0, 0.0, 0.0], _pose(0.9, 0.0, 0.2), 0.1, LAYER_LIMITS)
+    np.testing.assert_allclose(out.action[1:4], [-0.05, 0.0, 0.0], atol=1e-12)
+
+
+def test_layer_scales_speed_keeping_direction_and_holds_the_yaw():
+    slow = SafetyLimits(max_linear_speed=0.2, max_yaw_rate=1.0)
+    out = limit_action([0.5, 0.04, -0.02, 0.01, 0.3], _pose(0.5, 0.0, 0.2), 0.1, slow)
+    np.testing.assert_allclose(out.action, [0.5, 0.02, -0.01, 0.005, 0.1])
+    out = limit_action([0.5, 0.0, 0.0, 0.0, 0.3], _pose(0.5, 0.0, 0.2, yaw=2.3), 0.1, LAYER_LIMITS)
+    assert out.action[4] == pytest.approx(0.75 * math.pi - 2.3)
+    out = limit_action([1.7, 0.0, 0.0, 0.0, 0.0], _pose(0.5, 0.0, 0.2), 0.1, LAYER_LIMITS)
+    assert out.action[0] == 1.0 and "aperture" in out.reductions[0]
+
+
+@pytest.mark.parametrize("bad", [[0.5, math.nan, 0, 0, 0], [0.5, 0, 0, 0], [0.5 + 0j, 0, 0, 0, 0],
+                                 [True, False, False, False, False], ["1", "0", "0", "0", "0"],
+                                 [[0.5], 0, 0, 0, 0], None])
+def test_layer_refuses_what_is_not_an_action(bad):
+    with pytest.raises(CommandRejected):
+        limit_action(bad, _pose(0.5, 0.0, 0.2), 0.1, LAYER_LIMITS)
+
+
+def test_layer_refuses_a_non_finite_pose_and_validates_its_limits():
+    with pytest.raises(CommandRejected, match="end-effector pose"):
+        limit_action([0.5, 0, 0, 0, 0], [math.nan] * 7, 0.1, LAYER_LIMITS)
+    with pytest.raises(ValueError, match="below workspace_max"):
+        SafetyLimits(workspace_low=(0.7, -0.2, 0.0)).validate()
+    assert as_action(np.arange(5, dtype=np.int32)).dtype == np.float64

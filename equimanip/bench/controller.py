@@ -36,11 +36,13 @@ def safety_layer_ms(repeats: int) -> tuple[float, float]:
     actions = rng.uniform(2 * ACTION_LOW - 0.05, 2 * ACTION_HIGH + 0.05, size=(repeats, 5))
     positions = rng.uniform(np.array(limits.workspace_low) - 0.02, np.array(limits.workspace_high) + 0.02,
                             size=(repeats, 3))
+    yaws = rng.uniform(-3.0, 3.0, repeats)
+    poses = np.column_stack([positions, np.cos(yaws / 2), np.sin(yaws / 2), np.zeros((repeats, 2))])
     it = iter(range(10**9))
 
     def layer():
         k = next(it) % repeats
-        limit_action(actions[k], positions[k], 0.1, limits)
+        limit_action(actions[k], poses[k], 0.1, limits)
 
     def clip():
         k = next(it) % repeats

@@ -105,6 +105,8 @@ CONTROLLER_PARAMS = [
               "(m/s); faster steps are scaled down keeping their direction.", min=0.0, max=2.0),
     ParamSpec("safety.max_yaw_rate", round(_LIMITS.max_yaw_rate, 6), "Largest yaw rate (rad/s).",
               min=0.0, max=10.0),
+    ParamSpec("safety.max_yaw", round(_LIMITS.max_yaw, 6), "Largest gripper yaw either way (rad) "
+              "about the vertical; the wrist's range, kept with a margin.", min=0.0, max=3.14159),
 ]
 
 # A state offered again this long after it was answered is answered again: the first answer
@@ -351,7 +353,7 @@ class ControllerNode(Node):
             if frame not in ("", normalize_frame_id(self.base_frame)):
                 raise CommandRejected(f"the end-effector pose is in frame '{frame}', not '{self.base_frame}'")
             if self.get_parameter("safety.enabled").value:
-                limited = limit_action(action, ee[:3], self.control_period, self._limits)
+                limited = limit_action(action, ee, self.control_period, self._limits)
                 safe, reductions = limited.action, limited.reductions
             else:
                 safe, clipped = clip_action(as_action(action))
@@ -527,7 +529,8 @@ class ControllerNode(Node):
     @staticmethod
     def _limits_from(values: dict) -> SafetyLimits:
         return SafetyLimits(tuple(values["safety.workspace_min"]), tuple(values["safety.workspace_max"]),
-                            values["safety.max_linear_speed"], values["safety.max_yaw_rate"])
+                            values["safety.max_linear_speed"], values["safety.max_yaw_rate"],
+                            values["safety.max_yaw"])
 
     def _validate_limits(self, params) -> SetParametersResult:
         values = param_values(self, CONTROLLER_PARAMS)
