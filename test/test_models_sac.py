@@ -16,6 +16,7 @@ for their shapes.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -89,6 +90,13 @@ def test_actor_and_critic_shapes_equivariance_and_export(group):
     with torch.no_grad():
         torch.testing.assert_close(plain_actor(heightmap), (mean, log_std), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(plain_critic(heightmap, action), (q1, q2), atol=1e-5, rtol=1e-5)
+        # A SAC target network is a copy updated in place (escnn's SO(2) layers once held a
+        # stride-0 buffer that refused this).
+        target = copy.deepcopy(critic)
+        for mine, theirs in zip(target.buffers(), critic.buffers()):
+            mine.copy_(theirs)
+        for mine, theirs in zip(target.parameters(), critic.parameters()):
+            mine.lerp_(theirs, 0.01)
 
 
 @pytest.mark.parametrize("group", [g for g in GROUPS if g != "none"])

@@ -90,6 +90,11 @@ class EquivariantMLP(nn.Module):
             return self.net(x)
         return self.net(enn.GeometricTensor(x, self.in_type)).tensor
 
+    def train(self, mode: bool = True):
+        # escnn's Linear caches its expanded weights in eval mode: keep autograd out of the cache.
+        with torch.no_grad():
+            return super().train(mode)
+
     def export(self) -> nn.Module:
         """A plain-torch module computing the same function (eval mode, no escnn at run time)."""
         if not self.equivariant:

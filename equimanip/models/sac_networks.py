@@ -170,6 +170,12 @@ class _SACNetwork(nn.Module):
         super().__init__()
         self.config = cfg
 
+    def train(self, mode: bool = True):
+        # escnn layers expand and cache their filters when switched to eval mode; without no_grad
+        # the cache would hold an autograd graph (and the network could not be deep-copied).
+        with torch.no_grad():
+            return super().train(mode)
+
     def check_heightmap(self, heightmap: torch.Tensor) -> None:
         S, C = self.config.heightmap_size, self.config.in_channels
         if heightmap.dim() != 4 or tuple(heightmap.shape[1:]) != (C, S, S):
@@ -227,6 +233,16 @@ class Critic(_SACNetwork):
         return Critic(self.config, _export(self.encoder), _export(self.head1), _export(self.head2)).eval()
 
 
+def _pack_buffers(network: nn.Module) -> nn.Module:
+    """escnn keeps some constant buffers as strided or expanded views (an index vector with stride
+    0 for SO(2)); copying into those fails (a target network's ``buffer.copy_``). Same values, packed."""
+    for module in network.modules():
+        for name, buffer in module._buffers.items():
+            if buffer is not None and not buffer.is_contiguous():
+                module._buffers[name] = buffer.contiguous()
+    return network
+
+
 def make_actor(cfg: NetworkConfig | None = None) -> Actor:
     cfg = (cfg or NetworkConfig()).validate()
     if cfg.group == "none":
@@ -236,7 +252,7 @@ def make_actor(cfg: NetworkConfig | None = None) -> Actor:
     encoder = _equivariant_encoder(cfg, gs)
     out_type = fields.layout_type(gs, sym.ACTION_LAYOUT) + fields.trivial_type(gs, ACTION_DIM)
     head = EscnnStage(enn.R2Conv(encoder.out_type, out_type, 1))
-    return Actor(cfg, encoder, head)
+    return _pack_buffers(Actor(cfg, encoder, head))
 
 
 def make_critic(cfg: NetworkConfig | None = None) -> Critic:
@@ -268,7 +284,7 @@ def make_critic(cfg: NetworkConfig | None = None) -> Critic:
         modules.append(enn.R2Conv(invariant.out_type, fields.trivial_type(gs, 1), 1))
         return EscnnStage(enn.SequentialModule(*modules))
 
-    return Critic(cfg, encoder, head(), head())
+    return _pack_buffers(Critic(cfg, encoder, head(), head()))
 
 
 __all__ = ["Actor", "Critic", "EscnnStage", "make_actor", "make_critic", "encoder_schedule", "ACTION_DIM"]
