@@ -7,7 +7,6 @@ first controller of the closed loop and the source of demonstrations for imitati
 from __future__ import annotations
 
 from geometry_msgs.msg import PoseArray
-from std_msgs.msg import Bool
 
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.controller import ControllerNode
@@ -24,16 +23,14 @@ class ExpertNode(ControllerNode):
     def __init__(self, **node_kwargs):
         super().__init__("expert_node", PARAMS, {topics.SIM_OBJECT_POSES: (PoseArray, qos.RELIABLE)}, **node_kwargs)
         self.expert = make_task(self.get_parameter("task").value).make_expert()
-        # Experts keep a little phase memory; a finished episode clears it.
-        self.create_subscription(Bool, topics.SIM_EPISODE_DONE, self._on_episode_done, qos.RELIABLE)
         self.add_post_set_parameters_callback(self._on_parameters_set)
 
     def _on_parameters_set(self, params) -> None:
         if any(p.name == "task" for p in params):
             self.expert = make_task(self.get_parameter("task").value).make_expert()
 
-    def _on_episode_done(self, _msg: Bool) -> None:
-        self.expert.reset()
+    def on_episode_start(self) -> None:
+        self.expert.reset()  # experts keep a little phase memory; a new episode starts it afresh
 
     def act(self, messages: dict):
         return self.expert.act(ExpertInput.from_state(

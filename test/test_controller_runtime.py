@@ -103,14 +103,15 @@ def test_the_workspace_wall_cuts_the_step_and_the_arm_slides_along_it(ros):
     # 1 cm from the +x wall and 2 cm above the floor: x may move 1 cm, z only 5 mm down, y freely.
     twist = step(ros, cell, 1.0, 1, position=(0.69, 0.0, 0.02))
     np.testing.assert_allclose(twist_values(twist), [0.1, 0.3, -0.05, 0.0], atol=1e-9)
-    # Already outside (a real arm that was moved by hand): it may only come back.
+    # Already 5 cm outside (an arm that drifted, or was moved by hand): sent back at the speed
+    # limit, whatever the action asked for along that axis.
     controller.action = np.array([1.0, 0.02, -0.01, 0.0, 0.0])
     twist = step(ros, cell, 1.1, 2, position=(0.75, 0.0, 0.2))
-    np.testing.assert_allclose(twist_values(twist), [0.0, -0.1, 0.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(twist_values(twist), [-0.5, -0.1, 0.0, 0.0], atol=1e-9)
     controller.action = np.array([1.0, -0.02, 0.0, 0.0, 0.0])
     twist = step(ros, cell, 1.2, 3, position=(0.75, 0.0, 0.2))
-    np.testing.assert_allclose(twist_values(twist), [-0.2, 0.0, 0.0, 0.0], atol=1e-9)
-    assert controller.stats.reduced == 2
+    np.testing.assert_allclose(twist_values(twist), [-0.5, 0.0, 0.0, 0.0], atol=1e-9)
+    assert controller.stats.reduced == 3
 
 
 def test_speed_limits_are_parameters_that_apply_on_the_next_decision(ros):
@@ -234,7 +235,7 @@ def test_timer_mode_pairs_within_slop_and_holds_the_rate(ros):
         assert time.monotonic() - start < 20.0, "no decisions"
     elapsed = controller.stats.decision_times[-1] - controller.stats.decision_times[0]
     # 11 intervals at 10 Hz = 1.1 s; never every state (30 Hz). A loaded machine may stretch it.
-    assert 1.0 < elapsed < 3.0 and controller.calls == controller.stats.decisions < t / 2
+    assert 1.0 < elapsed < 3.0 and controller.calls == controller.stats.decisions < t
     # A pose and joint states 50 ms apart (outside the slop) are never paired: the next decision
     # is on the well-paired state that follows them, and it is the only one.
     ros.spin_for(0.3)                      # the last 30 Hz state may still be decided on by a tick

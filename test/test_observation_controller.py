@@ -16,7 +16,9 @@ from equimanip.nodes.controller import ObservationController
 from equimanip.perception.pointcloud2 import xyz_rgb_to_pointcloud2
 from equimanip.perception.synthetic import default_scene, render
 
-pytestmark = pytest.mark.ros
+# The empty and all-NaN clouds are meant to warn (nothing seen in the workspace).
+pytestmark = [pytest.mark.ros, pytest.mark.filterwarnings(
+    "ignore::equimanip.perception.object_state.PerceptionLimitWarning")]
 
 ACTION = np.array([1.0, 0.02, 0.0, 0.0, 0.0])
 SCENE = default_scene(width=160, height=120)

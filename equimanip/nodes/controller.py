@@ -65,18 +65,16 @@ from std_srvs.srv import SetBool, Trigger
 from equimanip.action import ACTION_HIGH, ACTION_LOW, ACTION_NAMES, clip_action
 from equimanip.geometry import normalize_frame_id
 from equimanip.nodes import msgs, qos, topics
-from equimanip.nodes.params import ParamSpec, declare_parameters, param_values
+from equimanip.nodes.params import BASE_FRAME, CONTROL_PERIOD, ParamSpec, declare_parameters, param_values
 from equimanip.nodes.sync import TimeSync
+from equimanip.nodes.throttle import ReasonThrottle
 from equimanip.safety import WORKSPACE_HIGH, WORKSPACE_LOW, CommandRejected, SafetyLimits, as_action, limit_action
 
 _LIMITS = SafetyLimits()
 
 CONTROLLER_PARAMS = [
-    ParamSpec("control_period", 0.1, "Seconds per control step of the arm; converts per-step "
-              "displacements to the twist's m/s. Checked against the arm's where it publishes it.",
-              min=0.01, max=1.0, read_only=True),
-    ParamSpec("base_frame", "base_link", "Frame of the robot state and of the commanded twists.",
-              read_only=True),
+    CONTROL_PERIOD,
+    BASE_FRAME,
     ParamSpec("trigger", "state", "When to decide: 'state' once per complete set of inputs (the "
               "simulation's sync mode), 'timer' about rate_hz times a second on the newest "
               "complete set (a real arm).", choices=("state", "timer"), read_only=True),
@@ -129,27 +127,6 @@ class InputSet:
     received: float        # time.monotonic() when the set became complete
 
 
-class _ReasonThrottle:
-    """One log line per distinct reason per period: a throttle per call site would let one
-    recurring problem hide every other."""
-
-    def __init__(self, logger, period_s: float = 2.0):
-        self._logger, self._period, self._last = logger, period_s, {}
-
-    def __call__(self, level: str, key: str, text: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -math.inf) < self._period:
-            return
-        self._last[key] = now
-        # One call per level: rclpy's logger refuses a severity change at one call site.
-        if level == "error":
-            self._logger.error(text)
-        elif level == "warning":
-            self._logger.warning(text)
-        else:
-            self._logger.info(text)
-
-
 class ControllerStats:
     """Counters and recent timings for /diagnostics and the benchmarks (thread-safe enough: each
     field is written by one callback group)."""
@@ -183,6 +160,8 @@ class ControllerNode(Node):
     message, for controllers that read raw topics, e.g. the scripted expert) or derive from
     ``ObservationController`` and implement ``act(observation)``."""
 
+    multi_threaded = True   # spin_node gives the callback groups threads of their own
+
     def __init__(self, name: str, params: Sequence[ParamSpec] = (), extra_topics: dict | None = None,
                  **node_kwargs):
         """``extra_topics`` maps further topics to read in step with the state to (type, QoS)."""
@@ -194,7 +173,7 @@ class ControllerNode(Node):
         self.base_frame = p["base_frame"]
         self.trigger = p["trigger"]
         self._limits = self._limits_from(p)
-        self._log = _ReasonThrottle(self.get_logger())
+        self._log = ReasonThrottle(self.get_logger(), period_s=2.0)
         self.stats = ControllerStats()
         self._lock = threading.Lock()
 
@@ -363,20 +342,20 @@ class ControllerNode(Node):
             raise
         except Exception as e:  # noqa: BLE001 - whatever went wrong, the arm must hold still
             self.stats.failures += 1
-            self._log("error", f"fail:{type(e).__name__}", f"no valid action ({type(e).__name__}: "
+            self._log.error(f"fail:{type(e).__name__}", f"no valid action ({type(e).__name__}: "
                       f"{_short(e)}); holding the arm still")
             self._hold(inputs.stamp, None)
             return
         if reductions:
             self.stats.reduced += 1
-            self._log("warning", "reduced:" + reductions[0].split(" ")[0],
+            self._log.warning("reduced:" + reductions[0].split(" ")[0],
                       "safety layer reduced a command: " + "; ".join(reductions))
         now = time.monotonic()
         with self._lock:
             if not self._enabled or self._period_mismatch:
                 return  # stopped while deciding: the stop's zero twist stands
             if now - inputs.received > self.get_parameter("observation_timeout").value:
-                self._log("warning", "stale", f"dropped a decision on inputs {now - inputs.received:.2f} s "
+                self._log.warning("stale", f"dropped a decision on inputs {now - inputs.received:.2f} s "
                           "old (older than observation_timeout)")
                 return
             if self.trigger == "timer":
@@ -408,7 +387,7 @@ class ControllerNode(Node):
         """Send one action (already through the safety layer) as gripper, twist and stamped action.
         The last guard: nothing non-finite ever leaves this function."""
         if not np.all(np.isfinite(action)):
-            self._log("error", "nonfinite", f"refused to publish a non-finite action {action.tolist()}")
+            self._log.error("nonfinite", f"refused to publish a non-finite action {action.tolist()}")
             action = np.array([self._last_gripper if self._last_gripper is not None else 1.0, 0, 0, 0, 0])
         self._last_gripper = float(action[0])
         self._pub_gripper.publish(Float64(data=self._last_gripper))
@@ -483,7 +462,7 @@ class ControllerNode(Node):
         try:
             arm_period = float(json.loads(msg.data)["control_period"])
         except (ValueError, KeyError, TypeError) as e:
-            self._log("warning", "arm-metadata", f"ignored unreadable arm metadata: {_short(e)}")
+            self._log.warning("arm-metadata", f"ignored unreadable arm metadata: {_short(e)}")
             return
         with self._lock:
             before = self._period_mismatch
@@ -515,7 +494,7 @@ class ControllerNode(Node):
                 try:
                     self.on_episode_end(values.get("success", "false") == "true")
                 except Exception as e:  # noqa: BLE001 - a hook must not take the node down
-                    self._log("error", "hook-end", f"on_episode_end failed: {_short(e)}")
+                    self._log.error("hook-end", f"on_episode_end failed: {_short(e)}")
 
     def _start_episode(self, why: str) -> None:
         with self._lock:
@@ -523,7 +502,7 @@ class ControllerNode(Node):
         try:
             self.on_episode_start()
         except Exception as e:  # noqa: BLE001
-            self._log("error", "hook-start", f"on_episode_start ({why}) failed: {_short(e)}")
+            self._log.error("hook-start", f"on_episode_start ({why}) failed: {_short(e)}")
 
     # ------------------------------------------------------------------ parameters
     @staticmethod
@@ -609,6 +588,20 @@ class ObservationController(ControllerNode):
         super().__init__(name, params, {topics.CLOUD: (PointCloud2, qos.SENSOR), **(extra_topics or {})},
                          **node_kwargs)
         self.observations = ObservationInput(self, self.base_frame)
+        self._warm_up_perception()
+
+    def _warm_up_perception(self) -> None:
+        """Run the perception pipeline once on a small synthetic scene, so that the first real
+        decision does not pay for imports and first-call set-up (about half a second here)."""
+        from equimanip.perception.observation import build_observation
+
+        rng = np.random.default_rng(0)
+        config = self.observations.config
+        lo, hi = np.asarray(config.workspace_min), np.asarray(config.workspace_max)
+        points = rng.uniform(lo, hi, size=(2000, 3)).astype(np.float32)
+        points[:, 2] = np.where(rng.random(2000) < 0.8, config.table_z, points[:, 2])
+        ee = np.concatenate([(lo + hi) / 2, [1.0, 0.0, 0.0, 0.0]])
+        build_observation(points, ee, 1.0, 0.0, config)
 
     def act(self, observation) -> np.ndarray:  # noqa: D401 - the observation, not raw messages
         """Action [p, dx, dy, dz, dyaw] for one Observation."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import rclpy
 import yaml
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 
 # Exit code of a node that did not start because of its configuration (as argparse uses).
@@ -83,8 +83,13 @@ def spin_node(node_class, args=None) -> None:
         print(f"{node_class.__name__} did not start: {' '.join(reason.split())}", file=sys.stderr)
         _shut_down(node)
         sys.exit(EXIT_BAD_CONFIGURATION)
+    # Controllers keep their e-stop, watchdog and inputs in callback groups of their own, which
+    # only a multi-threaded executor runs side by side with a slow decision.
+    executor = MultiThreadedExecutor(num_threads=3) if getattr(node, "multi_threaded", False) \
+        else SingleThreadedExecutor()
     try:
-        rclpy.spin(node)
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
@@ -93,6 +98,7 @@ def spin_node(node_class, args=None) -> None:
         if rclpy.ok():
             raise
     finally:
+        executor.shutdown()
         _shut_down(node)
 
 
