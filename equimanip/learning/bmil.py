@@ -45,6 +45,7 @@ class BMILConfig:
     trace_lengths: tuple[int, int] = (1, 3)        # first and last trace length (push: (1, 1))
     trace_epochs: Optional[tuple[int, int]] = None  # epochs over which it grows; None: (1, epochs)
     samples_per_start: int = 1            # traces per demonstration state
+    demo_repeat: int = 10                 # copies of each demonstration in the backward models' data
 
     def validate(self) -> "BMILConfig":
         self.policy.validate()
@@ -53,6 +54,8 @@ class BMILConfig:
             raise ValueError(f"demo_ratio must be in [0, 1], got {self.demo_ratio}")
         if not 1 <= self.trace_lengths[0] <= self.trace_lengths[1]:
             raise ValueError(f"trace_lengths must be (first, last) with 1 <= first <= last, got {self.trace_lengths}")
+        if self.demo_repeat < 1:
+            raise ValueError(f"demo_repeat must be >= 1, got {self.demo_repeat}")
         if self.samples_per_start < 1:
             raise ValueError(f"samples_per_start must be >= 1, got {self.samples_per_start}")
         return self
@@ -85,11 +88,15 @@ def train_bmil(dataset, config: Optional[BMILConfig] = None, progress: bool = Fa
     models = BackwardModels(state_layout(spec.max_objects), sym.ACTION_LAYOUT, pc.group, config.backward)
     optimiser = torch.optim.Adam(policy.parameters(), lr=pc.lr)
     starts = demos.states.repeat(config.samples_per_start, 1)
+    # The reference fills its buffer with every demonstration 10 times and refits the backwards
+    # models on the whole buffer: 10x the gradient steps per refit epoch, and a held-out fifth that
+    # mostly repeats training samples (so "convergence" is on the training error). Kept as is.
+    fit_data = [x.repeat(config.demo_repeat, 1) for x in (demos.states, demos.actions, demos.next_states)]
     demo_batch = int(config.demo_ratio * pc.batch_size)
     log, start = [], time.perf_counter()
     bar = trange(pc.epochs, desc=f"bmil ({pc.group})", disable=not progress)
     for epoch in bar:
-        fit = models.fit(demos.states, demos.actions, demos.next_states, generator)
+        fit = models.fit(*fit_data, generator)
         length = trace_length(epoch, config.schedule(), config.trace_lengths)
         imagined = models.imagine(starts, length, generator).flat()
         policy.train()

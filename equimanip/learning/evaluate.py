@@ -131,7 +131,10 @@ def main(argv=None) -> int:
         return 2
     max_steps = args.max_steps if args.max_steps is not None else policy.metadata.get("max_episode_steps")
     try:
+        # An object-state policy (bc, bmil) needs the environment to compute the state.
+        mode = "state" if getattr(policy, "input_kind", "heightmap") == "object_state" else "heightmap"
         env = ManipulationGymEnv(task, observation_config=policy.observation_config, max_episode_steps=max_steps,
+                                 observation=mode,
                                  rotate_scene=args.rotate_scene, perturb_gripper=args.perturb_gripper,
                                  perturb_objects=args.perturb_objects,
                                  yaw_sector=tuple(args.yaw_sector) if args.yaw_sector else None)

@@ -1,0 +1,201 @@
+"""The imitation experiments: BC, BMIL and their equivariant versions from few demonstrations.
+
+    python -m equimanip.learning.bmil_experiments run --task block_picking --method bmil --demos 10 --seed 0
+    python -m equimanip.learning.bmil_experiments table      # docs/results/bmil.md, docs/imitation.md, plot
+
+One ``run`` = record (once per task and seed, cached under ``runs/bmil_demos``) the expert's
+demonstrations from the run seed's demonstration seeds (``evaluate.training_seeds``), train one
+method on the first ``demos`` of them, evaluate on the held-out evaluation seeds from
+in-distribution starts, from perturbed starts (gripper start offset by U(-0.15, 0.15) m in x and
+y) and with the whole scene rotated about the workspace centre (45, 90, 180 and 270 degrees, a
+quarter of the episodes each), and append one row to ``docs/results/bmil.csv``.
+
+Setting (see docs/imitation.md for why): the side camera of ``config/side_camera.yaml`` without
+its noise (160 x 120, looking at the workspace at about 40 degrees), the object-centric state with
+that file's clustering settings, episodes cut at 50 steps (the expert needs 10 to 17).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from equimanip.learning import results as res
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "docs" / "results" / "bmil.csv"
+TABLE = REPO / "docs" / "results" / "bmil.md"
+DOC = REPO / "docs" / "imitation.md"
+PLOT = REPO / "docs" / "results" / "bmil_success.png"
+DEMO_CACHE = REPO / "runs" / "bmil_demos"
+FIELDS = ["task", "method", "group", "demos", "seed", "epochs", "success_in", "success_perturbed",
+          "success_rotated", "eval_episodes", "perturb_gripper", "rotations", "max_steps", "train_wall_s",
+          "eval_wall_s", "samples", "machine", "date", "revision", "command"]
+METHODS = {"bc": ("bc", "none"), "bmil": ("bmil", "none"), "equi_bc": ("bc", "c8"), "equi_bmil": ("bmil", "c8")}
+ROTATIONS = (45.0, 90.0, 180.0, 270.0)
+MAX_STEPS = 50
+PERTURB = 0.15
+
+
+def side_camera():
+    """config/side_camera.yaml's camera without its noise, and its clustering settings."""
+    from equimanip.perception.observation import ObservationConfig
+    from equimanip.sim.camera import CameraConfig
+
+    camera = CameraConfig(width=160, height=120, fov_deg=58.0, near=0.1, far=3.0,
+                          pose=(1.05, -0.35, 0.62, -0.798198, -0.438168, 0.198925, 0.362377))
+    observation = ObservationConfig(cluster_eps=0.02, cluster_min_points=5, min_object_points=8)
+    return camera, observation
+
+
+def demonstrations(task: str, seed: int, count: int):
+    """The first ``count`` expert episodes of the run seed's demonstration seeds (recorded once)."""
+    from equimanip.data.dataset import DatasetConfig, load_dataset, select_episodes
+    from equimanip.data.sim_writer import record_expert_episodes
+    from equimanip.learning.evaluate import training_seeds
+
+    camera, observation = side_camera()
+    out = DEMO_CACHE / f"{task}_s{seed}"
+    if not out.is_dir() or len(list(out.glob("episode_*"))) < 20:
+        _, demo_seed = training_seeds(seed)
+        record_expert_episodes(out, task, 20, seed=demo_seed, camera=camera, progress=True)
+    return select_episodes(load_dataset(out, DatasetConfig(observation=observation)), count)
+
+
+def evaluate(policy, task: str, episodes: int) -> dict:
+    from equimanip.envs import ManipulationGymEnv
+    from equimanip.learning.evaluate import EVAL_SEED_BASE, run_episodes
+
+    camera, observation = side_camera()
+
+    def success(episodes: int, seed: int = EVAL_SEED_BASE, **scene) -> float:
+        env = ManipulationGymEnv(task, observation_config=observation, camera=camera, observation="state",
+                                 max_episode_steps=MAX_STEPS, **scene)
+        try:
+            return run_episodes(policy.act, env, episodes, seed=seed, progress=True).success_rate
+        finally:
+            env.close()
+
+    quarter = max(1, episodes // len(ROTATIONS))
+    return {"success_in": success(episodes), "success_perturbed": success(episodes, perturb_gripper=PERTURB),
+            "success_rotated": float(np.mean([success(quarter, rotate_scene=a) for a in ROTATIONS]))}
+
+
+def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: int) -> dict:
+    import torch
+
+    from equimanip.learning.backward import BackwardConfig
+    from equimanip.learning.bc import BCConfig, train_bc
+    from equimanip.learning.bmil import PRESETS, BMILConfig, train_bmil
+
+    torch.set_num_threads(1)   # shared 2-core machine: one thread is also the fastest for these nets
+    kind, group = METHODS[method]
+    data = demonstrations(task, seed, demos)
+    policy_config = BCConfig(group=group, epochs=epochs, seed=seed)
+    start = time.perf_counter()
+    if kind == "bc":
+        policy, _ = train_bc(data, policy_config, progress=True)
+    else:
+        preset = PRESETS["pick" if task == "block_picking" else "push"]
+        config = BMILConfig(policy=policy_config, backward=BackwardConfig(scale_coef=preset["scale_coef"]),
+                            trace_lengths=preset["trace_lengths"])
+        policy, _, _ = train_bmil(data, config, progress=True)
+    train_wall = time.perf_counter() - start
+    start = time.perf_counter()
+    success = evaluate(policy, task, episodes)
+    return {"task": task, "method": method, "group": group, "demos": demos, "seed": seed, "epochs": epochs,
+            **{k: round(v, 3) for k, v in success.items()}, "eval_episodes": episodes, "perturb_gripper": PERTURB,
+            "rotations": " ".join(f"{a:g}" for a in ROTATIONS), "max_steps": MAX_STEPS,
+            "train_wall_s": round(train_wall, 1), "eval_wall_s": round(time.perf_counter() - start, 1),
+            "samples": len(data), "machine": res.machine_description(), "date": res.today(),
+            "revision": res.git_revision(), "command": " ".join(shlex.quote(a) for a in sys.argv)}
+
+
+# ------------------------------------------------------------------------------------ table and plot
+
+
+def tables(rows: list[dict]) -> str:
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["task"], int(r["demos"]), r["method"]), []).append(r)
+    body = []
+    for (task, demos, method), rs in sorted(groups.items()):
+        def cell(key):
+            values = [float(r[key]) for r in rs]
+            return f"{100 * np.mean(values):.0f} %" + (f" ± {100 * np.std(values):.0f}" if len(values) > 1 else "")
+        body.append([task, demos, method, len(rs), cell("success_in"), cell("success_perturbed"),
+                     cell("success_rotated"), f"{np.mean([float(r['train_wall_s']) for r in rs]) / 60:.1f} min"])
+    header = ["task", "demos", "method", "seeds", "in distribution", "perturbed gripper (±0.15 m)",
+              "rotated scenes", "training"]
+    return res.markdown_table(header, body)
+
+
+def plot(rows: list[dict], path: Path = PLOT) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["success_in", "success_perturbed", "success_rotated"]
+    labels = ["in distribution", "perturbed", "rotated"]
+    configs = sorted({(r["task"], int(r["demos"]), r["method"]) for r in rows})
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(configs)), 3.5))
+    width = 0.8 / len(keys)
+    for i, (key, label) in enumerate(zip(keys, labels)):
+        means = [np.mean([float(r[key]) for r in rows if (r["task"], int(r["demos"]), r["method"]) == c])
+                 for c in configs]
+        ax.bar(np.arange(len(configs)) + i * width, np.array(means) * 100, width, label=label)
+    ax.set_xticks(np.arange(len(configs)) + width)
+    ax.set_xticklabels([f"{t.replace('block_', '')}\n{d} demos\n{m}" for t, d, m in configs], fontsize=8)
+    ax.set_ylabel("success (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def regenerate() -> str:
+    rows = res.read_rows(RESULTS)
+    text = tables(rows) if rows else "(no runs yet)"
+    TABLE.write_text("# BMIL results (generated from bmil.csv by `python -m equimanip.learning.bmil_experiments "
+                     "table`)\n\n" + text + "\n")
+    if DOC.exists():
+        res.replace_section(DOC, "bmil", text)
+    if rows:
+        plot(rows)
+    return text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m equimanip.learning.bmil_experiments", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="one run: train, evaluate, append its row to docs/results/bmil.csv")
+    r.add_argument("--task", default="block_picking", choices=("block_picking", "block_pushing"))
+    r.add_argument("--method", default="bmil", choices=sorted(METHODS))
+    r.add_argument("--demos", type=int, default=10)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--epochs", type=int, default=200)
+    r.add_argument("--episodes", type=int, default=100, help="evaluation episodes per condition")
+    r.add_argument("--no-append", action="store_true", help="print the row only")
+    sub.add_parser("table", help="regenerate docs/results/bmil.md, the table in docs/imitation.md and the plot")
+    args = parser.parse_args(argv)
+    if args.command == "table":
+        print(regenerate())
+        return 0
+    row = run(args.task, args.method, args.demos, args.seed, args.epochs, args.episodes)
+    if not args.no_append:
+        res.append_row(RESULTS, row, FIELDS)
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
