@@ -80,7 +80,8 @@ def _malformed(good: PointCloud2) -> dict:
 def test_malformed_clouds_never_move_the_arm_and_good_ones_do(ros):
     controller = ros.add(SeesBlocks(context=ros.context, parameter_overrides=[
         Parameter("camera_pose", value=[float(v) for v in SCENE.camera_pose]),
-        Parameter("observation.heightmap_size", value=32)]))
+        Parameter("observation.heightmap_size", value=32),
+        Parameter("observation_timeout", value=5.0)]))  # a loaded CI machine must not make inputs stale
     camera = ros.node(Camera)
     ros.spin_until(lambda: controller.inputs_connected() and camera.count_subscribers(topics.CLOUD) > 0
                    and camera.count_publishers(topics.TWIST) > 0, what="discovery")
