@@ -224,8 +224,9 @@ class RecorderNode(Node):
 
     def start_episode(self, event_values: Optional[dict] = None, from_stamp_ns: Optional[int] = None) -> Path:
         """Open a new episode bag (closing an open one as unfinished first). Raises BagWriteError."""
-        if self.episode is not None:
-            self.stop_episode(False, finished=False)
+        if self.episode is not None:   # ended (episode_end seen, closing) or cut short by this start
+            ended = self.episode.end_stamp_ns is not None
+            self.stop_episode(self.episode.success if ended else False, finished=ended)
         index = self.next_index()
         p = param_values(self, PARAMS)
         bag = BagWriter(self.output_dir, f"episode_{index:04d}", compression=p["compression"])
