@@ -84,7 +84,8 @@ class KeyState:
 
 
 class TeleopKeyboard(ControllerNode):
-    def __init__(self, read_terminal: bool = True, **node_kwargs):
+    def __init__(self, read_terminal: bool = True, key_fd: int = 0, **node_kwargs):
+        """``read_terminal``: read keys from file descriptor ``key_fd`` (0: standard input)."""
         overrides = node_kwargs.pop("parameter_overrides", None) or []
         from rclpy.parameter import Parameter
         if not any(p.name == "trigger" for p in overrides):   # a person needs the arm to wait
@@ -93,6 +94,7 @@ class TeleopKeyboard(ControllerNode):
         self.keys = KeyState(self.get_parameter("speed").value, self.get_parameter("hold_time").value)
         self._stop = threading.Event()
         self._reader = None
+        self._key_fd = key_fd
         if read_terminal:
             self._reader = threading.Thread(target=self._read_keys, daemon=True)
             self._reader.start()
@@ -106,7 +108,7 @@ class TeleopKeyboard(ControllerNode):
     def _read_keys(self) -> None:
         """Characters from stdin, one key each: raw (no Enter needed) on a terminal, else as they
         come (a pipe)."""
-        fd = sys.stdin.fileno()
+        fd = self._key_fd
         restore = None
         if os.isatty(fd):
             import termios
