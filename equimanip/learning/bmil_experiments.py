@@ -33,6 +33,7 @@ TABLE = REPO / "docs" / "results" / "bmil.md"
 DOC = REPO / "docs" / "imitation.md"
 PLOT = REPO / "docs" / "results" / "bmil_success.png"
 DEMO_CACHE = REPO / "runs" / "bmil_demos"
+# eval_episodes: "in / perturbed / rotated" episode counts.
 FIELDS = ["task", "method", "group", "demos", "seed", "epochs", "success_in", "success_perturbed",
           "success_rotated", "eval_episodes", "perturb_gripper", "rotations", "max_steps", "train_wall_s",
           "eval_wall_s", "samples", "machine", "date", "revision", "command"]
@@ -67,7 +68,7 @@ def demonstrations(task: str, seed: int, count: int):
     return select_episodes(load_dataset(out, DatasetConfig(observation=observation)), count)
 
 
-def evaluate(policy, task: str, episodes: int) -> dict:
+def evaluate(policy, task: str, episodes: int, in_episodes: int, rotated_episodes: int) -> dict:
     from equimanip.envs import ManipulationGymEnv
     from equimanip.learning.evaluate import EVAL_SEED_BASE, run_episodes
 
@@ -81,12 +82,13 @@ def evaluate(policy, task: str, episodes: int) -> dict:
         finally:
             env.close()
 
-    quarter = max(1, episodes // len(ROTATIONS))
-    return {"success_in": success(episodes), "success_perturbed": success(episodes, perturb_gripper=PERTURB),
+    quarter = max(1, rotated_episodes // len(ROTATIONS))
+    return {"success_in": success(in_episodes), "success_perturbed": success(episodes, perturb_gripper=PERTURB),
             "success_rotated": float(np.mean([success(quarter, rotate_scene=a) for a in ROTATIONS]))}
 
 
-def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: int) -> dict:
+def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: int, in_episodes: int,
+        rotated_episodes: int) -> dict:
     import torch
 
     from equimanip.learning.backward import BackwardConfig
@@ -107,9 +109,11 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
         policy, _, _ = train_bmil(data, config, progress=True)
     train_wall = time.perf_counter() - start
     start = time.perf_counter()
-    success = evaluate(policy, task, episodes)
+    success = evaluate(policy, task, episodes, in_episodes, rotated_episodes)
     return {"task": task, "method": method, "group": group, "demos": demos, "seed": seed, "epochs": epochs,
-            **{k: round(v, 3) for k, v in success.items()}, "eval_episodes": episodes, "perturb_gripper": PERTURB,
+            **{k: round(v, 3) for k, v in success.items()},
+            "eval_episodes": f"{in_episodes}/{episodes}/{len(ROTATIONS) * max(1, rotated_episodes // 4)}",
+            "perturb_gripper": PERTURB,
             "rotations": " ".join(f"{a:g}" for a in ROTATIONS), "max_steps": MAX_STEPS,
             "train_wall_s": round(train_wall, 1), "eval_wall_s": round(time.perf_counter() - start, 1),
             "samples": len(data), "machine": res.machine_description(), "date": res.today(),
@@ -183,14 +187,18 @@ def main(argv=None) -> int:
     r.add_argument("--demos", type=int, default=10)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--epochs", type=int, default=200)
-    r.add_argument("--episodes", type=int, default=100, help="evaluation episodes per condition")
+    r.add_argument("--episodes", type=int, default=100, help="evaluation episodes from perturbed starts")
+    r.add_argument("--in-episodes", type=int, default=100, help="evaluation episodes from in-distribution starts")
+    r.add_argument("--rotated-episodes", type=int, default=100, help="evaluation episodes of rotated scenes "
+                   "(split evenly over the four angles)")
     r.add_argument("--no-append", action="store_true", help="print the row only")
     sub.add_parser("table", help="regenerate docs/results/bmil.md, the table in docs/imitation.md and the plot")
     args = parser.parse_args(argv)
     if args.command == "table":
         print(regenerate())
         return 0
-    row = run(args.task, args.method, args.demos, args.seed, args.epochs, args.episodes)
+    row = run(args.task, args.method, args.demos, args.seed, args.epochs, args.episodes, args.in_episodes,
+              args.rotated_episodes)
     if not args.no_append:
         res.append_row(RESULTS, row, FIELDS)
     print(json.dumps(row))
