@@ -26,10 +26,9 @@ STEPS = int(os.environ.get("EQUIMANIP_HOSTILE_STEPS", "120"))
 # The layer holds its commands to the box and the speed limit exactly (test_safety.py); what the
 # raw arm makes of them is another matter. Without its own limits the simulated arm servos to a
 # full inverse-kinematics solution each step, which misses the commanded pose by up to centimetres
-# near the robot's base at full speed and yaw rate (measured over 360 steps of this controller:
-# 22.7 mm out of the box and 56 mm steps at the default limits, 10.1 mm and 24 mm at
-# config/robot.yaml's 0.25 m/s and 1.5 rad/s; without the layer 350 mm and 153 mm). The
-# tolerances are that tracking error, not slack in the layer.
+# near the robot's base at full speed and yaw rate (EQUIMANIP_HOSTILE_STEPS=360 pytest -s prints
+# the worst excursion and largest step of both runs). The tolerances are that tracking error,
+# not slack in the layer.
 BOX_TOLERANCE_M = 0.025
 MAX_SPEED = 0.5          # m/s along any axis: the layer's default at 10 Hz
 STEP_TOLERANCE_M = 0.01
@@ -56,7 +55,10 @@ class Hostile(ControllerNode):
         corner = [np.array([1, 1, -1]), np.array([1, -1, 1]), np.array([-1, 1, -1]),
                   np.array([-1, -1, 1]), np.array([0, 0, -1]), np.array([1, 0, 0])][phase]
         size = 0.5 if self.k % 3 else 0.05       # sometimes 10x the per-step limit
-        return np.concatenate([[self.rng.uniform()], corner * size, [self.rng.uniform(-2, 2)]])
+        # The gripper stays open (sometimes "more than open"): a lucky grasp would end the
+        # block_picking episode and the measurement with it.
+        aperture = 1.7 if self.k % 5 == 0 else 1.0
+        return np.concatenate([[aperture], corner * size, [self.rng.uniform(-2, 2)]])
 
 
 class PoseLog(Node):
@@ -99,4 +101,7 @@ def test_without_the_layer_the_same_controller_leaves_the_box():
     positions = drive(safety_on=False)
     low, high = np.array(WORKSPACE_LOW), np.array(WORKSPACE_HIGH)
     outside = np.maximum(low - positions, 0) + np.maximum(positions - high, 0)
+    steps = np.abs(np.diff(positions, axis=0))
+    print(f"without the layer, {len(positions)} steps: worst excursion {outside.max() * 1000:.1f} mm, "
+          f"largest step {steps.max() * 1000:.1f} mm")
     assert outside.max() > 0.1

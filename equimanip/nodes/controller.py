@@ -76,7 +76,7 @@ CONTROLLER_PARAMS = [
     CONTROL_PERIOD,
     BASE_FRAME,
     ParamSpec("trigger", "state", "When to decide: 'state' once per complete set of inputs (the "
-              "simulation's sync mode), 'timer' about rate_hz times a second on the newest "
+              "simulation's sync mode), 'timer' rate_hz times a second on the newest "
               "complete set (a real arm).", choices=("state", "timer"), read_only=True),
     ParamSpec("rate_hz", 10.0, "Decisions per second in timer mode.", min=0.5, max=100.0),
     ParamSpec("sync_slop", 0.0, "Largest stamp difference (s) within one set of inputs; 0 pairs "
