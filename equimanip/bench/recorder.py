@@ -33,10 +33,10 @@ from sensor_msgs.msg import PointCloud2
 from equimanip.nodes import msgs, qos, topics
 from equimanip.perception.pointcloud2 import xyz_rgb_to_pointcloud2
 
-rate, seconds = float(sys.argv[1]), float(sys.argv[2])
+rate, seconds, reliable = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "reliable"
 rclpy.init()
 node = Node("camera_standin")
-pub_cloud = node.create_publisher(PointCloud2, topics.CLOUD, qos.SENSOR)
+pub_cloud = node.create_publisher(PointCloud2, topics.CLOUD, qos.RELIABLE if reliable else qos.SENSOR)
 pub_joints = node.create_publisher(JointState, topics.JOINT_STATES, qos.RELIABLE)
 pub_ee = node.create_publisher(PoseStamped, topics.EE_POSE, qos.RELIABLE)
 rng = np.random.default_rng(0)
@@ -70,6 +70,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rate", type=float, default=15.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--compression", default="none", choices=("none", "zstd", "lz4"))
+    parser.add_argument("--reliable", action="store_true",
+                        help="publish and record the cloud reliably (default: best effort, the sensor-data QoS)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -80,6 +82,7 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp, InProcessGraph() as graph:
         recorder = graph.node(RecorderNode, output_dir=tmp, compression=args.compression,
+                              sensor_reliability="reliable" if args.reliable else "best_effort",
                               topics=[topics.CLOUD, topics.JOINT_STATES, topics.EE_POSE], record_metadata_topics=False)
         # Time the recorder's cloud callback (receive -> written), wrapped around the real one.
         costs = []
@@ -92,7 +95,8 @@ def main(argv=None) -> int:
                 costs.append(time.perf_counter() - t0)
         recorder._on_message = timed
         env = dict(os.environ)
-        proc = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(args.rate), str(args.seconds)],
+        proc = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(args.rate), str(args.seconds),
+                                 "reliable" if args.reliable else "best_effort"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         try:
             assert proc.stdout.readline().strip() == "ready"
@@ -113,6 +117,7 @@ def main(argv=None) -> int:
         costs_ms = np.array(costs) * 1000
         result = {
             "rate_hz": args.rate, "seconds": round(published["seconds"], 2), "compression": args.compression,
+            "reliable": args.reliable,
             "clouds_published": published["published"], "clouds_received": stats.received,
             "clouds_written": stats.written, "clouds_in_bag": bag.topics[topics.CLOUD].count,
             "dropped_after_receipt": stats.received - bag.topics[topics.CLOUD].count,

@@ -32,7 +32,9 @@ from __future__ import annotations
 import collections
 import importlib
 import json
+import queue
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +71,14 @@ PARAMS = [
     ParamSpec("source", "", "Who demonstrates (expert, keyboard, spacemouse, ...), stored with each episode."),
     ParamSpec("note", "", "Operator note stored with the next episode that closes."),
     ParamSpec("compression", "none", "MCAP chunk compression.", choices=("none", "zstd", "lz4"), read_only=True),
+    ParamSpec("sensor_reliability", "best_effort", "How the point cloud is subscribed: best_effort matches "
+              "every publisher; reliable only reliable ones (then DDS resends lost fragments of large clouds).",
+              choices=("best_effort", "reliable"), read_only=True),
+    ParamSpec("chunk_crc", False, "Write CRC-32 checksums of the MCAP chunks (about 3 ms per MB here; "
+              "readers then verify them).", read_only=True),
+    ParamSpec("max_queue_mb", 1024, "Messages waiting for the disk may hold at most this much memory (MB); "
+              "beyond it new messages are dropped and counted (stats, an error line).", min=1, max=65536,
+              read_only=True),
     ParamSpec("end_grace", 0.3, "After an episode_end event, keep writing messages of the final "
               "state (stamped at or before the event) for this long (s) before closing.", min=0.0, max=10.0),
 ]
@@ -97,6 +107,63 @@ def _header_stamp_ns(data: bytes) -> Optional[int]:
 class TopicStats:
     received: int = 0
     written: int = 0
+    dropped: int = 0          # received but not written: the write queue was full
+
+
+class _WriterThread:
+    """Bag operations on a thread of their own, in the order they were queued: the node's callbacks
+    only queue the bytes they receive, so a slow disk never keeps the executor from taking the next
+    message off DDS. ``call`` runs an operation after everything queued before it and returns its
+    result (or raises its exception); ``submit`` queues without waiting, within a memory bound."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.queued_bytes = 0
+        self._lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="recorder_writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, operation, size: int = 0) -> bool:
+        with self._lock:
+            if size and self.queued_bytes + size > self.max_bytes:
+                return False
+            self.queued_bytes += size
+        self._queue.put((operation, size, None))
+        return True
+
+    def call(self, operation, timeout_s: float = 120.0):
+        box: dict = {}
+        done = threading.Event()
+        self._queue.put((operation, 0, (done, box)))
+        if not done.wait(timeout_s):
+            raise TimeoutError(f"the recorder's disk writes did not finish within {timeout_s:.0f} s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            operation, size, waiter = item
+            try:
+                result = operation()
+                if waiter is not None:
+                    waiter[1]["result"] = result
+            except Exception as e:  # noqa: BLE001 - handed to the caller that waits for it
+                if waiter is not None:
+                    waiter[1]["error"] = e
+            finally:
+                with self._lock:
+                    self.queued_bytes -= size
+                if waiter is not None:
+                    waiter[0].set()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=60.0)
 
 
 @dataclass
@@ -109,6 +176,7 @@ class Episode:
     end_stamp_ns: Optional[int] = None      # set by episode_end: closing
     close_at: Optional[float] = None
     success: bool = False
+    failed: Optional[str] = None            # a write failed (full disk): the bag is already discarded
 
 
 class RecorderNode(Node):
@@ -129,6 +197,7 @@ class RecorderNode(Node):
         self.episode: Optional[Episode] = None
         self.closed_episodes: list[Path] = []
         self.errors: list[str] = []
+        self._writer = _WriterThread(int(p["max_queue_mb"]) * 1_000_000)
         for name in p["topics"]:
             spec = ep.TOPICS_BY_NAME.get(name)
             if spec is None:
@@ -155,7 +224,12 @@ class RecorderNode(Node):
         except (ImportError, AttributeError, MessageDefinitionError) as e:
             self.get_logger().warning(f"not recording {topic}: {e}")
             return
-        profile = qos.LATCHED if bag_qos.transient_local else (qos.SENSOR if not bag_qos.reliable else qos.RELIABLE)
+        if bag_qos.transient_local:
+            profile = qos.LATCHED
+        elif bag_qos.reliable or self.get_parameter("sensor_reliability").value == "reliable":
+            profile = qos.RELIABLE
+        else:
+            profile = qos.SENSOR
         self._topic_types[topic] = type_name
         self._stamped[topic] = starts_with_header(type_name)
         self.create_subscription(cls, topic, lambda data, t=topic: self._on_message(t, data), profile, raw=True)
@@ -196,13 +270,26 @@ class RecorderNode(Node):
             self.get_logger().warning(f"unreadable metadata on {topic}: {e}", throttle_duration_sec=5.0)
 
     def _write(self, topic: str, data: bytes, log_ns: int) -> None:
+        """Queue one message for the open episode's bag (written on the writer thread)."""
         episode = self.episode
-        try:
-            episode.bag.add_topic(topic, self._topic_types[topic], self._bag_qos(topic))
-            episode.bag.write(topic, data, log_ns)
-            self.stats[topic].written += 1
-        except BagWriteError as e:    # full disk: this episode is lost, earlier ones are untouched
-            self._fail(str(e))
+        type_name, bag_qos, stats = self._topic_types[topic], self._bag_qos(topic), self.stats[topic]
+
+        def write() -> None:
+            if episode.failed:
+                return
+            try:
+                episode.bag.add_topic(topic, type_name, bag_qos)
+                episode.bag.write(topic, data, log_ns)
+                stats.written += 1
+            except BagWriteError as e:    # full disk: this episode is lost, earlier ones are untouched
+                episode.failed = str(e)
+                self.errors.append(str(e))
+                self.get_logger().error(str(e))
+
+        if not self._writer.submit(write, len(data)):
+            stats.dropped += 1
+            self.get_logger().error(f"dropped a message on {topic}: more than max_queue_mb waiting for the disk",
+                                    throttle_duration_sec=1.0)
 
     def _bag_qos(self, topic: str):
         spec = ep.TOPICS_BY_NAME.get(topic)
@@ -212,8 +299,7 @@ class RecorderNode(Node):
         self.errors.append(reason)
         self.get_logger().error(reason)
         if self.episode is not None:
-            self.episode.bag.discard()
-        self.episode = None
+            self.discard_episode()
 
     # ------------------------------------------------------------------------------ episodes
     def next_index(self) -> int:
@@ -229,7 +315,8 @@ class RecorderNode(Node):
             self.stop_episode(self.episode.success if ended else False, finished=ended)
         index = self.next_index()
         p = param_values(self, PARAMS)
-        bag = BagWriter(self.output_dir, f"episode_{index:04d}", compression=p["compression"])
+        bag = self._writer.call(lambda: BagWriter(self.output_dir, f"episode_{index:04d}",
+                                                  compression=p["compression"], crc=p["chunk_crc"]))
         self.episode = Episode(bag=bag, index=index, started=time.time(), event_values=dict(event_values or {}),
                                start_stamp_ns=from_stamp_ns)
         for topic, (log_ns, data) in sorted(self._latched.items(), key=lambda kv: kv[1][0]):
@@ -250,23 +337,34 @@ class RecorderNode(Node):
         p = param_values(self, PARAMS)
         run = self._metadata.get(topics.SIM_METADATA, {})
         values = episode.event_values
-        record = {
-            "format": ep.EPISODE_FORMAT,
-            "task": p["task"] or run.get("task") or values.get("task", ""),
-            "success": bool(success), "finished": bool(finished), "note": p["note"], "source": p["source"],
-            "seed": _int_or_none(values.get("seed", run.get("seed"))),
-            # The simulation's count where its episode_end said it; else the actions recorded.
-            "steps": _int_or_none(values.get("steps")) or episode.bag.topic_counts().get(ep.ACTION, 0),
-            "run_metadata": run,
-            "controllers": {t: m for t, m in self._metadata.items() if t != topics.SIM_METADATA},
-            "recorder": {k: v for k, v in p.items()},
-            "wall_start": episode.started, "wall_stop": time.time(),
-        }
+        controllers = {t: m for t, m in self._metadata.items() if t != topics.SIM_METADATA}
+        stopped = time.time()
+
+        def close() -> Optional[Path]:   # on the writer thread, after every queued message
+            if episode.failed:
+                return None
+            return episode.bag.close(record())
+
+        def record() -> dict:
+            return {
+                "format": ep.EPISODE_FORMAT,
+                "task": p["task"] or run.get("task") or values.get("task", ""),
+                "success": bool(success), "finished": bool(finished), "note": p["note"], "source": p["source"],
+                "seed": _int_or_none(values.get("seed", run.get("seed"))),
+                # The simulation's count where its episode_end said it; else the actions recorded.
+                "steps": _int_or_none(values.get("steps")) or episode.bag.topic_counts().get(ep.ACTION, 0),
+                "run_metadata": run, "controllers": controllers,
+                "recorder": {k: v for k, v in p.items()},
+                "wall_start": episode.started, "wall_stop": stopped,
+            }
+
         try:
-            path = episode.bag.close(record)
-        except BagWriteError as e:
+            path = self._writer.call(close)
+        except (BagWriteError, TimeoutError) as e:
+            episode.failed = str(e)
             self.errors.append(str(e))
-            self.get_logger().error(str(e))
+        if episode.failed:
+            self.get_logger().error(f"episode {episode.index} is lost: {episode.failed}")
             return None
         self.closed_episodes.append(path)
         outcome = "success" if success else "failure"
@@ -280,7 +378,7 @@ class RecorderNode(Node):
         episode, self.episode = self.episode, None
         if episode is None:
             return False
-        episode.bag.discard()
+        self._writer.call(episode.bag.discard)
         self.get_logger().info(f"episode {episode.index} discarded")
         return True
 
@@ -341,6 +439,8 @@ class RecorderNode(Node):
                 self.stop_episode(self.episode.success, finished=False)
             else:
                 self.discard_episode()
+        if hasattr(self, "_writer"):
+            self._writer.close()
         return super().destroy_node()
 
 
