@@ -25,7 +25,9 @@ them see the same machine load; the figures are medians of single ``command(stat
   costs under ``torch.compile``; the compile time of the first cycle is reported apart).
 
 A closed-loop run (K = 1000, T = 20, 40 steps from the same start) shows that the planners reach
-the same cost, so that speed is not bought by planning less. ``--results`` appends one row per
+the same cost, so that speed is not bought by planning less. Last, the built-in end-effector
+planner's cycle (kinematic model, goal, point-cloud collision, limits, smoothness) and the cost of
+building its distance field once per cycle. ``--results`` appends one row per
 size to a CSV file (docs/results/mppi.csv).
 """
 from __future__ import annotations
@@ -49,6 +51,9 @@ GOAL_SYMMETRIC = 1.2                             # symmetric within this factor 
 SIGMA, TEMPERATURE, LIMIT = 0.5, 1.0, 1.0
 START = (1.0, -0.8, 0.0, 0.0)
 STATE_WEIGHTS, ACTION_WEIGHTS = (1.0, 1.0, 0.1, 0.1), (0.01, 0.01)
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_RESULTS = REPO / "docs" / "results" / "mppi.csv"
+DOC = REPO / "docs" / "mppi.md"
 RESULT_FIELDS = ["date", "machine", "threads", "device", "load_average", "callables", "samples", "horizon", "ours_ms",
                  "pytorch_mppi_ms", "speedup_vs_pytorch_mppi", "symmetric_ms", "symmetric_vs_plain",
                  "ours_compiled_ms", "revision", "command"]
@@ -167,6 +172,32 @@ def measure(samples: int, horizon: int, callables: str, args, with_reference: bo
     return row
 
 
+def end_effector_figures(device: str, repeats: int) -> dict:
+    """What the built-in end-effector planner costs per cycle (K = 1000, T = 15, c8 and plain), with
+    the collision cost against a synthetic cloud (a post on the table, 8000 points) and the distance
+    field built from that cloud at 1 cm."""
+    import numpy as np
+
+    from equimanip.bench.common import median_ms
+    from equimanip.planning import MPPI, EndEffectorCost, KinematicEndEffector, MPPIConfig, PointCloudDistance
+    from equimanip.symmetry import ACTION_LAYOUT
+
+    rng = np.random.default_rng(0)
+    cloud = np.concatenate([rng.uniform([0.45, -0.05, 0.0], [0.55, 0.05, 0.2], (3000, 3)),
+                            rng.uniform([0.3, -0.3, 0.0], [0.75, 0.3, 0.005], (5000, 3))])
+    field_ms = median_ms(lambda: PointCloudDistance.from_points(cloud, device=device), max(3, repeats // 3))
+    obstacles = PointCloudDistance.from_points(cloud, device=device)
+    state = torch.tensor([0.38, 0.0, 0.3, 0.0, 1.0], device=device)
+    out = {"distance_field_ms": field_ms, "points": len(cloud)}
+    for group in ("none", "c8"):
+        cost = EndEffectorCost(goal_position=(0.62, 0.1, 0.25), goal_yaw=0.0, obstacles=obstacles, device=device)
+        planner = MPPI(KinematicEndEffector(device=device), MPPIConfig.for_end_effector(seed=0, group=group,
+                                                                                        device=device),
+                       trajectory_cost=cost, action_layout=ACTION_LAYOUT)
+        out[f"cycle_{group}_ms"] = median_ms(lambda: planner.plan(state), repeats)
+    return out
+
+
 def _fmt(value, spec=".3f", unit="") -> str:
     return "-" if value is None else f"{value:{spec}}{unit}"
 
@@ -181,8 +212,14 @@ def main(argv=None) -> int:
     parser.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
     parser.add_argument("--results", type=Path, default=None, metavar="CSV",
                         help="append one row per size to this file (e.g. docs/results/mppi.csv)")
+    parser.add_argument("--table", type=Path, nargs="?", const=DEFAULT_RESULTS, default=None, metavar="CSV",
+                        help="measure nothing: regenerate the results table of docs/mppi.md from the CSV")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.table is not None:
+        text = regenerate_table(args.table)
+        print(text)
+        return 0
     if args.threads < 1 or args.blocks < 1 or args.repeats < 1:
         parser.error("--threads, --blocks and --repeats must be at least 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -198,6 +235,7 @@ def main(argv=None) -> int:
     if with_reference:
         torch.manual_seed(1)
         quality["pytorch_mppi"] = closed_loop_cost(make_pytorch_mppi(*HEADLINE, "cpu"))
+    end_effector = end_effector_figures(args.device, args.repeats)
     load = (load_before + os.getloadavg()[0]) / 2
 
     head = rows[0]
@@ -207,6 +245,7 @@ def main(argv=None) -> int:
         "symmetric_vs_plain": head["symmetric_vs_plain"], "samples": HEADLINE[0], "horizon": HEADLINE[1],
         "threads": args.threads, "device": args.device, "load_average": load, "configurations": rows,
         "closed_loop_cost": quality, "goal_speedup": GOAL_SPEEDUP, "goal_symmetric_vs_plain": GOAL_SYMMETRIC,
+        "end_effector": end_effector,
     }
     table = []
     for row in rows:
@@ -219,6 +258,10 @@ def main(argv=None) -> int:
                           + (f"; compiled {row['ours_compiled_ms']:.3f} ms (compile {row['compile_s']:.1f} s)"
                              if row["ours_compiled_ms"] is not None else "")))
     table.append(("closed-loop cost, 40 steps", ", ".join(f"{k} {v:.2f}" for k, v in quality.items())))
+    table.append(("end effector, K = 1000, T = 15", f"{end_effector['cycle_none_ms']:.1f} ms per cycle plain, "
+                                                     f"{end_effector['cycle_c8_ms']:.1f} ms c8, with collision; "
+                                                     f"distance field (1 cm, {end_effector['points']} points) "
+                                                     f"{end_effector['distance_field_ms']:.1f} ms"))
     table.append(("torch threads / device / load", f"{args.threads} / {args.device} / {load:.1f}"))
     if not with_reference:
         table.append(("pytorch-mppi", "not installed (pip install -e .[bench])"))
@@ -238,3 +281,49 @@ def _append_results(args, rows: list[dict], load: float) -> None:
     for row in rows:
         values = {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items() if k in RESULT_FIELDS}
         append_row(args.results, {**common, **values}, RESULT_FIELDS)
+
+
+def results_table(rows: list[dict]) -> str:
+    """Markdown: per machine, callables and size, the range over the recorded runs."""
+    from equimanip.learning.results import markdown_table
+
+    groups: dict = {}
+    for row in rows:
+        key = (row["machine"], row["threads"], row["device"], row["callables"], int(row["samples"]),
+               int(row["horizon"]))
+        groups.setdefault(key, []).append(row)
+
+    def span(group, field, spec):
+        values = [float(r[field]) for r in group if r.get(field) not in (None, "", "None")]
+        if not values:
+            return "-"
+        low, high = min(values), max(values)
+        return f"{low:{spec}}" if f"{low:{spec}}" == f"{high:{spec}}" else f"{low:{spec}} - {high:{spec}}"
+
+    parts = []
+    for machine in dict.fromkeys(k[0] for k in groups):
+        table = []
+        for key, group in groups.items():
+            if key[0] != machine:
+                continue
+            _, threads, device, callables, K, T = key
+            table.append([f"{callables}", f"{K} x {T}", len(group), span(group, "ours_ms", ".3f"),
+                          span(group, "pytorch_mppi_ms", ".3f"), span(group, "speedup_vs_pytorch_mppi", ".2f"),
+                          span(group, "symmetric_ms", ".3f"), span(group, "symmetric_vs_plain", ".2f"),
+                          span(group, "ours_compiled_ms", ".3f"), f"{threads} / {device}",
+                          span(group, "load_average", ".1f")])
+        dates = sorted({r["date"] for r in rows if r["machine"] == machine})
+        parts.append(f"{machine} ({', '.join(dates)}), milliseconds per planning cycle, ranges over runs:\n\n"
+                     + markdown_table(["callables", "K x T", "runs", "ours", "pytorch-mppi", "speedup",
+                                       "symmetric d4", "symmetric / plain", "ours compiled", "threads / device",
+                                       "load average"], table))
+    return "\n\n".join(parts)
+
+
+def regenerate_table(results: Path = DEFAULT_RESULTS, doc: Path = DOC) -> str:
+    from equimanip.learning.results import read_rows, replace_section
+
+    rows = read_rows(results)
+    text = results_table(rows) if rows else "No runs recorded yet."
+    replace_section(doc, "mppi", text)
+    return text

@@ -18,7 +18,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from equimanip.action import MAX_STEP_M, MAX_STEP_YAW
 from equimanip.sim.world import WORKSPACE
@@ -45,13 +44,15 @@ class QuadraticCost:
 class PointCloudDistance:
     """Distance (m) from positions to the nearest point of a cloud; ``inf`` for an empty cloud.
 
-    ``grid``: points inside the box ``[low, high]`` are binned into voxels of ``resolution``; the
-    distance from each voxel centre to the nearest occupied voxel centre (scipy's exact Euclidean
-    distance transform), less half a voxel diagonal so that it never exceeds the true distance to a
-    point inside that voxel, is stored and interpolated trilinearly. Positions outside the box read
-    the nearest border value; points outside the box are ignored, so make the box the workspace grown
-    by the largest clearance that matters. ``exact``: ``torch.cdist`` to every point (memory and time
-    grow with the number of points).
+    ``grid`` (the default): the points inside the box ``[low, high]`` are binned into voxels of
+    ``resolution``, scipy's exact Euclidean distance transform gives each voxel centre its distance
+    to the nearest occupied voxel centre, and a query reads the voxel it falls in (one ``take`` per
+    position: about 50 times faster on a CPU than trilinear ``grid_sample``). One voxel diagonal
+    (sqrt(3) x resolution) is subtracted so that the value never exceeds the true distance to the
+    points; it is at most two diagonals (3.5 cm at 1 cm) below it. Positions outside the box read the
+    nearest border voxel; points outside the box are ignored, so make the box the workspace grown by
+    the largest clearance that matters (the default grows it by 10 cm). ``exact``: ``torch.cdist``
+    to every point (time and memory grow with the number of points; the reference in tests).
     """
 
     def __init__(self, field: Optional[torch.Tensor], low: np.ndarray, high: np.ndarray, resolution: float,
@@ -59,6 +60,12 @@ class PointCloudDistance:
         self._field, self._points = field, points
         self.low, self.high, self.resolution = low, high, resolution
         self.method = "grid" if points is None else "exact"
+        if field is not None:
+            device = field.device
+            # voxel coordinate = position / resolution + offset, the voxel centres at whole numbers
+            self._inverse_resolution = torch.full((3,), 1.0 / resolution, device=device)
+            self._offset = torch.as_tensor(-low / resolution - 0.5, dtype=torch.float32, device=device)
+            self._flat = field.reshape(-1)
 
     @classmethod
     def from_points(cls, points, low=None, high=None, resolution: float = 0.01, method: str = "grid",
@@ -78,6 +85,9 @@ class PointCloudDistance:
                        points=torch.as_tensor(points, dtype=torch.float32, device=device))
         if method != "grid":
             raise ValueError(f"method must be 'grid' or 'exact', got '{method}'")
+        cells = np.prod(np.ceil((high - low) / resolution))
+        if cells > 20_000_000:
+            raise ValueError(f"a {resolution} m grid over that box has {cells:.0f} voxels; use a coarser resolution")
         return cls(_distance_grid(points, low, high, resolution, device), low, high, resolution)
 
     def __call__(self, positions: torch.Tensor) -> torch.Tensor:
@@ -97,21 +107,51 @@ class PointCloudDistance:
             return out.reshape(shape)
         if self._field is None:
             return torch.full(shape, math.inf, dtype=positions.dtype, device=positions.device)
-        low = torch.as_tensor(self.low, dtype=positions.dtype, device=positions.device)
-        # grid_sample: coordinates in [-1, 1], the corners at the outer voxel centres (align_corners),
-        # order (x, y, z) for a volume stored (z, y, x).
-        n = torch.tensor(self._field.shape[-3:][::-1], dtype=positions.dtype, device=positions.device)
-        centres_low = low + 0.5 * self.resolution
-        span = (n - 1) * self.resolution
-        normalised = 2.0 * (flat - centres_low) / span.clamp_min(1e-9) - 1.0
-        sampled = F.grid_sample(self._field, normalised.view(1, -1, 1, 1, 3), mode="bilinear",
-                                padding_mode="border", align_corners=True)
-        return sampled.view(shape)
+        return self._lookup(self._to_voxels(flat)).reshape(shape)
+
+    def _to_voxels(self, positions: torch.Tensor) -> torch.Tensor:
+        """Fractional voxel coordinates (3, N), coordinate-major, of positions (N, 3)."""
+        return torch.addcmul(self._offset[:, None], positions.T, self._inverse_resolution[:, None])
+
+    def _lookup(self, voxel: torch.Tensor) -> torch.Tensor:
+        """Field values (...) at fractional voxel coordinates (3, ...), nearest voxel, clamped to the
+        grid. Coordinate-major, so that every step is a contiguous operation (a CPU does those fast)."""
+        nz, ny, nx = self._field.shape
+        voxel = voxel.round()
+        for axis, size in enumerate((nx, ny, nz)):
+            voxel[axis].clamp_(0, size - 1)
+        index = voxel[0].add(voxel[1], alpha=nx).add_(voxel[2], alpha=nx * ny)
+        return self._flat.take(index.long())
+
+    def sphere_clearance(self, positions: torch.Tensor, yaw: torch.Tensor, centres: torch.Tensor,
+                         radii: torch.Tensor) -> torch.Tensor:
+        """Smallest ``distance - radius`` (M,) over spheres whose ``centres`` (S, 3) are given in a body
+        frame at ``positions`` (M, 3) turned by ``yaw`` (M,) about the vertical axis. On the grid the
+        turn and the conversion to voxel coordinates of every sphere are one matrix product."""
+        cos, sin = torch.cos(yaw), torch.sin(yaw)
+        if self._field is None:
+            x = positions[:, None, 0] + cos[:, None] * centres[:, 0] - sin[:, None] * centres[:, 1]
+            y = positions[:, None, 1] + sin[:, None] * centres[:, 0] + cos[:, None] * centres[:, 1]
+            z = positions[:, None, 2] + centres[:, 2].expand(positions.shape[0], -1)
+            distance = self(torch.stack([x, y, z], dim=-1))
+            return (distance - radii).min(dim=-1).values
+        # voxel(axis, s, m) = W[axis, s] . [cos_m, sin_m, 1, x_m, y_m, z_m]: the turn of the sphere
+        # centre, the move and the conversion to voxel coordinates in one matrix product.
+        S = centres.shape[0]
+        cx, cy, cz = (centres / self.resolution).unbind(-1)
+        zero, one = torch.zeros_like(cx), torch.ones_like(cx)
+        offset = self._offset[:, None].expand(3, S)
+        W = torch.stack([torch.stack([cx, -cy, offset[0], one / self.resolution, zero, zero], -1),
+                         torch.stack([cy, cx, offset[1], zero, one / self.resolution, zero], -1),
+                         torch.stack([zero, zero, cz + offset[2], zero, zero, one / self.resolution], -1)])
+        basis = torch.stack([cos, sin, torch.ones_like(cos), *positions.unbind(-1)])     # (6, M)
+        voxel = (W.reshape(3 * S, 6) @ basis).view(3, S, -1)
+        return (self._lookup(voxel) - radii[:, None]).min(dim=0).values
 
 
 def _distance_grid(points: np.ndarray, low: np.ndarray, high: np.ndarray, resolution: float,
                    device: str) -> Optional[torch.Tensor]:
-    """(1, 1, nz, ny, nx) distance field, or None when no point lies in the box."""
+    """(nz, ny, nx) distance field, or None when no point lies in the box."""
     from scipy.ndimage import distance_transform_edt
 
     size = np.maximum(1, np.ceil((high - low) / resolution).astype(int))
@@ -122,8 +162,8 @@ def _distance_grid(points: np.ndarray, low: np.ndarray, high: np.ndarray, resolu
     free = np.ones(size[::-1], dtype=bool)                       # (z, y, x)
     free[index[:, 2], index[:, 1], index[:, 0]] = False
     distance = distance_transform_edt(free, sampling=resolution)
-    distance = np.maximum(distance - 0.5 * math.sqrt(3.0) * resolution, 0.0)
-    return torch.as_tensor(distance, dtype=torch.float32, device=device)[None, None]
+    distance = np.maximum(distance - math.sqrt(3.0) * resolution, 0.0)
+    return torch.as_tensor(distance, dtype=torch.float32, device=device)
 
 
 # ----------------------------------------------------------------------------------- end effector
@@ -262,8 +302,10 @@ class EndEffectorCost:
 
     def clearance(self, states: torch.Tensor) -> torch.Tensor:
         """Smallest distance (...) between the gripper's spheres and the cloud for states (..., 5)."""
-        distance = self.obstacles(self.gripper_spheres(states))       # (..., S)
-        return (distance - self._sphere_radii).min(dim=-1).values
+        flat = states.reshape(-1, states.shape[-1])
+        clearance = self.obstacles.sphere_clearance(flat[:, :3], flat[:, 3], self._sphere_centres,
+                                                    self._sphere_radii)
+        return clearance.reshape(states.shape[:-1])
 
     def collision_cost(self, states: torch.Tensor) -> torch.Tensor:
         """(K,) collision cost of the gripper swept from each state to the next (``swept_points``
