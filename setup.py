@@ -38,7 +38,8 @@ setup(
     packages=find_packages(include=["equimanip", "equimanip.*"], exclude=["equimanip.sim"])
     + ["equimanip.sim", "equimanip.sim.tasks"],
     package_dir={"equimanip.sim": "sim"},
-    package_data={"equimanip.sim": ["assets/*.urdf"]},
+    # The policies shipped for `equimanip run --controller policy` without --checkpoint (make checkpoints).
+    package_data={"equimanip.sim": ["assets/*.urdf"], "equimanip": ["checkpoints/*.pt", "checkpoints/*.json"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
@@ -79,6 +80,7 @@ setup(
             "sim_node = equimanip.sim.sim_node:main",
             "expert_node = equimanip.sim.expert_node:main",
             "perception_node = equimanip.nodes.perception_node:main",
+            "policy_node = equimanip.nodes.policy_node:main",
             "recorder_node = equimanip.nodes.recorder_node:main",
             "teleop_keyboard = equimanip.nodes.teleop_keyboard:main",
         ],

@@ -36,7 +36,13 @@ class ControllerEntry:
     node_class: Callable     # returns the node class (imported on demand: torch only when needed)
 
 
-CONTROLLERS = {"expert": ControllerEntry("expert_node", _expert_node)}
+def _policy_node():
+    from equimanip.nodes.policy_node import PolicyNode
+    return PolicyNode
+
+
+CONTROLLERS = {"expert": ControllerEntry("expert_node", _expert_node),
+               "policy": ControllerEntry("policy_node", _policy_node)}
 SIM_NODE_NAME = "sim_node"
 # Seconds of waiting for a controller to become ready before saying what it waits for.
 READINESS_REPORT_AFTER_S = 5.0

@@ -588,6 +588,7 @@ class ObservationController(ControllerNode):
         super().__init__(name, params, {topics.CLOUD: (PointCloud2, qos.SENSOR), **(extra_topics or {})},
                          **node_kwargs)
         self.observations = ObservationInput(self, self.base_frame)
+        self.last_observation = None    # the Observation of the last decision
         self._warm_up_perception()
 
     def _warm_up_perception(self) -> None:
@@ -607,13 +608,20 @@ class ObservationController(ControllerNode):
         """Action [p, dx, dy, dz, dyaw] for one Observation."""
         raise NotImplementedError
 
+    def observation_config(self):
+        """The perception settings of the next observation (a policy node overrides the ones its
+        network depends on with its checkpoint's)."""
+        return self.observations.config
+
     def action_for(self, inputs: InputSet) -> np.ndarray:
         m = inputs.messages
-        observation = self.observations.build(m[topics.CLOUD], m[topics.EE_POSE], m[topics.JOINT_STATES])
+        observation = self.observations.build(m[topics.CLOUD], m[topics.EE_POSE], m[topics.JOINT_STATES],
+                                              self.observation_config())
         if observation.points_in_workspace == 0:
             # An empty heightmap is not "an empty table": a policy must not act on a blind camera.
             raise ValueError("the cloud has no valid point inside the observation crop box "
                              "(observation.workspace_min/max): is the camera covered, or its pose wrong?")
+        self.last_observation = observation
         return self.act(observation)
 
     def readiness(self) -> tuple[bool, str]:

@@ -160,14 +160,16 @@ class ObservationInput:
             raise ValueError(f"non-finite gripper joint positions {fingers.tolist()}")
         return gripper_aperture(fingers, self._open_position)
 
-    def build(self, cloud, ee_pose: PoseStamped, joint_states) -> Observation:
-        """Observation of one (cloud, end-effector pose, joint states) set. Raises FrameError,
-        PointCloud2Error, KeyError (missing joints) or ValueError (NaN state) for bad input."""
+    def build(self, cloud, ee_pose: PoseStamped, joint_states, config: Optional[ObservationConfig] = None
+              ) -> Observation:
+        """Observation of one (cloud, end-effector pose, joint states) set, with the node's settings
+        or ``config``. Raises FrameError, PointCloud2Error, KeyError (missing joints) or ValueError
+        (NaN state) for bad input."""
         points = cloud_msg_to_base_points(cloud, self.resolver)
         pose = msgs.pose7(ee_pose.pose)
         stamp = msgs.seconds(ee_pose.header.stamp)
         cloud_stamp = msgs.seconds(cloud.header.stamp)
         if not math.isfinite(stamp):
             raise ValueError("the end-effector pose has a non-finite stamp")
-        return build_observation(points, pose, self.aperture(joint_states), stamp, self.config,
+        return build_observation(points, pose, self.aperture(joint_states), stamp, config or self.config,
                                  cloud_stamp=cloud_stamp, device=self._device)

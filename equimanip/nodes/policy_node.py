@@ -1,0 +1,293 @@
+"""policy_node: a trained policy on a real or simulated arm.
+
+It loads any equimanip checkpoint (Equivariant SAC actor, BC or BMIL policy; equivariant or not),
+takes from it the observation settings the network was trained with, and runs the network's
+plain-PyTorch export on the newest complete (cloud, pose, joint states) set, on the GPU when asked
+and there is one. Everything else (pairing, timer mode, the safety layer, e-stop, watchdog,
+diagnostics, readiness, stamped outputs) is the controller runtime's
+(``equimanip.nodes.controller``).
+
+Live tuning. Every parameter can be set while it runs and takes effect at the next decision. A new
+``checkpoint`` is read and checked when it is set (a missing file, or one that is not an equimanip
+checkpoint, is refused with the reason and the old policy keeps running); the network is then
+built and warmed up on a thread of its own, off the control loop, and swapped in between two
+decisions. If building fails, the old policy keeps running and the parameter goes back to it.
+
+Health. Besides the runtime's diagnostics, once a second the node runs the network on the current
+observation turned by a quarter turn about the gripper and turns the answer back: for an exactly
+equivariant network the difference is rounding; for a relaxed one it shows how far from symmetric
+the policy has drifted, and for a plain CNN how far it is from symmetric at all.
+"""
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from diagnostic_msgs.msg import KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.parameter import Parameter
+
+from equimanip import symmetry as sym
+from equimanip.nodes.controller import ObservationController
+from equimanip.nodes.params import TASK, ParamSpec
+from equimanip.nodes.spin import spin_node
+
+# Where `make checkpoints` puts the shipped policies: one per task, used when `checkpoint` is empty.
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+# The settings a network's input depends on: they come from the checkpoint, whatever the node's
+# parameters said (the rest, such as the table height and the crop box, belong to the cell).
+NETWORK_OBSERVATION_FIELDS = ("heightmap_size", "heightmap_side", "fill_empty", "max_objects",
+                              "compute_object_state")
+WARM_UP_RUNS = 3
+QUARTER_TURN = sym.GroupElement(math.pi / 2)
+
+
+def shipped_checkpoint(task: str) -> Path:
+    return SHIPPED_DIR / f"{task}.pt"
+
+
+def _check_device(value: str) -> Optional[str]:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        return f"device must be auto, cpu, cuda or cuda:N; got '{value}'"
+    if value.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            return f"device {value}: torch sees no GPU here (use auto or cpu)"
+        index = int(value.split(":")[1]) if ":" in value else 0
+        if index >= torch.cuda.device_count():
+            return f"device {value}: only {torch.cuda.device_count()} GPU(s)"
+    return None
+
+
+PARAMS = [
+    TASK,
+    ParamSpec("checkpoint", "", "Checkpoint to run (equimanip train ...); empty: the one shipped for "
+              "the task. Set while running to swap policies without stopping."),
+    ParamSpec("device", "auto", "Where the network runs: auto (a GPU when there is one), cpu, cuda or "
+              "cuda:N.", validate=_check_device),
+    ParamSpec("torch_threads", 1, "Torch intra-op threads on the CPU. 1 is fastest for these small "
+              "networks on a busy small CPU (more threads were 10-100x slower on 2 cores).", min=1, max=64),
+    ParamSpec("equivariance_check", True, "Once a second, report in /diagnostics how far the policy's "
+              "answer to the observation turned by 90 degrees is from its turned answer."),
+]
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A policy and where it came from, swapped as one object (one assignment: atomic)."""
+    policy: object        # equimanip.checkpoint.Policy
+    path: Path
+
+
+class PolicyNode(ObservationController):
+    def __init__(self, **node_kwargs):
+        super().__init__("policy_node", PARAMS, **node_kwargs)
+        import torch
+
+        torch.set_num_threads(self.get_parameter("torch_threads").value)
+        self._equivariance_error: Optional[float] = None
+        self._loader: Optional[threading.Thread] = None
+        self._load_error: Optional[str] = None
+        self._installing = False
+        path = self._resolve(self.get_parameter("checkpoint").value)
+        # A policy that cannot be loaded at start-up is a configuration error: the node says why
+        # in one line and does not start (spin_node, exit code 2).
+        self._loaded: Optional[LoadedPolicy] = None
+        self._install(LoadedPolicy(self._build(path), path))
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._on_policy_parameters)
+        self.create_timer(1.0, self._check_equivariance, callback_group=self._safety_group)
+        self.get_logger().info(f"running {self._describe()} on {self._device()}")
+
+    # ------------------------------------------------------------------ the policy
+    def _resolve(self, value: str) -> Path:
+        return Path(value).expanduser() if value else shipped_checkpoint(self.get_parameter("task").value)
+
+    def _device(self) -> str:
+        device = self.get_parameter("device").value
+        if device == "auto":
+            import torch
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return device
+
+    def _build(self, path: Path):
+        """Load, rebuild and warm up the policy at ``path`` (ValueError, FileNotFoundError)."""
+        from equimanip.checkpoint import load_policy
+
+        if not path.is_file():
+            shipped = "" if self.get_parameter("checkpoint").value else \
+                " (the policy shipped for this task; `make checkpoints` trains it)"
+            raise FileNotFoundError(f"no checkpoint at {path}{shipped}")
+        policy = load_policy(path, device=self._device())
+        dummy = _dummy_input(policy)
+        for _ in range(WARM_UP_RUNS):      # the first calls pay for TorchScript and CUDA set-up
+            action = policy.act(dummy)
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"{path}: the network answers a blank observation with {action.tolist()}")
+        return policy
+
+    def _install(self, loaded: LoadedPolicy) -> None:
+        """Swap ``loaded`` in between two decisions; show its observation settings as parameters."""
+        self._loaded = loaded
+        self._equivariance_error = None
+        config = loaded.policy.observation_config
+        updates = [Parameter(f"observation.{name}", value=_param_value(getattr(config, name)))
+                   for name in NETWORK_OBSERVATION_FIELDS]
+        self._installing = True
+        try:
+            results = self.set_parameters(updates)
+        finally:
+            self._installing = False
+        refused = [f"{u.name}: {r.reason}" for u, r in zip(updates, results) if not r.successful]
+        if refused:
+            self.get_logger().warning(f"checkpoint settings not shown as parameters: {refused}")
+        self._publish_metadata()
+
+    def _describe(self) -> str:
+        loaded = self._loaded
+        network = loaded.policy.checkpoint.network
+        return (f"'{loaded.policy.checkpoint.kind}' policy from {loaded.path} (task {loaded.policy.task}, "
+                f"group {network.get('group', 'none')}, {loaded.policy.input_kind} input)")
+
+    @property
+    def policy(self):
+        return self._loaded.policy
+
+    def is_warmed_up(self) -> bool:
+        return self._loaded is not None
+
+    def observation_config(self):
+        """The cell's perception settings with the ones the network depends on from its checkpoint."""
+        trained = self._loaded.policy.observation_config
+        return replace(self.observations.config,
+                       **{name: getattr(trained, name) for name in NETWORK_OBSERVATION_FIELDS})
+
+    def action_for(self, inputs) -> np.ndarray:
+        loaded = self._loaded             # one policy for the whole decision, whatever swaps meanwhile
+        self._deciding_with = loaded
+        return super().action_for(inputs)
+
+    def act(self, observation) -> np.ndarray:
+        return self._deciding_with.policy.act(observation)
+
+    def metadata(self) -> dict:
+        data = super().metadata()
+        loaded = getattr(self, "_loaded", None)
+        if loaded is not None:
+            data["checkpoint"] = {"path": str(loaded.path), **loaded.policy.metadata}
+        return data
+
+    # ------------------------------------------------------------------ live changes
+    def _check_parameters(self, params) -> SetParametersResult:
+        """A new checkpoint must exist and be an equimanip checkpoint (read and checked here; the
+        network is built off the control loop afterwards). The settings a network was trained on
+        come from its checkpoint and cannot be changed on their own."""
+        from equimanip.checkpoint import load_checkpoint
+
+        for p in params:
+            if p.name in ("checkpoint", "task"):
+                value = p.value if p.name == "checkpoint" else self.get_parameter("checkpoint").value
+                path = Path(value).expanduser() if value else shipped_checkpoint(
+                    p.value if p.name == "task" else self.get_parameter("task").value)
+                try:
+                    load_checkpoint(path)
+                except (FileNotFoundError, ValueError) as e:
+                    return SetParametersResult(successful=False, reason=f"checkpoint refused: {e}")
+                loading = self._loader is not None and self._loader.is_alive()
+                if loading and threading.current_thread() is not self._loader:
+                    return SetParametersResult(successful=False, reason="another checkpoint is still loading")
+            field = p.name.removeprefix("observation.")
+            if field in NETWORK_OBSERVATION_FIELDS and p.name != field and not self._installing:
+                trained = _param_value(getattr(self._loaded.policy.observation_config, field))
+                if p.value != trained:
+                    return SetParametersResult(successful=False, reason=(
+                        f"{p.name} is {trained!r} in the checkpoint: the network was trained on it; "
+                        "load another checkpoint to change it"))
+        return SetParametersResult(successful=True)
+
+    def _on_policy_parameters(self, params) -> None:
+        import torch
+
+        names = {p.name for p in params}
+        if "torch_threads" in names:
+            torch.set_num_threads(self.get_parameter("torch_threads").value)
+        if names & {"checkpoint", "task", "device"}:
+            path = self._resolve(self.get_parameter("checkpoint").value)
+            if "device" in names or path != self._loaded.path:
+                self._loader = threading.Thread(target=self._load_in_background, args=(path,), daemon=True,
+                                                name="checkpoint-loader")
+                self._loader.start()
+
+    def _load_in_background(self, path: Path) -> None:
+        started = time.monotonic()
+        old = self._loaded.path
+        try:
+            self._install(LoadedPolicy(self._build(path), path))
+            self._load_error = None
+            self.get_logger().info(f"now running {self._describe()} (loaded in {time.monotonic() - started:.2f} s, "
+                                   "off the control loop)")
+        except Exception as e:  # noqa: BLE001 - whatever failed, the old policy keeps running
+            self._load_error = f"{path}: {e}"
+            self.get_logger().error(f"could not load {path}: {e}; still running {old}")
+            self.set_parameters([Parameter("checkpoint", value=str(old))])
+
+    # ------------------------------------------------------------------ health
+    def _check_equivariance(self) -> None:
+        observation = self.last_observation
+        if not self.get_parameter("equivariance_check").value or observation is None:
+            return
+        try:
+            self._equivariance_error = equivariance_error(self._loaded.policy, observation)
+        except Exception as e:  # noqa: BLE001 - a health check must not take the node down
+            self._log.warning("equivariance", f"equivariance check failed: {e}")
+
+    def diagnostics(self):
+        status = super().diagnostics()
+        error = self._equivariance_error
+        status.values.append(KeyValue(key="equivariance_error", value="n/a" if error is None else f"{error:.3g}"))
+        status.values.append(KeyValue(key="checkpoint", value=str(self._loaded.path)))
+        if self._load_error:
+            status.values.append(KeyValue(key="last_load_error", value=self._load_error[:300]))
+        return status
+
+
+def _param_value(value):
+    """A setting as a ROS parameter value (tuples become lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _dummy_input(policy) -> np.ndarray:
+    config = policy.observation_config
+    if policy.input_kind == "heightmap":
+        channels = int(policy.checkpoint.network.get("in_channels", 2))
+        return np.zeros((channels, config.heightmap_size, config.heightmap_size), dtype=np.float32)
+    return np.zeros(config.object_state_dim, dtype=np.float32)
+
+
+def equivariance_error(policy, observation, g: sym.GroupElement = QUARTER_TURN) -> float:
+    """|g^-1 . policy(g . o) - policy(o)| / (|policy(o)| + 1e-6) for one observation: zero for a policy
+    that commutes with ``g`` (a quarter turn is exact on the heightmap grid and for every group
+    equimanip offers)."""
+    if policy.input_kind == "heightmap":
+        x = np.asarray(observation.heightmap, dtype=np.float32)
+        turned = sym.transform_heightmap(g, x)
+    else:
+        x = np.asarray(observation.object_state, dtype=np.float32)
+        turned = sym.transform_object_state(g, x, policy.observation_config.max_objects).astype(np.float32)
+    answer = policy.act(x)
+    back = sym.transform_action(g.inverse(), policy.act(turned))
+    return float(np.linalg.norm(back - answer) / (np.linalg.norm(answer) + 1e-6))
+
+
+def main(args=None):
+    spin_node(PolicyNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""policy_node: a checkpoint on the arm through ROS, swapped while running, refused when bad."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from rclpy.parameter import Parameter
+
+from equimanip.bringup import publishers
+from equimanip.checkpoint import load_policy, save_checkpoint
+from equimanip.models import NetworkConfig, make_actor, make_critic
+from equimanip.nodes import topics
+from equimanip.perception.observation import ObservationConfig
+
+pytestmark = pytest.mark.ros
+
+SIZE = 32
+
+
+def tiny_checkpoint(path, group="c4", seed=0, poison=False, task="reach"):
+    """A real (untrained) Equivariant SAC actor: what `equimanip train sac` writes, only smaller."""
+    torch.manual_seed(seed)
+    cfg = NetworkConfig.cpu(group=group, n_hidden=8, heightmap_size=SIZE)
+    actor, critic = make_actor(cfg), make_critic(cfg)
+    if poison:
+        with torch.no_grad():
+            for p in actor.parameters():
+                p.fill_(math.nan)
+    return save_checkpoint(path, "sac", actor=actor, critic=critic, network_config=cfg,
+                           observation_config=ObservationConfig(heightmap_size=SIZE), task=task,
+                           command="test_policy_node.tiny_checkpoint")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    d = tmp_path_factory.mktemp("checkpoints")
+    torch.set_num_threads(1)
+    return {"a": tiny_checkpoint(d / "a.pt", seed=0), "b": tiny_checkpoint(d / "b.pt", seed=1),
+            "cnn": tiny_checkpoint(d / "cnn.pt", group="none"), "nan": tiny_checkpoint(d / "nan.pt", poison=True),
+            "not_a_checkpoint": _write(d / "junk.pt", b"not a checkpoint")}
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+class Loop:
+    """The simulation (sync mode) and a policy node in one graph; twists recorded at the arm."""
+
+    def __init__(self, ros, checkpoint, **params):
+        from geometry_msgs.msg import TwistStamped
+
+        from equimanip.nodes import qos
+        from equimanip.nodes.policy_node import PolicyNode
+        from equimanip.sim.sim_node import SimNode
+
+        self.ros = ros
+        # A small camera: the policy sees a 32 x 32 heightmap, rendering 128 x 128 would only cost time.
+        self.sim = ros.node(SimNode, task="reach", sync=True, max_steps=1000,
+                            **{"camera.width": 64, "camera.height": 64})
+        self.policy = ros.node(PolicyNode, task="reach", checkpoint=str(checkpoint), observation_timeout=5.0,
+                               **{"observation.heightmap_size": 64, **params})
+        self.twists = []
+        self.sim.create_subscription(TwistStamped, topics.TWIST, self.twists.append, qos.RELIABLE)
+        ros.spin_until(lambda: self.policy.inputs_connected() and publishers(self.sim, topics.TWIST) > 0
+                       and publishers(self.sim, topics.GRIPPER) > 0, 30.0, "discovery")
+        self.sim.republish()
+
+    def steps(self, n):
+        start = len(self.twists)
+        self.ros.spin_until(lambda: len(self.twists) >= start + n, 60.0, f"{n} decisions")
+        return self.twists[start:]
+
+
+def test_the_policy_drives_the_simulated_arm_and_reports_its_symmetry(ros, checkpoints):
+    loop = Loop(ros, checkpoints["a"])
+    # the checkpoint's heightmap size replaces the node's 64
+    assert loop.policy.get_parameter("observation.heightmap_size").value == SIZE
+    twists = loop.steps(5)
+    assert any(abs(t.twist.linear.x) + abs(t.twist.linear.y) + abs(t.twist.linear.z) > 0 for t in twists)
+    assert loop.policy.stats.failures == 0
+    ros.spin_until(lambda: loop.policy._equivariance_error is not None, 10.0, "the equivariance check")
+    values = {kv.key: kv.value for kv in loop.policy.diagnostics().values}
+    assert float(values["equivariance_error"]) < 1e-4          # C4 is exact under a quarter turn
+    assert values["checkpoint"] == str(checkpoints["a"])
+
+
+def test_a_plain_cnn_is_measurably_not_equivariant(ros, checkpoints):
+    loop = Loop(ros, checkpoints["cnn"])
+    loop.steps(3)
+    ros.spin_until(lambda: loop.policy._equivariance_error is not None, 10.0, "the equivariance check")
+    assert loop.policy._equivariance_error > 1e-3
+
+
+def test_hot_swap_keeps_the_loop_running_and_changes_the_policy(ros, checkpoints):
+    loop = Loop(ros, checkpoints["a"])
+    loop.steps(2)
+    result = loop.policy.set_parameters([Parameter("checkpoint", value=str(checkpoints["b"]))])[0]
+    assert result.successful, result.reason
+    decided = loop.policy.stats.decisions
+    ros.spin_until(lambda: loop.policy._loaded.path == checkpoints["b"], 60.0, "the swap")
+    # the loop never waited for the load: the arm kept being commanded while it ran
+    assert loop.policy.stats.decisions > decided and loop.policy.stats.failures == 0
+    loop.steps(2)
+    observation = loop.policy.last_observation
+    policy_a = load_policy(checkpoints["a"])
+    assert not np.allclose(loop.policy.policy.act(observation), policy_a.act(observation))
+
+
+def test_a_bad_checkpoint_is_refused_when_set_and_the_old_one_keeps_running(ros, checkpoints, tmp_path):
+    loop = Loop(ros, checkpoints["a"])
+    for path, reason in [(tmp_path / "missing.pt", "no checkpoint at"),
+                         (checkpoints["not_a_checkpoint"], "not an equimanip checkpoint")]:
+        result = loop.policy.set_parameters([Parameter("checkpoint", value=str(path))])[0]
+        assert not result.successful and reason in result.reason
+        assert loop.policy.get_parameter("checkpoint").value == str(checkpoints["a"])
+    loop.steps(2)
+
+
+def test_a_network_answering_nan_is_never_swapped_in(ros, checkpoints):
+    loop = Loop(ros, checkpoints["a"])
+    assert loop.policy.set_parameters([Parameter("checkpoint", value=str(checkpoints["nan"]))])[0].successful
+    ros.spin_until(lambda: loop.policy._load_error is not None, 60.0, "the failed load")
+    assert "blank observation" in loop.policy._load_error
+    ros.spin_until(lambda: loop.policy.get_parameter("checkpoint").value == str(checkpoints["a"]), 10.0,
+                   "the parameter to go back")
+    assert loop.policy._loaded.path == checkpoints["a"]
+    for twist in loop.steps(3):
+        v = twist.twist
+        assert all(np.isfinite([v.linear.x, v.linear.y, v.linear.z, v.angular.z]))
+
+
+def test_a_nan_network_at_start_up_is_a_configuration_error(ros, checkpoints):
+    from equimanip.nodes.policy_node import PolicyNode
+
+    with pytest.raises(ValueError, match="blank observation"):
+        ros.node(PolicyNode, task="reach", checkpoint=str(checkpoints["nan"]))
+
+
+def test_out_of_range_parameters_are_refused_with_a_reason(ros, checkpoints):
+    loop = Loop(ros, checkpoints["a"])
+    cuda = "" if torch.cuda.is_available() else "torch sees no GPU"
+    for name, value, reason in [("device", "gpu", "device must be auto, cpu, cuda"), ("device", "cuda:0", cuda),
+                                ("torch_threads", 0, "torch_threads"),
+                                ("observation.heightmap_size", 64, "is 32 in the checkpoint"),
+                                ("safety.max_linear_speed", -0.1, "max_linear_speed")]:
+        if name == "device" and not reason:
+            continue                           # a GPU is here: cuda:0 is fine
+        result = loop.policy.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful and reason in result.reason, (name, result.reason)
+
+
+def test_a_limit_change_shows_in_the_next_command(ros, checkpoints):
+    loop = Loop(ros, checkpoints["a"])
+    loop.steps(2)
+    assert loop.policy.set_parameters([Parameter("safety.max_linear_speed", value=0.01)])[0].successful
+    for twist in loop.steps(3):
+        v = twist.twist.linear
+        assert max(abs(v.x), abs(v.y), abs(v.z)) <= 0.01 + 1e-9
