@@ -190,8 +190,8 @@ def test_record_train_bmil_and_run_it_in_the_ros_loop(recorded, tmp_path, ros):
 
     out, _ = recorded
     data = load_dataset(out)
-    policy, _, log = train_bmil(data, BMILConfig(policy=BCConfig(epochs=3, steps_per_epoch=20, hidden=64),
-                                                 backward=BackwardConfig(hidden=64, depth=3)))
+    policy, _, log = train_bmil(data, BMILConfig(policy=BCConfig(epochs=2, steps_per_epoch=10, hidden=32),
+                                                 backward=BackwardConfig(hidden=32, depth=3), demo_repeat=1))
     path = save_policy(tmp_path / "bmil.pt", policy, "bmil", "block_picking", metadata={"epochs": len(log)})
     loaded = load_policy(path)
     assert loaded.task == "block_picking" and loaded.input_kind == "object_state"
@@ -205,7 +205,7 @@ def test_record_train_bmil_and_run_it_in_the_ros_loop(recorded, tmp_path, ros):
             self.decisions += 1
             return loaded.act(observation)
 
-    sim = ros.node(SimNode, task="block_picking", seed=7, sync=True, max_steps=8)
+    sim = ros.node(SimNode, task="block_picking", seed=7, sync=True, max_steps=5)
     controller = ros.node(CheckpointController)
     ros.spin_until(lambda: controller.inputs_connected() and controller.readiness()[0]
                    and sim.count_publishers(topics.TWIST) > 0, 30.0, "the loop to close")

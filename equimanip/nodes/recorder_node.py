@@ -254,9 +254,10 @@ class RecorderNode(Node):
         if episode is not None and (episode.end_stamp_ns is None or stamp is None or stamp <= episode.end_stamp_ns):
             self._write(topic, data, now_ns)
             return
-        self._preroll.append((topic, now_ns, data, stamp, time.monotonic()))
-        while self._preroll and time.monotonic() - self._preroll[0][4] > PREROLL_S:
-            self._preroll.popleft()
+        if self.get_parameter("follow_episode_events").value:   # only an event can start from the past
+            self._preroll.append((topic, now_ns, data, stamp, time.monotonic()))
+            while self._preroll and time.monotonic() - self._preroll[0][4] > PREROLL_S:
+                self._preroll.popleft()
 
     def _is_latched(self, topic: str) -> bool:
         spec = ep.TOPICS_BY_NAME.get(topic)
