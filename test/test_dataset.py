@@ -133,3 +133,18 @@ def test_dataset_info_command(demos, capsys):
     assert summary["topics"]["/camera/points"]["rate_hz"] == pytest.approx(10.0, rel=0.02)
     assert "episode_0000" in out and "block_picking" in out
     assert main(["dataset", "info", str(demos / "nowhere")]) == 1
+
+
+def test_heightmaps_and_a_subset_of_episodes(demos):
+    from equimanip.data.dataset import select_episodes
+
+    config = DatasetConfig(heightmaps=True, observation=ObservationConfig(heightmap_size=16))
+    data = load_dataset(demos, config, use_cache=False)
+    assert data.heightmaps.shape == (len(data), 2, 16, 16) and data.next_heightmaps.shape == data.heightmaps.shape
+    first = data.episode == 0
+    np.testing.assert_array_equal(data.next_heightmaps[first][:-1], data.heightmaps[first][1:])
+    one = select_episodes(data, 1)
+    assert len(one) == int(first.sum()) and [r.name for r in one.used_episodes] == ["episode_0000"]
+    np.testing.assert_array_equal(one.heightmaps, data.heightmaps[first])
+    with pytest.raises(DatasetError, match="asked for 3 demonstrations; 2 usable"):
+        select_episodes(data, 3)
