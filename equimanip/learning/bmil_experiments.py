@@ -12,7 +12,8 @@ quarter of the episodes each), and append one row to ``docs/results/bmil.csv``.
 
 Setting (see docs/imitation.md for why): the side camera of ``config/side_camera.yaml`` without
 its noise (160 x 120, looking at the workspace at about 40 degrees), the object-centric state with
-that file's clustering settings, episodes cut at 50 steps (the expert needs 10 to 17).
+that file's clustering settings (block_pushing: objects from 1 mm above the table, so that the 2 mm
+goal patch is seen), episodes cut at 50 steps (the expert needs 10 to 17).
 """
 from __future__ import annotations
 
@@ -43,14 +44,17 @@ MAX_STEPS = 50
 PERTURB = 0.15
 
 
-def side_camera():
-    """config/side_camera.yaml's camera without its noise, and its clustering settings."""
+def side_camera(task: str = "block_picking"):
+    """config/side_camera.yaml's camera without its noise, and its clustering settings. For
+    block_pushing the table clearance drops to 1 mm: the goal patch is 2 mm thick and would
+    otherwise count as table (the policy would never see where to push)."""
     from equimanip.perception.observation import ObservationConfig
     from equimanip.sim.camera import CameraConfig
 
     camera = CameraConfig(width=160, height=120, fov_deg=58.0, near=0.1, far=3.0,
                           pose=(1.05, -0.35, 0.62, -0.798198, -0.438168, 0.198925, 0.362377))
-    observation = ObservationConfig(cluster_eps=0.02, cluster_min_points=5, min_object_points=8)
+    observation = ObservationConfig(cluster_eps=0.02, cluster_min_points=5, min_object_points=8,
+                                    table_clearance=0.001 if task == "block_pushing" else 0.008)
     return camera, observation
 
 
@@ -60,7 +64,7 @@ def demonstrations(task: str, seed: int, count: int):
     from equimanip.data.sim_writer import record_expert_episodes
     from equimanip.learning.evaluate import training_seeds
 
-    camera, observation = side_camera()
+    camera, observation = side_camera(task)
     out = DEMO_CACHE / f"{task}_s{seed}"
     if not out.is_dir() or len(list(out.glob("episode_*"))) < 20:
         _, demo_seed = training_seeds(seed)
@@ -72,7 +76,7 @@ def evaluate(policy, task: str, episodes: int, in_episodes: int, rotated_episode
     from equimanip.envs import ManipulationGymEnv
     from equimanip.learning.evaluate import EVAL_SEED_BASE, run_episodes
 
-    camera, observation = side_camera()
+    camera, observation = side_camera(task)
 
     def success(episodes: int, seed: int = EVAL_SEED_BASE, **scene) -> float:
         env = ManipulationGymEnv(task, observation_config=observation, camera=camera, observation="state",
