@@ -158,6 +158,17 @@ def test_presets_and_parameter_counts():
     assert 0.75 < plain / c8 < 1.33, (plain, c8)
 
 
+def test_module_walk_finds_what_torch_finds():
+    """The id-keyed traversal (fields.CheapModuleWalk) yields the same parameters and buffers as
+    torch's, and every module (torch's set-based one drops escnn basis modules that compare equal)."""
+    critic = make_critic(NetworkConfig(group="c8", relaxed=True, **SMALL))
+    assert [id(p) for p in critic.parameters()] == [id(p) for p in torch.nn.Module.parameters(critic)]
+    assert [id(b) for b in critic.buffers()] == [id(b) for b in torch.nn.Module.buffers(critic)]
+    ours = {id(m) for m in critic.modules()}
+    assert {id(m) for m in torch.nn.Module.modules(critic)} <= ours
+    assert len(ours) == len(list(critic.modules()))
+
+
 def test_bad_configuration_and_inputs_are_refused():
     with pytest.raises(ValueError, match="multiple of 8"):
         NetworkConfig(n_hidden=12).validate()

@@ -165,7 +165,7 @@ def _gspace(cfg: NetworkConfig):
 # ------------------------------------------------------------------------------- the networks
 
 
-class _SACNetwork(nn.Module):
+class _SACNetwork(fields.CheapModuleWalk, nn.Module):
     def __init__(self, cfg: NetworkConfig):
         super().__init__()
         self.config = cfg
