@@ -100,9 +100,10 @@ class EquivariantMLP(fields.CheapModuleWalk, nn.Module):
         if not self.equivariant:
             return copy.deepcopy(self.net).eval()
         was_training = self.training
-        self.eval()
+        self.eval()                         # (train() runs without autograd, see above)
         try:
-            return self.net.export().eval()
+            with torch.no_grad():
+                return self.net.export().eval()
         finally:
             self.train(was_training)
 

@@ -77,11 +77,16 @@ class EscnnStage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(enn.GeometricTensor(x, self.module.in_type)).tensor
 
+    def train(self, mode: bool = True):
+        with torch.no_grad():               # escnn caches expanded filters in eval mode: no graph
+            return super().train(mode)
+
     def export(self) -> nn.Module:
         was_training = self.training
         self.eval()
         try:
-            return self.module.export().eval()
+            with torch.no_grad():
+                return self.module.export().eval()
         finally:
             self.train(was_training)
 
