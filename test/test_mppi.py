@@ -280,6 +280,10 @@ def test_end_effector_cost_terms():
     ({"group": "so2"}, "finite group"),
     ({"group": "d8", "num_samples": 20}, "too small"),
     ({"device": "nonsense"}, "device"),
+    ({"num_samples": 100.5}, "integer"),
+    ({"horizon": True}, "integer"),
+    ({"include_nominal": "yes"}, "true or false"),
+    ({"temperature": math.nan}, "temperature"),
     ({"not_a_setting": 1}, "unknown MPPI setting"),
 ])
 def test_config_errors_are_clear(changes, message):

@@ -2,9 +2,9 @@
 
 * :class:`QuadraticCost`: ``s^T Q s + a^T R a`` with diagonal Q and R, the benchmark's running cost.
 * :class:`PointCloudDistance`: distance from any position to the nearest observed point, built once
-  per planning cycle: a Euclidean distance transform of the points' voxel grid, looked up by
-  trilinear interpolation (``method="grid"``, cost independent of the number of points), or the
-  exact nearest-neighbour distance (``method="exact"``, for small clouds and as the reference).
+  per planning cycle: a Euclidean distance transform of the points' voxel grid, read at the nearest
+  voxel (``method="grid"``, cost independent of the number of points), or the exact
+  nearest-neighbour distance (``method="exact"``, for small clouds and as the reference).
 * :class:`EndEffectorCost`: the trajectory cost of the kinematic end-effector model
   (``equimanip.planning.dynamics.KinematicEndEffector``): distance to a goal pose, collision of the
   gripper's swept volume with the point cloud, workspace and speed limits, smoothness. Weights and
@@ -172,20 +172,21 @@ def _distance_grid(points: np.ndarray, low: np.ndarray, high: np.ndarray, resolu
 @dataclass(frozen=True)
 class GripperSpheres:
     """The gripper as spheres in the end-effector frame (x forward, y along the fingers' travel, z up,
-    origin at the grasp point between the fingertips); the default covers a Panda hand with its
-    fingers fully open (conservative for any aperture)."""
+    origin at ``panda_grasptarget`` between the finger pads, whose tips reach 1.1 cm below it); the
+    default covers a Panda hand with its fingers fully open (conservative for any aperture). The
+    obstacle cloud must not hold the table or the object to grasp: the fingertips touch both."""
 
     centres: tuple[tuple[float, float, float], ...] = (
-        (0.0, 0.0, 0.0),          # between the fingertips
-        (0.0, 0.05, 0.01),        # fingertips, fully open
-        (0.0, -0.05, 0.01),
-        (0.0, 0.05, 0.045),       # upper fingers
-        (0.0, -0.05, 0.045),
-        (0.0, 0.0, 0.09),         # hand
-        (0.0, 0.07, 0.09),
-        (0.0, -0.07, 0.09),
+        (0.0, 0.0, 0.0),          # between the finger pads
+        (0.0, 0.05, -0.002),      # fingertips, fully open
+        (0.0, -0.05, -0.002),
+        (0.0, 0.05, 0.03),        # upper fingers
+        (0.0, -0.05, 0.03),
+        (0.0, 0.0, 0.085),        # hand
+        (0.0, 0.07, 0.085),
+        (0.0, -0.07, 0.085),
     )
-    radii: tuple[float, ...] = (0.01, 0.015, 0.015, 0.015, 0.015, 0.035, 0.03, 0.03)
+    radii: tuple[float, ...] = (0.01, 0.012, 0.012, 0.015, 0.015, 0.035, 0.03, 0.03)
 
     def __post_init__(self):
         if len(self.centres) != len(self.radii) or not self.radii:
