@@ -185,6 +185,7 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
     last = load_checkpoint(out / "last.pt", kind="sac")
     assert last.task == "reach" and last.network["group"] == "c4" and last.metadata["step"] == 6
     assert last.observation_config.heightmap_size == 16 and "train sac" in last.command
+    assert last.metadata["sac_config"]["network_settings"] == last.network   # what a resume rebuilds
 
     # Resume: the same run continues from step 6 to 9, its logs extended, not restarted.
     assert cli(["train", "sac", "--resume", "--out", str(out), "--steps", "9", "--json"]) == 0

@@ -71,6 +71,9 @@ class SACConfig:
     n_hidden: int | None = None                 # None: the preset's
     heightmap_size: int | None = None           # None: the preset's
     relaxed: bool = False
+    # The resolved NetworkConfig (as a dict), filled when a run starts, so that a resumed run
+    # rebuilds exactly its networks even if the presets have changed since.
+    network_settings: dict | None = None
     # --- SAC (equi_rl's values)
     lr: float = 1e-3
     gamma: float = 0.99
@@ -138,6 +141,8 @@ class SACConfig:
     def network_config(self):
         from equimanip.models import NetworkConfig
 
+        if self.network_settings is not None:
+            return NetworkConfig.from_dict(self.network_settings)
         overrides = {"group": self.group, "relaxed": self.relaxed}
         if self.n_hidden is not None:
             overrides["n_hidden"] = self.n_hidden
@@ -422,6 +427,8 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
     from equimanip.envs.demos import collect_demonstrations
 
     config.validate()
+    if config.network_settings is None:
+        config = dataclasses.replace(config, network_settings=config.network_config().to_dict())
     torch.set_num_threads(config.threads)
     device = config.resolved_device()
     out.mkdir(parents=True, exist_ok=True)
