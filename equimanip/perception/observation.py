@@ -100,6 +100,7 @@ class Observation:
     stamp: float = 0.0                  # seconds: when the robot state was taken
     cloud_stamp: float | None = None    # seconds: when the cloud was taken (None: same as stamp)
     points_in_workspace: int = 0        # valid cloud points inside the crop box (0: the camera saw nothing there)
+    points: np.ndarray | None = None    # those points (M, 3), base frame, after the optional filters
 
 
 # ------------------------------------------------------------------------------------ the steps
@@ -193,7 +194,7 @@ def build_observation(points_base, ee_pose, gripper_aperture: float, stamp: floa
     return Observation(heightmap=image, object_state=state, objects=objects, ee_pose=ee_pose,
                        gripper_aperture=float(gripper_aperture), stamp=float(stamp),
                        cloud_stamp=None if cloud_stamp is None else float(cloud_stamp),
-                       points_in_workspace=int(cropped.shape[0]))
+                       points_in_workspace=int(cropped.shape[0]), points=cropped)
 
 
 __all__ = ["ObservationConfig", "Observation", "build_observation", "cloud_msg_to_base_points",
