@@ -16,6 +16,7 @@ from pathlib import Path
 
 BENCHMARKS = {
     "controller": "equimanip.bench.controller",
+    "latency": "equimanip.bench.latency",
     "recorder": "equimanip.bench.recorder",
     "sim": "equimanip.bench.sim",
     "perception": "equimanip.bench.perception",

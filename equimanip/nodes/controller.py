@@ -192,7 +192,11 @@ class ControllerNode(Node):
 
         subscribed = {**STATE_TOPICS, **(extra_topics or {})}
         self._sync = TimeSync(list(subscribed), self._on_set, slop=p["sync_slop"])
+        reliable_sensors = self.has_parameter("sensor_reliability") and \
+            self.get_parameter("sensor_reliability").value == "reliable"
         for topic, (msg_type, profile) in subscribed.items():
+            if profile is qos.SENSOR and reliable_sensors:
+                profile = qos.RELIABLE_SENSOR
             self.create_subscription(msg_type, topic, partial(self._sync.add, topic), profile,
                                      callback_group=self._inputs_group)
 
@@ -576,6 +580,14 @@ class ControllerNode(Node):
         self._pub_diagnostics.publish(msg)
 
 
+OBSERVATION_CONTROLLER_PARAMS = [
+    ParamSpec("sensor_reliability", "best_effort", "How the point cloud is subscribed: best_effort "
+              "matches every publisher; reliable only reliable ones, and DDS then resends lost "
+              "fragments of large clouds (set it for a driver that publishes reliably).",
+              choices=("best_effort", "reliable"), read_only=True),
+]
+
+
 class ObservationController(ControllerNode):
     """Base of learned controllers: ``act(observation) -> action`` on the ``Observation`` that
     ``build_observation`` makes of the newest (cloud, end-effector pose, joint states) set, with the
@@ -585,8 +597,8 @@ class ObservationController(ControllerNode):
                  **node_kwargs):
         from equimanip.nodes.observation_input import ObservationInput
 
-        super().__init__(name, params, {topics.CLOUD: (PointCloud2, qos.SENSOR), **(extra_topics or {})},
-                         **node_kwargs)
+        super().__init__(name, [*OBSERVATION_CONTROLLER_PARAMS, *params],
+                         {topics.CLOUD: (PointCloud2, qos.SENSOR), **(extra_topics or {})}, **node_kwargs)
         self.observations = ObservationInput(self, self.base_frame)
         self.last_observation = None    # the Observation of the last decision
         self._warm_up_perception()

@@ -163,10 +163,13 @@ class PolicyNode(ObservationController):
         return self._loaded is not None
 
     def observation_config(self):
-        """The cell's perception settings with the ones the network depends on from its checkpoint."""
-        trained = self._loaded.policy.observation_config
-        return replace(self.observations.config,
-                       **{name: getattr(trained, name) for name in NETWORK_OBSERVATION_FIELDS})
+        """The cell's perception settings with the ones the network depends on from its checkpoint.
+        A heightmap policy skips the object-centric state (about 10 ms of a 640 x 480 cloud)."""
+        policy = self._loaded.policy
+        trained = {name: getattr(policy.observation_config, name) for name in NETWORK_OBSERVATION_FIELDS}
+        if policy.input_kind == "heightmap":
+            trained["compute_object_state"] = False
+        return replace(self.observations.config, **trained)
 
     def action_for(self, inputs) -> np.ndarray:
         loaded = self._loaded             # one policy for the whole decision, whatever swaps meanwhile
