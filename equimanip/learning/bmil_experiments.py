@@ -143,6 +143,38 @@ def tables(rows: list[dict]) -> str:
     return res.markdown_table(header, body)
 
 
+def goals(rows: list[dict]) -> str:
+    """The issue's goals against what the rows reached (at 10 demonstrations, per task)."""
+    def mean(task, method, key):
+        values = [float(r[key]) for r in rows if r["task"] == task and r["method"] == method and int(r["demos"]) == 10]
+        return (float(np.mean(values)), len(values)) if values else (None, 0)
+
+    lines = []
+    for task in sorted({r["task"] for r in rows}):
+        bc, n_bc = mean(task, "bc", "success_perturbed")
+        bmil, n_bmil = mean(task, "bmil", "success_perturbed")
+        if bc is not None and bmil is not None:
+            gap = 100 * (bmil - bc)
+            lines.append(f"* {task}: BMIL beats BC from perturbed starts by at least 20 points: "
+                         f"{'met' if gap >= 20 else 'NOT met'} ({gap:+.0f} points; {n_bmil} and {n_bc} seeds)")
+        equi, n_equi = mean(task, "equi_bmil", "success_perturbed")
+        if equi is not None and bmil is not None:
+            lines.append(f"* {task}: equivariant BMIL at least as good as BMIL (perturbed starts): "
+                         f"{'met' if equi >= bmil else 'NOT met'} ({100 * equi:.0f} % vs {100 * bmil:.0f} %)")
+        rotated, _ = mean(task, "equi_bmil", "success_rotated")
+        inside, _ = mean(task, "equi_bmil", "success_in")
+        if rotated is not None:
+            lines.append(f"* {task}: equivariant BMIL keeps its success on rotated scenes: "
+                         f"{'met' if rotated >= inside - 0.1 else 'NOT met'} ({100 * rotated:.0f} % rotated vs "
+                         f"{100 * inside:.0f} % in distribution; met = within 10 points)")
+    slowest = [float(r["train_wall_s"]) for r in rows if int(r["demos"]) == 10]
+    if slowest:
+        met = "met" if max(slowest) < 600 else "NOT met"
+        lines.append(f"* training with 10 demonstrations under 10 minutes: {met} (slowest run "
+                     f"{max(slowest) / 60:.1f} min, on the shared machine)")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict], path: Path = PLOT) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -171,7 +203,7 @@ def plot(rows: list[dict], path: Path = PLOT) -> Path:
 
 def regenerate() -> str:
     rows = res.read_rows(RESULTS)
-    text = tables(rows) if rows else "(no runs yet)"
+    text = (tables(rows) + "\n\nGoals (at 10 demonstrations):\n\n" + goals(rows)) if rows else "(no runs yet)"
     TABLE.write_text("# BMIL results (generated from bmil.csv by `python -m equimanip.learning.bmil_experiments "
                      "table`)\n\n" + text + "\n")
     if DOC.exists():
