@@ -38,7 +38,10 @@ DEMO_CACHE = REPO / "runs" / "bmil_demos"
 FIELDS = ["task", "method", "group", "demos", "seed", "epochs", "success_in", "success_perturbed",
           "success_rotated", "eval_episodes", "perturb_gripper", "rotations", "max_steps", "train_wall_s",
           "eval_wall_s", "samples", "machine", "date", "revision", "command"]
-METHODS = {"bc": ("bc", "none"), "bmil": ("bmil", "none"), "equi_bc": ("bc", "c8"), "equi_bmil": ("bmil", "c8")}
+METHODS = {"bc": ("bc", "none"), "bmil": ("bmil", "none"), "equi_bc": ("bc", "c8"), "equi_bmil": ("bmil", "c8"),
+           # BMIL sampling from the learnt Gaussians as they are (variance exp(logvar), standard
+           # deviation as the scale) instead of the reference's "entropy" spread (an ablation).
+           "bmil_gauss": ("bmil", "none")}
 ROTATIONS = (45.0, 90.0, 180.0, 270.0)
 MAX_STEPS = 50
 PERTURB = 0.15
@@ -108,7 +111,8 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
         policy, _ = train_bc(data, policy_config, progress=True)
     else:
         preset = PRESETS["pick" if task == "block_picking" else "push"]
-        config = BMILConfig(policy=policy_config, backward=BackwardConfig(scale_coef=preset["scale_coef"]),
+        noise = {"noise_mode": "plain", "noise_scale": "std"} if method == "bmil_gauss" else {}
+        config = BMILConfig(policy=policy_config, backward=BackwardConfig(scale_coef=preset["scale_coef"], **noise),
                             trace_lengths=preset["trace_lengths"])
         policy, _, _ = train_bmil(data, config, progress=True)
     train_wall = time.perf_counter() - start
