@@ -18,6 +18,7 @@ import pybullet_data
 
 from equimanip.action import MAX_STEP_M, PANDA_FINGER_JOINTS, PANDA_FINGER_OPEN_POSITION, gripper_aperture
 from equimanip.geometry import down_quat_xyzw, wrap_angle, yaw_of_quat_xyzw
+from equimanip.safety import WORKSPACE_HIGH, WORKSPACE_LOW
 from equimanip.sim.bullet import p
 
 PANDA_URDF = os.path.join(pybullet_data.getDataPath(), "franka_panda", "panda.urdf")
@@ -45,6 +46,14 @@ YAW_LIMIT = 0.75 * math.pi
 MAX_LINEARIZED_JOINT_STEP = 0.1
 # Bisection steps when a move is shortened to its feasible part: 2^-10 of the move.
 _LIMIT_BISECTIONS = 10
+# Largest change of each arm joint's target per control step (rad) under the motion limits. The
+# position-controlled joints move towards a new target at very different rates (87 N m shoulder
+# and elbow, 12 N m wrist): a large reconfiguration that inverse kinematics sometimes asks for near
+# the workspace's edges (0.45 rad on joints 3 and 5 at once) leaves the linear joint-space path
+# that limit_motion checks, and swung the hand 6 cm in one step. Expert episodes move joints 1-6
+# at most 0.23 rad per step; joint 7 turns the hand about its own axis (pi/8 of yaw and the lag
+# behind it: up to 0.5 rad).
+MAX_JOINT_STEP = np.array([0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.6])
 
 # A delta smaller than this is "no motion" on that axis: the axis keeps its previous target
 # instead of being re-anchored on the measured pose, which sags a little under gravity.
@@ -64,14 +73,15 @@ HOME_EE_YAW = 0.0
 
 @dataclass(frozen=True)
 class Workspace:
-    """Axis-aligned box (metres, base_link) that the end-effector target is kept in.
+    """Axis-aligned box (metres, base_link) that the grasp point is kept in: by default the cell's
+    box of ``equimanip.safety`` (WORKSPACE_LOW/HIGH), which the controllers' safety layer uses too.
 
     The lower z leaves the fingertips (1.1 cm below ``panda_grasptarget``) a few millimetres above
     the table so that the gripper never digs into it.
     """
 
-    low: tuple[float, float, float] = (0.3, -0.2, 0.015)
-    high: tuple[float, float, float] = (0.7, 0.2, 0.4)
+    low: tuple[float, float, float] = WORKSPACE_LOW
+    high: tuple[float, float, float] = WORKSPACE_HIGH
 
     @property
     def low_array(self) -> np.ndarray:
@@ -119,6 +129,7 @@ def tilt_of_quat_xyzw(q) -> float:
     # The z axis's vertical component is R[2, 2] = 1 - 2 (x^2 + y^2) / |q|^2; down is -1.
     cos_tilt = 2.0 * (x * x + y * y) / (x * x + y * y + z * z + w * w) - 1.0
     return math.acos(min(1.0, max(-1.0, cos_tilt)))
+
 
 # The table: a box whose top face is z = 0, large enough to hold the robot base, the workspace and
 # objects pushed a little beyond it.
@@ -371,6 +382,10 @@ class PandaWorld:
             return target, False
         start = self.joint_states()[0][:7]
         move = target - start
+        # Small joint steps keep the arm on the joint-space path checked below.
+        largest = float(np.max(np.abs(move) / MAX_JOINT_STEP))
+        if largest > 1.0:
+            move = move / largest
         pose = self.forward_kinematics(start)  # the measured pose
         position = pose[:3]
         low = np.minimum(limits.workspace.low_array, position)
@@ -388,7 +403,7 @@ class PandaWorld:
             return True
 
         if feasible(1.0):
-            return target, False
+            return (target, False) if largest <= 1.0 else (start + move, True)
         good, bad = 0.0, 1.0  # staying put is always feasible
         for _ in range(_LIMIT_BISECTIONS):
             middle = 0.5 * (good + bad)

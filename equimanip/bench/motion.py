@@ -3,12 +3,15 @@ largest accepted message cost the control rate?
 
 Two parts:
 
-* **soak** (``--sequences``): random and adversarial command sequences through the simulation API,
-  as test/test_motion_limits.py drives them but many more: twists with components at, inside and
+* **soak** (``--sequences``, ``--task``): random and adversarial command sequences through the
+  simulation API, as test/test_motion_limits.py drives them but many more: twists with components at, inside and
   three times beyond the limits, held for 1-8 steps; joint targets anywhere inside the joint
   limits or at the adversarial configurations of issue 6, followed for 1-8 steps; gripper
   commands, holds and resets. The measured grasp point is checked after every control step:
-  worst excursion outside the workspace box, largest per-axis step, largest tilt from pointing down.
+  worst excursion outside the workspace box, largest per-axis step, largest tilt from pointing down,
+  apart for the steps that end with the arm touching something (a task object or the table). The
+  default task, reach, has nothing to touch but the table; block_picking has a 4 cm cube to
+  press on.
 * **rate** (``--rate-seconds``, 0 skips it): sim_node as its own process in real-time mode (10 Hz,
   128 x 128 cloud), and the control rate it holds (``/ee_pose`` messages per wall-clock second,
   median over windows) with nothing sent, under a trajectory of ``MAX_TRAJECTORY_POINTS`` points
@@ -43,20 +46,47 @@ ADVERSARIAL_JOINTS = np.array([
 ])
 
 
+def touching(env) -> bool:
+    """Whether the arm touches another body (a task object, the table) right now."""
+    from equimanip.sim.bullet import p
+
+    world = env.world
+    return any(contact[2] != world.robot
+               for contact in p.getContactPoints(bodyA=world.robot, physicsClientId=world.client))
+
+
 @dataclass
-class MotionRecord:
-    """The measured pose after every control step, against the motion limits."""
+class LimitStats:
+    """The worst of the measured poses seen."""
     steps: int = 0
     worst_excursion: float = -math.inf   # m outside the workspace box (<= 0: inside)
     largest_step: float = 0.0            # m along one axis in one control step
     largest_tilt: float = 0.0            # rad from pointing down
-    _previous: np.ndarray | None = None
+
+    def update(self, excursion: float, step: float, tilt: float) -> None:
+        self.steps += 1
+        self.worst_excursion = max(self.worst_excursion, excursion)
+        self.largest_step = max(self.largest_step, step)
+        self.largest_tilt = max(self.largest_tilt, tilt)
+
+    def summary(self) -> dict:
+        return {"steps": self.steps, "worst_excursion_m": self.worst_excursion, "largest_step_m": self.largest_step,
+                "largest_tilt_deg": math.degrees(self.largest_tilt)}
+
+
+class MotionRecord:
+    """The measured pose after every control step, against the motion limits: apart for the steps
+    that end in free motion and those that end touching something."""
+
+    def __init__(self):
+        self.free, self.contact = LimitStats(), LimitStats()
+        self._previous = None
 
     def restart(self, ee_pose) -> None:
         """After a reset: a teleport, not a step."""
         self._previous = np.asarray(ee_pose[:3], dtype=np.float64)
 
-    def add(self, ee_pose) -> tuple[float, float, float]:
+    def add(self, ee_pose, in_contact: bool = False) -> tuple[float, float, float]:
         """Record one step's measured pose; returns its (excursion, step, tilt)."""
         from equimanip.sim.world import WORKSPACE, tilt_of_quat_xyzw
 
@@ -65,14 +95,11 @@ class MotionRecord:
         step = float(np.max(np.abs(position - self._previous)))
         tilt = tilt_of_quat_xyzw(ee_pose[3:])
         self._previous = position
-        self.steps += 1
-        self.worst_excursion = max(self.worst_excursion, excursion)
-        self.largest_step = max(self.largest_step, step)
-        self.largest_tilt = max(self.largest_tilt, tilt)
+        (self.contact if in_contact else self.free).update(excursion, step, tilt)
         return excursion, step, tilt
 
 
-def soak(sequences: int, seed: int = 0, task: str = "block_picking") -> dict:
+def soak(sequences: int, seed: int = 0, task: str = "reach") -> dict:
     """Random and adversarial command sequences through the simulation API (see the module doc)."""
     from tqdm import tqdm
 
@@ -94,22 +121,21 @@ def soak(sequences: int, seed: int = 0, task: str = "block_picking") -> dict:
                     motion = np.where(rng.random(4) < 0.5, extreme, inside)
                     action = np.concatenate([[rng.random()], motion])
                     for _ in range(int(rng.integers(1, 9))):
-                        record.add(env.step(action)[0].ee_pose)
+                        record.add(env.step(action)[0].ee_pose, touching(env))
                 elif kind == "joints":
                     target = (ADVERSARIAL_JOINTS[rng.integers(len(ADVERSARIAL_JOINTS))] if rng.random() < 0.3
                               else lower + rng.random(7) * (upper - lower))
                     gripper = None if rng.random() < 0.5 else float(rng.random())
                     for _ in range(int(rng.integers(1, 9))):
-                        record.add(env.step_joints(np.clip(target, lower, upper), gripper)[0].ee_pose)
+                        record.add(env.step_joints(np.clip(target, lower, upper), gripper)[0].ee_pose, touching(env))
                 elif kind == "gripper":
-                    record.add(env.step([rng.random(), 0.0, 0.0, 0.0, 0.0])[0].ee_pose)
+                    record.add(env.step([rng.random(), 0.0, 0.0, 0.0, 0.0])[0].ee_pose, touching(env))
                 elif kind == "hold":
-                    record.add(env.hold()[0].ee_pose)
+                    record.add(env.hold()[0].ee_pose, touching(env))
                 else:
                     record.restart(env.reset(int(rng.integers(0, 10_000))).ee_pose)
-    return {"sequences": sequences, "steps": record.steps, "seconds": time.perf_counter() - start,
-            "worst_excursion_m": record.worst_excursion, "largest_step_m": record.largest_step,
-            "largest_tilt_deg": math.degrees(record.largest_tilt)}
+    return {"task": task, "sequences": sequences, "seconds": time.perf_counter() - start,
+            "free_motion": record.free.summary(), "touching": record.contact.summary()}
 
 
 def _trajectory_message(points: int):
@@ -198,17 +224,21 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sequences", type=int, default=1000, help="random command sequences in the soak")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--task", default="reach", help="scene of the soak (reach: nothing to touch but the table)")
     parser.add_argument("--rate-seconds", type=float, default=9.0,
                         help="wall-clock seconds of rate measurement per load (0: skip)")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args(argv)
 
-    results = {"soak": soak(args.sequences, args.seed)}
+    results = {"soak": soak(args.sequences, args.seed, args.task)}
     s = results["soak"]
-    rows = [("sequences / control steps", f"{s['sequences']} / {s['steps']} ({s['seconds']:.0f} s)"),
-            ("worst excursion outside the box", f"{s['worst_excursion_m'] * 1000:.2f} mm"),
-            ("largest step along an axis", f"{s['largest_step_m'] * 1000:.1f} mm (limit 50)"),
-            ("largest tilt from pointing down", f"{s['largest_tilt_deg']:.2f} deg (limit 10)")]
+    rows = [("task / sequences", f"{s['task']} / {s['sequences']} ({s['seconds']:.0f} s)")]
+    for part in ("free_motion", "touching"):
+        r = s[part]
+        rows += [(f"{part}: control steps", f"{r['steps']}"),
+                 (f"{part}: worst excursion outside the box", f"{r['worst_excursion_m'] * 1000:.2f} mm"),
+                 (f"{part}: largest step along an axis", f"{r['largest_step_m'] * 1000:.1f} mm (limit 50)"),
+                 (f"{part}: largest tilt from pointing down", f"{r['largest_tilt_deg']:.2f} deg (limit 10)")]
     if args.rate_seconds > 0:
         results["control_rate_hz"] = control_rate(args.rate_seconds)
         rows += [(f"control rate, {name}", f"{hz:.1f} Hz") for name, hz in results["control_rate_hz"].items()]
