@@ -29,8 +29,8 @@ from equimanip.sim.world import MOTION_LIMITS
 
 # What the measured pose may exceed the limits by (the limits hold for the targets exactly): the
 # tracking error of the position-controlled arm, and, for the step, the arm's momentum when a
-# full-speed motion goes on (`equimanip bench motion`, 3 x 1000 sequences, 95,000 steps: at most
-# 3.5 mm outside the box, 7.7 mm beyond the step, 0.05 degrees beyond the tilt).
+# full-speed motion goes on (`equimanip bench motion`, 2,400 sequences and 95,000 steps with three
+# seeds: at most 3.5 mm outside the box, 7.7 mm beyond the step, 0.05 degrees beyond the tilt).
 POSITION_TOLERANCE_M = 0.005
 STEP_TOLERANCE_M = 0.01
 TILT_TOLERANCE = math.radians(2.0)
