@@ -5,11 +5,16 @@ with ``--json``, end with exactly one JSON object on the last line so scripts ca
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -55,3 +60,26 @@ def print_report(title: str, rows: list[tuple[str, str]], results: dict, as_json
         print(f"  {name:<{width}}  {value}")
     if as_json:
         print(json.dumps({**results, "machine": machine_info()}, sort_keys=True))
+
+
+def private_domain() -> int:
+    """A ROS domain for a benchmark's graph, away from the tests' (1-101) and other runs."""
+    import random
+    return random.randint(102, 200)
+
+
+@contextlib.contextmanager
+def node_process(executable: str, ros_args: list[str], domain: int):
+    """Run one of equimanip's node executables (from this Python's bin folder) in a process of
+    its own on ``domain`` with localhost discovery, as ``ros2 launch`` would; stopped with Ctrl-C
+    (then killed if it does not stop within 15 s) when the block ends."""
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    process = subprocess.Popen([str(Path(sys.executable).with_name(executable)), "--ros-args", *ros_args], env=env)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()

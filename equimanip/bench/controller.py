@@ -12,18 +12,13 @@
 from __future__ import annotations
 
 import argparse
-import os
-import random
-import signal
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from equimanip.bench.common import print_report, time_ms
+from equimanip.bench.common import node_process, print_report, private_domain, time_ms
 
 
 def safety_layer_ms(repeats: int) -> tuple[float, float]:
@@ -61,27 +56,17 @@ def timer_latency(seconds: float, task: str) -> dict:
     from equimanip.config import config_file
     from equimanip.sim.expert_node import ExpertNode
 
-    domain = random.randint(102, 200)        # a graph of our own, away from tests and other runs
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    sim_exe = Path(sys.executable).with_name("sim_node")
-    sim = subprocess.Popen([str(sim_exe), "--ros-args", "--params-file", str(config_file("sim")),
-                            "-p", f"task:={task}", "-p", "sync:=false", "-p", "auto_reset:=true",
-                            "--log-level", "warn"], env=env)
-    try:
-        with InProcessGraph(("sim",), domain_id=domain) as graph:
-            expert = graph.node(ExpertNode, task=task, trigger="timer", rate_hz=10.0)
-            wait_until_ready(graph, expert, 60.0, report=print)
-            expert.stats.reset()             # count from here: discovery is not the runtime's cost
-            graph.spin_for(seconds)
-            summary = controller_summary(expert)
-            summary["achieved_rate_hz"] = expert.stats.decisions / seconds
-            return summary
-    finally:
-        sim.send_signal(signal.SIGINT)
-        try:
-            sim.wait(10)
-        except subprocess.TimeoutExpired:
-            sim.kill()
+    domain = private_domain()
+    sim_args = ["--params-file", str(config_file("sim")), "-p", f"task:={task}", "-p", "sync:=false",
+                "-p", "auto_reset:=true", "--log-level", "warn"]
+    with node_process("sim_node", sim_args, domain), InProcessGraph(("sim",), domain_id=domain) as graph:
+        expert = graph.node(ExpertNode, task=task, trigger="timer", rate_hz=10.0)
+        wait_until_ready(graph, expert, 60.0, report=print)
+        expert.stats.reset()             # count from here: discovery is not the runtime's cost
+        graph.spin_for(seconds)
+        summary = controller_summary(expert)
+        summary["achieved_rate_hz"] = expert.stats.decisions / seconds
+        return summary
 
 
 def main(argv=None) -> int:

@@ -19,11 +19,7 @@ same. Torch runs on one thread (``torch_threads`` 1) unless told otherwise.
 from __future__ import annotations
 
 import argparse
-import os
-import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from equimanip.bench.common import print_report
+from equimanip.bench.common import node_process, print_report, private_domain
 
 RATE_HZ = 30.0
 
@@ -65,15 +61,11 @@ def _measure(checkpoint: Path, seconds: float, threads: int, domain: int, reliab
     points, colors = render(scene)
     cloud = xyz_rgb_to_pointcloud2(points, colors, msgs.header("camera_depth_optical_frame", 0.0))
     camera_pose = "[" + ", ".join(f"{v:.6f}" for v in scene.camera_pose) + "]"
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    node = subprocess.Popen(
-        [str(Path(sys.executable).with_name("policy_node")), "--ros-args",
-         "-p", f"checkpoint:={checkpoint}", "-p", "trigger:=timer", "-p", "rate_hz:=10.0",
-         "-p", "sync_slop:=0.02", "-p", f"camera_pose:={camera_pose}",
-         "-p", f"sensor_reliability:={'reliable' if reliable else 'best_effort'}", "-p", "arm_metadata_topic:=''",
-         "-p", "episode_events_topic:=''", "-p", f"torch_threads:={threads}", "-p", "equivariance_check:=false",
-         "--log-level", "warn"], env=env)
-
+    node_args = ["-p", f"checkpoint:={checkpoint}", "-p", "trigger:=timer", "-p", "rate_hz:=10.0",
+                 "-p", "sync_slop:=0.02", "-p", f"camera_pose:={camera_pose}",
+                 "-p", f"sensor_reliability:={'reliable' if reliable else 'best_effort'}",
+                 "-p", "arm_metadata_topic:=''", "-p", "episode_events_topic:=''", "-p", f"torch_threads:={threads}",
+                 "-p", "equivariance_check:=false", "--log-level", "warn"]
     profile = qos.RELIABLE_SENSOR if reliable else qos.SENSOR
 
     class Camera(Node):
@@ -106,39 +98,32 @@ def _measure(checkpoint: Path, seconds: float, threads: int, domain: int, reliab
                 if status.name.startswith("policy_node"):
                     self.diagnostics = {kv.key: kv.value for kv in status.values}
 
-    try:
-        with InProcessGraph(domain_id=domain) as graph:
-            camera = graph.add(Camera(context=graph.context))
-            graph.spin_until(lambda: node.poll() is not None or (camera.count_subscribers(topics.CLOUD) > 0
-                             and camera.count_publishers(topics.TWIST) > 0), 120.0, "policy_node to start")
-            if node.poll() is not None:
-                raise RuntimeError(f"policy_node exited with code {node.returncode} (its error is above)")
-            start = time.monotonic()
-            k = 0
-            while time.monotonic() - start < seconds:
-                due = start + k / RATE_HZ
-                graph.spin_until(lambda: time.monotonic() >= due, 10.0, "the next frame")
-                camera.send(1000.0 + k / RATE_HZ)
-                k += 1
-            graph.spin_for(2.0)                          # the last diagnostics of the run
-            d = camera.diagnostics or {}
-            e2e = camera.end_to_end_ms or [float("nan")]
-            return {
-                "latency_p50_ms": float(d.get("decision_latency_p50_ms", "nan")),
-                "latency_p99_ms": float(d.get("decision_latency_p99_ms", "nan")),
-                "missed_cycles": int(d.get("missed_cycles", -1)),
-                "decisions": int(d.get("decisions", 0)),
-                "rate_hz": int(d.get("decisions", 0)) / seconds,
-                "end_to_end_p50_ms": statistics.median(e2e),
-                "end_to_end_p99_ms": float(np.percentile(e2e, 99)),
-                "clouds_sent": k,
-            }
-    finally:
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(15)
-        except subprocess.TimeoutExpired:
-            node.kill()
+    with node_process("policy_node", node_args, domain) as node, InProcessGraph(domain_id=domain) as graph:
+        camera = graph.add(Camera(context=graph.context))
+        graph.spin_until(lambda: node.poll() is not None or (camera.count_subscribers(topics.CLOUD) > 0
+                         and camera.count_publishers(topics.TWIST) > 0), 120.0, "policy_node to start")
+        if node.poll() is not None:
+            raise RuntimeError(f"policy_node exited with code {node.returncode} (its error is above)")
+        start = time.monotonic()
+        k = 0
+        while time.monotonic() - start < seconds:
+            due = start + k / RATE_HZ
+            graph.spin_until(lambda: time.monotonic() >= due, 10.0, "the next frame")
+            camera.send(1000.0 + k / RATE_HZ)
+            k += 1
+        graph.spin_for(2.0)                          # the last diagnostics of the run
+        d = camera.diagnostics or {}
+        e2e = camera.end_to_end_ms or [float("nan")]
+        return {
+            "latency_p50_ms": float(d.get("decision_latency_p50_ms", "nan")),
+            "latency_p99_ms": float(d.get("decision_latency_p99_ms", "nan")),
+            "missed_cycles": int(d.get("missed_cycles", -1)),
+            "decisions": int(d.get("decisions", 0)),
+            "rate_hz": int(d.get("decisions", 0)) / seconds,
+            "end_to_end_p50_ms": statistics.median(e2e),
+            "end_to_end_p99_ms": float(np.percentile(e2e, 99)),
+            "clouds_sent": k,
+        }
 
 
 def main(argv=None) -> int:
@@ -158,7 +143,7 @@ def main(argv=None) -> int:
         configs = [("cpu", False)] + ([] if args.skip_paper else [("paper", True)])
         for name, paper in configs:
             checkpoint = _checkpoint(Path(tmp) / f"{name}.pt", paper)
-            r = _measure(checkpoint, args.seconds, args.threads, random.randint(102, 200), not args.best_effort)
+            r = _measure(checkpoint, args.seconds, args.threads, private_domain(), not args.best_effort)
             prefix = "" if name == "cpu" else "paper_"
             results.update({prefix + k: v for k, v in r.items()})
             rows.append((f"{name} configuration", f"cloud in -> twist out p50 {r['latency_p50_ms']:.1f} ms, "
