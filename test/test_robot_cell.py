@@ -50,3 +50,13 @@ def test_expert_episodes_with_every_topic_remapped_and_the_real_cell_settings():
     assert result.success_rate == 1.0, result.summary()
     for default, renamed in REMAPPED.items():
         assert renamed in result.graph_topics and default not in result.graph_topics
+
+
+def test_a_ros2_control_arm_driven_by_joint_trajectories_alone():
+    """output: joint_trajectory, as for a joint_trajectory_controller without MoveIt Servo: the
+    controller turns each step into joint targets (equimanip.kinematics) and the task is solved."""
+    config = RunConfig(task="reach", episodes=3, seed=11,
+                       param_overrides=[("expert_node", "output", "joint_trajectory")], episode_timeout_s=60.0)
+    result = run(config)
+    assert result.success_rate == 1.0, result.summary()
+    assert result.controller_stats["failures"] == 0

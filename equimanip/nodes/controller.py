@@ -53,6 +53,7 @@ from functools import partial
 from typing import Optional, Sequence
 
 import numpy as np
+from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
@@ -61,9 +62,11 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState, PointCloud2
 from std_msgs.msg import Bool, Float64, String
 from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from equimanip.action import ACTION_HIGH, ACTION_LOW, ACTION_NAMES, clip_action
 from equimanip.geometry import normalize_frame_id
+from equimanip.kinematics import PANDA
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.params import BASE_FRAME, CONTROL_PERIOD, ParamSpec, declare_parameters, param_values
 from equimanip.nodes.sync import TimeSync
@@ -92,6 +95,10 @@ CONTROLLER_PARAMS = [
     ParamSpec("episode_events_topic", topics.SIM_EPISODE_EVENTS, "Stamped episode start/end "
               "events (diagnostic_msgs/DiagnosticArray) that call the episode hooks; empty for none.",
               read_only=True),
+    ParamSpec("output", "twist", "What goes to the arm: 'twist' (MoveIt Servo), 'joint_trajectory' (a "
+              "ros2_control joint_trajectory_controller: one point, the action's step through the Panda's "
+              "kinematics, equimanip.kinematics) or 'both'. The gripper command goes out either way.",
+              choices=("twist", "joint_trajectory", "both")),
     ParamSpec("safety.enabled", True, "Keep the grasp point in the workspace box and within the "
               "speed limits. Turn off only for an arm that enforces both itself; finite values and "
               "the action limits are enforced regardless.", read_only=True),
@@ -187,6 +194,8 @@ class ControllerNode(Node):
         self._pub_gripper = self.create_publisher(Float64, topics.GRIPPER, qos.RELIABLE)
         self._pub_twist = self.create_publisher(TwistStamped, topics.TWIST, qos.RELIABLE)
         self._pub_action = self.create_publisher(JointState, topics.ACTION, qos.RELIABLE)
+        self._pub_trajectory = self.create_publisher(JointTrajectory, topics.JOINT_TRAJECTORY, qos.RELIABLE)
+        self._arm_positions: Optional[np.ndarray] = None   # from the last input set, for trajectories
         self._pub_diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.RELIABLE)
         self._pub_metadata = self.create_publisher(String, "~/metadata", qos.LATCHED)
 
@@ -364,6 +373,7 @@ class ControllerNode(Node):
                 return
             if self.trigger == "timer":
                 self._keep_schedule(now, inputs.received)
+            self._arm_positions = _arm_positions(inputs.messages[topics.JOINT_STATES])
             self._publish(safe, inputs.stamp)
             self._last_decision = now
             self.stats.decisions += 1
@@ -395,16 +405,37 @@ class ControllerNode(Node):
             action = np.array([self._last_gripper if self._last_gripper is not None else 1.0, 0, 0, 0, 0])
         self._last_gripper = float(action[0])
         self._pub_gripper.publish(Float64(data=self._last_gripper))
-        msg = TwistStamped()
-        msg.header.stamp = stamp
-        msg.header.frame_id = self.base_frame
-        v = action[1:5] / self.control_period
-        msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(x) for x in v[:3])
-        msg.twist.angular.z = float(v[3])
-        self._pub_twist.publish(msg)
+        output = self.get_parameter("output").value
+        if output in ("twist", "both"):
+            msg = TwistStamped()
+            msg.header.stamp = stamp
+            msg.header.frame_id = self.base_frame
+            v = action[1:5] / self.control_period
+            msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(x) for x in v[:3])
+            msg.twist.angular.z = float(v[3])
+            self._pub_twist.publish(msg)
+        if output in ("joint_trajectory", "both"):
+            self._publish_trajectory(action, stamp)
         self._pub_action.publish(msgs.action_msg(action, stamp, self.base_frame))
         self._last_answer = time.monotonic()
         self._commanded = bool(np.any(action[1:5] != 0.0))
+
+    def _publish_trajectory(self, action: np.ndarray, stamp) -> None:
+        """The step as a one-point JointTrajectory, reached one control period from now. Without
+        joint positions yet there is nothing safe to send."""
+        if self._arm_positions is None:
+            return
+        try:
+            target = PANDA.joint_step(self._arm_positions, action[1:5], self.control_period)
+        except ValueError as e:
+            self._log.error("trajectory", f"no joint trajectory for this step: {_short(e)}")
+            return
+        whole = int(self.control_period)
+        reach_in = Duration(sec=whole, nanosec=int(round((self.control_period - whole) * 1e9)))
+        point = JointTrajectoryPoint(positions=[float(v) for v in target], time_from_start=reach_in)
+        msg = JointTrajectory(joint_names=list(PANDA.joint_names), points=[point])
+        msg.header.stamp = stamp
+        self._pub_trajectory.publish(msg)
 
     def _hold(self, stamp, reason: Optional[str]) -> None:
         """One zero twist (the gripper kept as it is), e.g. after a failure or on a stop."""
@@ -647,6 +678,15 @@ class ObservationController(ControllerNode):
     def metadata(self) -> dict:
         observations = getattr(self, "observations", None)  # None while the base class starts
         return {} if observations is None else {"observation": observations.config.__dict__}
+
+
+def _arm_positions(joint_states) -> Optional[np.ndarray]:
+    """The Panda's arm joints from a JointState, or None when some are missing or not finite."""
+    try:
+        q = msgs.joint_positions(joint_states, PANDA.joint_names)
+    except KeyError:
+        return None
+    return q if np.all(np.isfinite(q)) else None
 
 
 def _short(e: BaseException, limit: int = 200) -> str:
