@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 
 from equimanip.nodes.params import markdown_table
-from equimanip.nodes.tables import NODE_PARAMETER_TABLES
+from equimanip.nodes.tables import README_TABLES
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def main() -> int:
     text = README.read_text()
-    for name, specs in NODE_PARAMETER_TABLES.items():
+    for name, specs in README_TABLES.items():
         pattern = re.compile(rf"(<!-- params:{name} -->\n).*?(\n<!-- /params -->)", re.S)
         if not pattern.search(text):
             print(f"README.md has no <!-- params:{name} --> block", file=sys.stderr)

@@ -7,7 +7,7 @@ import yaml
 
 from equimanip.config import config_dir, config_file
 from equimanip.nodes.params import markdown_table
-from equimanip.nodes.tables import NODE_PARAMETER_TABLES
+from equimanip.nodes.tables import NODE_PARAMETER_TABLES, README_TABLES
 from equimanip.sim.camera import SIDE_CAMERA
 
 NODE_PARAMS = {node: {s.name: s for s in specs} for node, specs in NODE_PARAMETER_TABLES.items()}
@@ -64,8 +64,15 @@ def test_missing_parameter_file_names_the_alternatives():
         config_file("no_such_setup")
 
 
+def test_every_parameter_is_in_a_readme_table():
+    documented = {s.name for specs in README_TABLES.values() for s in specs}
+    for node, specs in NODE_PARAMETER_TABLES.items():
+        missing = [s.name for s in specs if s.name not in documented]
+        assert not missing, f"{node}: {missing} are in no README table"
+
+
 def test_readme_parameter_tables_match_the_code():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    for node, specs in NODE_PARAMETER_TABLES.items():
+    for node, specs in README_TABLES.items():
         block = f"<!-- params:{node} -->\n{markdown_table(specs)}\n<!-- /params -->"
         assert block in readme, f"the {node} table is out of date: run scripts/update_readme_tables.py"
