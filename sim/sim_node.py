@@ -466,8 +466,13 @@ class SimNode(Node):
             elif len(data) > MAX_TRAJECTORY_BYTES:
                 problem = f"trajectory message of {len(data)} bytes; at most {MAX_TRAJECTORY_BYTES} are accepted"
         if problem is None:
-            self._on_trajectory(deserialize_message(data, JointTrajectory))
-            return
+            try:
+                msg = deserialize_message(data, JointTrajectory)
+            except Exception as e:  # noqa: BLE001 - whatever rclpy says about bytes it cannot decode
+                problem = f"malformed message ({e})"
+            else:
+                self._on_trajectory(msg)
+                return
         # Refused undecoded: like any other refused motion command it holds the arm for a step.
         self._reject("trajectory", problem)
         self._motion_heard = True

@@ -46,6 +46,10 @@ YAW_LIMIT = 0.75 * math.pi
 MAX_LINEARIZED_JOINT_STEP = 0.1
 # Bisection steps when a move is shortened to its feasible part: 2^-10 of the move.
 _LIMIT_BISECTIONS = 10
+# Inverse kinematics misses its target by a millimetre or so (more at the workspace's far corners,
+# see _inverse_kinematics): a target on a wall of the box comes out just beyond it. Joint targets
+# may lie this far outside the box; set_ee_target corrects larger misses at the walls.
+TARGET_TOLERANCE_M = 0.001
 # Largest change of each arm joint's target per control step (rad) under the motion limits. The
 # position-controlled joints move towards a new target at very different rates (87 N m shoulder
 # and elbow, 12 N m wrist): a large reconfiguration that inverse kinematics sometimes asks for near
@@ -388,8 +392,8 @@ class PandaWorld:
             move = move / largest
         pose = self.forward_kinematics(start)  # the measured pose
         position = pose[:3]
-        low = np.minimum(limits.workspace.low_array, position)
-        high = np.maximum(limits.workspace.high_array, position)
+        low = np.minimum(limits.workspace.low_array - TARGET_TOLERANCE_M, position)
+        high = np.maximum(limits.workspace.high_array + TARGET_TOLERANCE_M, position)
         max_tilt = max(limits.max_tilt, tilt_of_quat_xyzw(pose[3:]))
         samples = np.arange(1, limits.path_samples + 1) / limits.path_samples
 
@@ -468,10 +472,12 @@ class PandaWorld:
         the workspace's far corners the solution can miss the pose by centimetres and tilt the
         hand; from a tilted hand it can swing the arm through a large arc)."""
         position = np.asarray(position, dtype=np.float64)
-        if self.limits is not None:
-            position = self.limits.workspace.clip(position)
         yaw = float(np.clip(wrap_angle(yaw), -YAW_LIMIT, YAW_LIMIT))
-        arm = self._inverse_kinematics(position, yaw)
+        if self.limits is None:
+            arm = self._inverse_kinematics(position, yaw)
+        else:
+            position = self.limits.workspace.clip(position)
+            arm = self._inverse_kinematics_in(self.limits.workspace, position, yaw)
         if not np.all(np.isfinite(arm)):
             return  # no solution for an absurd target (a raw arm told to go 1e300 m away): hold
         self._target_position, self._target_yaw = position, yaw
@@ -480,6 +486,21 @@ class PandaWorld:
             reached = self.forward_kinematics(arm)
             self._target_position, self._target_yaw = reached[:3], yaw_of_quat_xyzw(reached[3:])
         self.set_arm_targets(arm)
+
+    def _inverse_kinematics_in(self, workspace: Workspace, position, yaw: float) -> np.ndarray:
+        """:meth:`_inverse_kinematics` for a target inside ``workspace``, aimed again (at most
+        twice) where its solution misses the target by enough to leave the box: at a wall the
+        miss would otherwise make limit_motion hold the arm instead of letting it slide along."""
+        arm = self._inverse_kinematics(position, yaw)
+        aim = position
+        for _ in range(2):
+            reached = self.forward_kinematics(arm)[:3]
+            low, high = workspace.low_array - TARGET_TOLERANCE_M, workspace.high_array + TARGET_TOLERANCE_M
+            if np.all(reached >= low) and np.all(reached <= high):
+                break
+            aim = aim - (reached - position)  # aim past the target by the miss
+            arm = self._inverse_kinematics(aim, yaw)
+        return arm
 
     def _inverse_kinematics(self, position, yaw: float) -> np.ndarray:
         """Arm joint positions for a downward EE pose, solved from the current configuration.
