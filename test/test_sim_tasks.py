@@ -20,8 +20,8 @@ def env(request):
     env.close()
 
 
-def test_registry_has_the_four_tasks():
-    assert set(TASKS) == {"reach", "block_picking", "block_pushing", "drawer_opening"}
+def test_registry_has_the_five_tasks():
+    assert set(TASKS) == {"reach", "block_picking", "block_pushing", "drawer_opening", "reach_obstacles"}
     for name, task_class in TASKS.items():
         assert issubclass(task_class, Task) and task_class.name == name
         assert isinstance(make_task(name), task_class)

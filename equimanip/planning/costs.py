@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from equimanip.action import MAX_STEP_M, MAX_STEP_YAW
-from equimanip.sim.world import WORKSPACE
+from equimanip.safety import WORKSPACE_HIGH, WORKSPACE_LOW
 
 # ----------------------------------------------------------------------------------- quadratic
 
@@ -74,8 +74,8 @@ class PointCloudDistance:
         mark missing returns that way). ``low``/``high`` default to the workspace grown by 10 cm."""
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         points = points[np.isfinite(points).all(axis=1)]
-        low = np.asarray(low if low is not None else np.asarray(WORKSPACE.low) - 0.1, dtype=np.float64)
-        high = np.asarray(high if high is not None else np.asarray(WORKSPACE.high) + 0.1, dtype=np.float64)
+        low = np.asarray(low if low is not None else np.asarray(WORKSPACE_LOW) - 0.1, dtype=np.float64)
+        high = np.asarray(high if high is not None else np.asarray(WORKSPACE_HIGH) + 0.1, dtype=np.float64)
         if low.shape != (3,) or high.shape != (3,) or not np.all(high > low):
             raise ValueError(f"the box needs low < high in x, y, z; got low {low.tolist()}, high {high.tolist()}")
         if not resolution > 0:
@@ -234,8 +234,8 @@ class EndEffectorCost:
 
     def __init__(self, config: EndEffectorCostConfig = EndEffectorCostConfig(), goal_position=(0.5, 0.0, 0.2),
                  goal_yaw: Optional[float] = None, obstacles: Optional[PointCloudDistance] = None,
-                 gripper: GripperSpheres = GripperSpheres(), workspace_low=WORKSPACE.low,
-                 workspace_high=WORKSPACE.high, device: str = "cpu"):
+                 gripper: GripperSpheres = GripperSpheres(), workspace_low=WORKSPACE_LOW,
+                 workspace_high=WORKSPACE_HIGH, device: str = "cpu"):
         config.validate()
         self.config, self.device = config, torch.device(device)
         self.goal_position = goal_position

@@ -4,7 +4,7 @@
   pytorch-mppi) and the convex test problem.
 * :class:`KinematicEndEffector`: the end effector as the simulation moves it: each action
   ``[p, dx, dy, dz, dyaw]`` (``equimanip.action``) moves the target by the displacement, kept in the
-  workspace box and the yaw limit of ``equimanip.sim.world``, and sets the gripper aperture.
+  workspace box and the yaw limit of ``equimanip.safety`` (the simulation's too), and sets the gripper aperture.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from equimanip.sim.world import WORKSPACE, YAW_LIMIT
+from equimanip.safety import WORKSPACE_HIGH, WORKSPACE_LOW, YAW_LIMIT
 from equimanip.symmetry import GroupElement, Layout, vector
 
 # ----------------------------------------------------------------------------------- point mass
@@ -56,8 +56,8 @@ class EndEffectorLimits:
     """Where the end effector can go; None removes a limit (e.g. to test the model's symmetry,
     which a box around the robot's base does not have)."""
 
-    workspace_low: Optional[tuple[float, float, float]] = WORKSPACE.low
-    workspace_high: Optional[tuple[float, float, float]] = WORKSPACE.high
+    workspace_low: Optional[tuple[float, float, float]] = WORKSPACE_LOW
+    workspace_high: Optional[tuple[float, float, float]] = WORKSPACE_HIGH
     yaw_limit: Optional[float] = YAW_LIMIT
 
 

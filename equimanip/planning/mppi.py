@@ -219,16 +219,22 @@ class MPPI:
 
     # ------------------------------------------------------------------------------ configuration
 
-    def _apply_config(self, config: MPPIConfig) -> None:
-        """Check ``config`` completely, then (only then) take it over."""
+    def _checked(self, config: MPPIConfig):
+        """(group, bounds, representation matrices) of ``config`` after every check that the
+        planner runs on a configuration; ValueError naming the first problem. Changes nothing."""
         config.validate()
-        nu, T = config.action_dim, config.horizon
         group = finite_group(config.group)
         bounds = ActionBounds(config.action_low, config.action_high, config.vector_norm_max, self.action_layout)
-        matrices = representation_matrices(group, self.action_layout, nu)
+        matrices = representation_matrices(group, self.action_layout, config.action_dim)
         if not group.is_trivial:
             bounds.check_invariant(group)
             _check_invariant_vectors(config, matrices, self.action_layout)
+        return group, bounds, matrices
+
+    def _apply_config(self, config: MPPIConfig) -> None:
+        """Check ``config`` completely, then (only then) take it over."""
+        group, bounds, matrices = self._checked(config)
+        nu, T = config.action_dim, config.horizon
 
         self.config, self.group, self.bounds = config, group, bounds
         self.device, self.dtype = torch.device(config.device), torch.float32
@@ -276,6 +282,14 @@ class MPPI:
             self._generator.manual_seed(self.config.seed)
         else:
             self._generator.seed()
+
+    def check_update(self, **changes) -> MPPIConfig:
+        """The configuration ``update_config(**changes)`` would give, after all of its checks, without
+        changing anything: ValueError naming the problem otherwise (for a ROS parameter callback,
+        which must validate without side effects)."""
+        config = self.config.replace(**changes)
+        self._checked(config)
+        return config
 
     def update_config(self, **changes) -> None:
         """Change settings while running. Invalid values raise ValueError and leave the planner as

@@ -6,9 +6,10 @@ from equimanip.sim.tasks.block_picking import BlockPickingTask
 from equimanip.sim.tasks.block_pushing import BlockPushingTask
 from equimanip.sim.tasks.drawer_opening import DrawerOpeningTask
 from equimanip.sim.tasks.reach import ReachTask
+from equimanip.sim.tasks.reach_obstacles import ReachObstaclesTask
 
 TASKS: dict[str, type[Task]] = {
-    task.name: task for task in (ReachTask, BlockPickingTask, BlockPushingTask, DrawerOpeningTask)
+    task.name: task for task in (ReachTask, BlockPickingTask, BlockPushingTask, DrawerOpeningTask, ReachObstaclesTask)
 }
 
 
