@@ -99,6 +99,15 @@ def servo_gripper(sim: ManipulationEnv, position, yaw: float) -> float:
     position = np.asarray(position, dtype=np.float64)
     target = position.copy()
     substeps = max(1, sim.substeps)
+    # Setting up a scene is not a command: the per-step motion limits would cut the servo short.
+    limits, world.limits = world.limits, None
+    try:
+        return _servo(sim, world, position, target, yaw, substeps)
+    finally:
+        world.limits = limits
+
+
+def _servo(sim, world, position, target, yaw, substeps) -> float:
     for _ in range(START_SERVO_ROUNDS):
         world.set_ee_target(target, yaw)
         for _ in range(int(START_SERVO_SECONDS * world.physics_hz) // substeps):
