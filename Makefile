@@ -2,7 +2,7 @@
 #
 #   make demo    run the simulated arm with a controller through ROS 2 topics, write an animation
 #   make test    run the whole test suite (what CI runs)
-#   make bench   run the benchmarks (sim, perception) and print their figures
+#   make bench   run the benchmarks (sim, perception, controller, policy, latency, mppi, recorder)
 #
 # Set-up is idempotent: system packages only when missing, a virtual environment in $(VENV),
 # torch first (CPU build by default), then this package with its ROS 2 pip wheels.
@@ -43,6 +43,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/equimanip bench sim
 	$(BIN)/equimanip bench perception
+	$(BIN)/equimanip bench controller
+	$(BIN)/equimanip bench policy
+	$(BIN)/equimanip bench latency
+	$(BIN)/equimanip bench mppi
+	$(BIN)/equimanip bench recorder
 
 clean:
 	rm -rf $(VENV) artifacts build *.egg-info .pytest_cache .hypothesis
