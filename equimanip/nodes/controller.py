@@ -223,7 +223,6 @@ class ControllerNode(Node):
         self._next_due = -math.inf         # timer mode: when the next decision is due
         self._last_input = time.monotonic()  # the watchdog counts from start-up
         self._last_gripper: Optional[float] = None
-        self._started = time.monotonic()
 
         self.create_subscription(Bool, topics.ESTOP, self._on_estop, qos.RELIABLE,
                                  callback_group=self._safety_group)
