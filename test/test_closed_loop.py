@@ -1,19 +1,15 @@
 """The closed loop through ROS topics: simulation node + scripted expert, every task."""
 import json
-import os
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
-from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from equimanip.bringup import RunConfig, run
-from equimanip.config import config_file
-from equimanip.nodes import qos, topics
+from equimanip.nodes import topics
 from equimanip.sim.env import ManipulationEnv, expert_input
 from equimanip.sim.tasks import TASKS
 
@@ -79,66 +75,3 @@ def test_cli_rejects_unknown_task():
     proc = subprocess.run([sys.executable, "-m", "equimanip.cli", "run", "--task", "juggling"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown task 'juggling'" in proc.stderr
-
-
-@pytest.mark.parametrize("override,reason", [
-    ("task:=juggling", "must be one of"),
-    ("control_period:=-0.1", "invalid parameter control_period"),
-    ("seed:=abc", "invalid parameter seed"),
-])
-def test_node_executable_refuses_bad_parameters_in_one_line(override, reason):
-    proc = subprocess.run([sys.executable, "-m", "equimanip.sim.sim_node", "--ros-args", "-p", override],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2
-    assert reason in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
-
-
-def test_nodes_as_separate_processes(ros):
-    """sim_node and expert_node as their own executables, talking over DDS between processes."""
-    params = str(config_file("sim"))
-    env = dict(os.environ)
-    common = ["--ros-args", "--params-file", params, "-p", "task:=reach"]
-    procs = [subprocess.Popen([sys.executable, "-m", "equimanip.sim.sim_node", *common, "-p", "sync:=true",
-                               "-p", "publish_cloud:=false"], env=env),
-             subprocess.Popen([sys.executable, "-m", "equimanip.sim.expert_node", *common], env=env)]
-    try:
-        from rclpy.node import Node
-
-        class Watcher(Node):
-            def __init__(self, **kw):
-                super().__init__("watcher", **kw)
-                self.done = []
-                self.create_subscription(Bool, topics.SIM_EPISODE_DONE, lambda m: self.done.append(m.data),
-                                         qos.RELIABLE)
-                self.reset = self.create_client(Trigger, topics.SIM_RESET)
-
-        watcher = ros.add(Watcher(context=ros.context))
-        # Both processes are up once the sim's service answers and the expert's publisher and
-        # subscriptions show in the graph; if the first state still misses the expert, the sync
-        # mode's idle republish (1 s) repeats it.
-        ros.spin_until(lambda: watcher.reset.service_is_ready() and watcher.count_publishers(topics.TWIST) > 0
-                       and watcher.count_subscribers(topics.SIM_OBJECT_POSES) > 0,
-                       timeout_s=60, what="both processes")
-        future = watcher.reset.call_async(Trigger.Request())
-        ros.spin_until(future.done, what="reset")
-        ros.spin_until(lambda: watcher.done, timeout_s=60, what="the episode to end")
-        assert watcher.done[0] is True
-    finally:
-        codes = _stop(procs)
-    assert codes == [0, 0]
-
-
-def _stop(procs, timeout_s: float = 10.0) -> list:
-    """Ctrl-C every process, then wait for each; one that does not stop is killed (code None).
-    Nothing is asserted here, so that every process is stopped whatever happens."""
-    for p in procs:
-        p.send_signal(signal.SIGINT)
-    codes = []
-    for p in procs:
-        try:
-            codes.append(p.wait(timeout=timeout_s))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            codes.append(None)
-    return codes

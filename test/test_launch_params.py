@@ -119,6 +119,9 @@ def test_the_launch_file_arguments_take_effect(ros, tmp_path):
 
 
 @pytest.mark.parametrize("args,reason", [
+    (["-p", "task:=juggling"], "must be one of"),
+    (["-p", "control_period:=-0.1"], "invalid parameter control_period"),
+    (["-p", "seed:=abc"], "invalid parameter seed"),
     (["-p", "physics_hz:=100.0"], "invalid parameter physics_hz"),
     (["-p", "seed:=-3"], "invalid parameter seed"),
     (["--params-file", "no_such_file.yaml"], "parameter file 'no_such_file.yaml' does not exist"),
