@@ -18,7 +18,10 @@ import pybullet_data
 
 from equimanip.action import MAX_STEP_M, PANDA_FINGER_JOINTS, PANDA_FINGER_OPEN_POSITION, gripper_aperture
 from equimanip.geometry import down_quat_xyzw, wrap_angle, yaw_of_quat_xyzw
-from equimanip.safety import WORKSPACE_HIGH, WORKSPACE_LOW
+
+# The cell's limits, defined once: the workspace box of the grasp point, and the gripper's yaw
+# limit (3 pi / 4: what the wrist reaches; a parallel gripper needs only +-pi/2).
+from equimanip.safety import WORKSPACE_HIGH, WORKSPACE_LOW, YAW_LIMIT
 from equimanip.sim.bullet import p
 
 PANDA_URDF = os.path.join(pybullet_data.getDataPath(), "franka_panda", "panda.urdf")
@@ -34,11 +37,6 @@ FINGER_OPEN_POSITION = PANDA_FINGER_OPEN_POSITION
 # holds a 100 g block with plenty of margin without crushing it through the solver.
 ARM_MAX_FORCES = np.array([87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0])
 FINGER_MAX_FORCE = 20.0
-
-# Yaw of the gripper is limited to +-(pi/2 + pi/4): the wrist joint (+-2.97 rad) cannot turn the
-# hand much further, and the 180-degree symmetry of a parallel gripper makes +-pi/2 enough for
-# any grasp anyway.
-YAW_LIMIT = 0.75 * math.pi
 
 # Largest joint change (rad) per control step for a joint command, so that the first-order
 # prediction of the hand's motion that slides it along the workspace walls (slide_joint_step)
