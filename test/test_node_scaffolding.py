@@ -51,7 +51,7 @@ def test_invalid_sets_are_rejected_with_a_reason(ros, name, value, reason):
 
 
 def test_invalid_start_up_override_refuses_to_start(ros):
-    with pytest.raises(Exception, match="mode|one of"):
+    with pytest.raises(ValueError, match="mode must be one of a, b"):
         ros.node(_ParamNode, mode="z")
 
 

@@ -122,3 +122,8 @@ def test_bad_inputs_are_refused():
 def test_empty_cloud_gives_an_empty_observation():
     obs = build_observation(np.full((4, 4, 3), np.nan, np.float32), EE, 0.0, 0.0, ObservationConfig().validate())
     assert not obs.heightmap.any() and obs.objects == [] and not obs.object_state[3:].any()
+
+
+def test_an_end_effector_beyond_any_robots_reach_is_refused():
+    with pytest.raises(ValueError, match="beyond 1e\\+06 m"):
+        build_observation(np.zeros((4, 3), np.float32), [1e39, 0, 0.2, 1, 0, 0, 0], 1.0, 0.0, ObservationConfig())

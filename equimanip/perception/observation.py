@@ -27,7 +27,7 @@ import numpy as np
 
 from equimanip.perception import heightmap as hm
 from equimanip.perception import object_state as osm
-from equimanip.perception.pointcloud2 import PointCloud2Error, pointcloud2_to_xyz
+from equimanip.perception.pointcloud2 import MAX_COORDINATE_M, PointCloud2Error, pointcloud2_to_xyz
 
 
 @dataclass
@@ -184,6 +184,8 @@ def build_observation(points_base, ee_pose, gripper_aperture: float, stamp: floa
     ee_pose = np.asarray(ee_pose, dtype=np.float64)
     if ee_pose.shape != (7,) or not np.all(np.isfinite(ee_pose)):
         raise ValueError(f"ee_pose must be 7 finite numbers [x y z qx qy qz qw], got {ee_pose.tolist()}")
+    if np.any(np.abs(ee_pose[:3]) > MAX_COORDINATE_M):
+        raise ValueError(f"ee_pose position {ee_pose[:3].tolist()} is beyond {MAX_COORDINATE_M:g} m: not a robot's")
     points = np.asarray(points_base)
     if points.shape[-1:] != (3,):
         raise ValueError(f"points must be shaped (..., 3), got {points.shape}")
