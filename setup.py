@@ -30,6 +30,7 @@ ros_wheels = [
     "ros-sensor-msgs",
     "ros-trajectory-msgs",
     "ros-diagnostic-msgs",
+    "ros-nav-msgs",         # mppi_node's planned path (nav_msgs/Path)
 ]
 
 setup(
@@ -81,6 +82,7 @@ setup(
             "expert_node = equimanip.sim.expert_node:main",
             "perception_node = equimanip.nodes.perception_node:main",
             "policy_node = equimanip.nodes.policy_node:main",
+            "mppi_node = equimanip.nodes.mppi_node:main",
             "recorder_node = equimanip.nodes.recorder_node:main",
             "teleop_keyboard = equimanip.nodes.teleop_keyboard:main",
         ],

@@ -41,8 +41,14 @@ def _policy_node():
     return PolicyNode
 
 
+def _mppi_node():
+    from equimanip.nodes.mppi_node import MPPINode
+    return MPPINode
+
+
 CONTROLLERS = {"expert": ControllerEntry("expert_node", _expert_node),
-               "policy": ControllerEntry("policy_node", _policy_node)}
+               "policy": ControllerEntry("policy_node", _policy_node),
+               "mppi": ControllerEntry("mppi_node", _mppi_node)}
 SIM_NODE_NAME = "sim_node"
 # Seconds of waiting for a controller to become ready before saying what it waits for.
 READINESS_REPORT_AFTER_S = 5.0

@@ -31,6 +31,7 @@ TRAINERS = {
     "sac": "equimanip.learning.sac",
     "bc": "equimanip.learning.bc",
     "bmil": "equimanip.learning.bmil",
+    "dynamics": "equimanip.learning.dynamics",
 }
 
 

@@ -1,5 +1,6 @@
 """MPPI planner core: equivariance of the plan under each planar group, cost reduction on a convex
 problem, bounds, costs, configuration errors. No ROS; small K and T keep the file fast."""
+import dataclasses
 import math
 
 import numpy as np
@@ -19,6 +20,7 @@ from equimanip.planning import (
     PointMass,
     QuadraticCost,
 )
+from equimanip.planning.end_effector import EndEffectorPlannerSettings
 from equimanip.planning.sampling import ar1_matrix
 from equimanip.symmetry import ACTION_LAYOUT
 
@@ -61,7 +63,7 @@ def end_effector_scene(g=symmetry.IDENTITY, group="none", seed=5):
     """A planner and start state for the end effector among points, everything turned by ``g`` about
     the vertical axis through the gripper (limits removed: the workspace box is not symmetric)."""
     rng = np.random.default_rng(0)
-    start = torch.tensor([0.5, 0.0, 0.15, 0.3, 1.0])
+    start = torch.tensor([0.5, 0.0, 0.2, 0.3, 1.0])
     pivot = start[:2]
     points = torch.as_tensor(rng.uniform([0.45, -0.1, 0.0], [0.6, 0.1, 0.12], size=(60, 3)), dtype=torch.float32)
     goal = torch.tensor([0.62, 0.08, 0.1])
@@ -341,11 +343,12 @@ def test_benchmark_ends_with_one_json_line(capsys):
 
 
 def test_reaches_a_goal_behind_a_post_without_touching_it():
-    """The built-in end-effector planner (defaults, d4) in a closed loop with its own model: around a
-    post standing between the start and the goal, to within 2 cm, never overlapping the cloud."""
+    """The built-in end-effector planner (the cell's default weights, d4) in a closed loop with its own
+    model: around a post standing between the start and the goal, to within 2 cm, never overlapping
+    the cloud."""
     rng = np.random.default_rng(0)
     post = rng.uniform([0.47, -0.03, 0.0], [0.53, 0.03, 0.18], size=(2000, 3))
-    cost = EndEffectorCost(goal_position=(0.62, -0.02, 0.1), goal_yaw=0.0,
+    cost = EndEffectorCost(EndEffectorPlannerSettings().cost, goal_position=(0.62, -0.02, 0.1), goal_yaw=0.0,
                            obstacles=PointCloudDistance.from_points(post))
     model = KinematicEndEffector()
     planner = MPPI(model, MPPIConfig.for_end_effector(seed=1, group="d4"), trajectory_cost=cost,
@@ -367,3 +370,65 @@ def test_docs_example_runs():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "mppi.md").read_text()
     code = doc.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(code, "docs/mppi.md", "exec"), {})
+
+
+# ----------------------------------------------------------------------------------- the cell's planner
+
+
+def test_obstacle_points_leave_out_table_gripper_arm_and_goal_but_not_a_post_beside_the_hand():
+    from equimanip.geometry import down_quat_xyzw
+    from equimanip.planning.end_effector import EndEffectorPlanner
+
+    planner = EndEffectorPlanner()
+    ee = np.array([0.5, 0.0, 0.05, *down_quat_xyzw(0.0)])
+    rng = np.random.default_rng(0)
+    table = np.column_stack([rng.uniform(0.3, 0.7, (200, 2)), np.full(200, 0.002)])
+    finger = np.array([[0.5, 0.05, 0.06]])                     # on the open finger (y along the fingers)
+    wrist = np.array([[0.5, 0.03, 0.19], [0.45, -0.05, 0.30]])  # the arm rising from the hand
+    goal = np.array([0.6, 0.1, 0.08])
+    marker = goal + [0.0, 0.0, 0.012]                           # the target seen by the camera
+    post = np.array([[0.5, 0.145, z] for z in np.linspace(0.02, 0.15, 6)])   # 4 cm from the hand's end
+    points = np.concatenate([table, finger, wrist, [marker], post])
+    kept = planner.obstacle_points(points, ee, goal)
+    assert kept.shape == post.shape and np.allclose(np.sort(kept[:, 2]), post[:, 2])
+
+
+def test_obstacles_are_remembered_until_reset_and_solid_below_what_is_seen():
+    from equimanip.geometry import down_quat_xyzw
+    from equimanip.planning.end_effector import EndEffectorPlanner
+
+    planner = EndEffectorPlanner(EndEffectorPlannerSettings(mppi=MPPIConfig.for_end_effector(num_samples=64,
+                                                                                             horizon=4, seed=0)))
+    ee = np.array([0.4, 0.0, 0.2, *down_quat_xyzw(0.0)])
+    top = np.array([[0.6, 0.1, 0.12]])                           # only the top of a post is seen
+    planner.plan(ee, 1.0, top, (0.45, 0.0, 0.2), 0.0)
+    field = planner.cost.obstacles
+    probe = torch.tensor([[0.6, 0.1, 0.03], [0.6, 0.1, 0.2]])
+    below, above = field(probe).tolist()
+    assert below == 0.0 and above > 0.05                          # the column under the top is solid
+    planner.plan(ee, 1.0, np.zeros((0, 3)), (0.45, 0.0, 0.2), 0.0)   # hidden now: still there
+    assert planner.times.obstacle_points == 1 and planner.cost.obstacles is not None
+    planner.reset()
+    planner.plan(ee, 1.0, np.zeros((0, 3)), (0.45, 0.0, 0.2), 0.0)
+    assert planner.times.obstacle_points == 0 and planner.cost.obstacles is None
+    exact = PointCloudDistance.from_points(top, method="exact", solid_below=0.0)
+    assert float(exact(probe[:1])) < 0.006
+
+
+def test_planner_settings_are_checked_before_anything_changes():
+    from equimanip.planning.end_effector import EndEffectorPlanner, ObstacleSettings, with_changes
+
+    planner = EndEffectorPlanner(EndEffectorPlannerSettings(mppi=MPPIConfig.for_end_effector(num_samples=64,
+                                                                                             horizon=4, seed=0)))
+    before = planner.settings
+    bad = [dict(mppi=dataclasses.replace(before.mppi, group="c8", noise_sigma=(0.3, 0.01, 0.02, 0.01, 0.1))),
+           dict(obstacles=ObstacleSettings(min_height=0.4, max_height=0.3)),
+           dict(workspace_low=(0.7, 0.0, 0.0))]
+    for changes in bad:
+        with pytest.raises(ValueError):
+            planner.update(dataclasses.replace(before, **changes))
+        assert planner.settings == before and planner.mppi.config == before.mppi
+    good = with_changes(before, mppi=before.mppi.replace(horizon=6), cost=EndEffectorCostConfig(collision=1.0))
+    planner.update(good)
+    assert planner.mppi.config.horizon == 6 and planner.cost.config.collision == 1.0
+    assert planner.mppi.trajectory_cost is planner.cost

@@ -69,9 +69,14 @@ class PointCloudDistance:
 
     @classmethod
     def from_points(cls, points, low=None, high=None, resolution: float = 0.01, method: str = "grid",
-                    device: str = "cpu") -> "PointCloudDistance":
+                    device: str = "cpu", solid_below: Optional[float] = None) -> "PointCloudDistance":
         """``points`` (N, 3) in the planner's frame; rows with a NaN are dropped (organised clouds
-        mark missing returns that way). ``low``/``high`` default to the workspace grown by 10 cm."""
+        mark missing returns that way). ``low``/``high`` default to the workspace grown by 10 cm.
+
+        ``solid_below`` (a height, e.g. the table's): everything between that height and an observed
+        point straight above it counts as occupied. A camera above the table sees the tops and near
+        sides of objects, not their far sides; an object standing on the table fills the column under
+        its top, so this restores the hidden sides (and is conservative under overhangs)."""
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         points = points[np.isfinite(points).all(axis=1)]
         low = np.asarray(low if low is not None else np.asarray(WORKSPACE_LOW) - 0.1, dtype=np.float64)
@@ -81,6 +86,8 @@ class PointCloudDistance:
         if not resolution > 0:
             raise ValueError(f"resolution must be positive, got {resolution}")
         if method == "exact":
+            if solid_below is not None:
+                points = _columns(points, solid_below, resolution)
             return cls(None, low, high, resolution,
                        points=torch.as_tensor(points, dtype=torch.float32, device=device))
         if method != "grid":
@@ -88,7 +95,7 @@ class PointCloudDistance:
         cells = np.prod(np.ceil((high - low) / resolution))
         if cells > 20_000_000:
             raise ValueError(f"a {resolution} m grid over that box has {cells:.0f} voxels; use a coarser resolution")
-        return cls(_distance_grid(points, low, high, resolution, device), low, high, resolution)
+        return cls(_distance_grid(points, low, high, resolution, device, solid_below), low, high, resolution)
 
     def __call__(self, positions: torch.Tensor) -> torch.Tensor:
         """Distances (...) for positions (..., 3)."""
@@ -149,8 +156,18 @@ class PointCloudDistance:
         return (self._lookup(voxel) - radii[:, None]).min(dim=0).values
 
 
+def _columns(points: np.ndarray, floor: float, step: float) -> np.ndarray:
+    """``points`` and, under each, points every ``step`` down to ``floor``."""
+    depth = np.maximum(points[:, 2] - floor, 0.0)
+    counts = np.floor(depth / step).astype(int)
+    repeated = np.repeat(points, counts + 1, axis=0)
+    offsets = np.concatenate([np.arange(c + 1) for c in counts]) * step if len(points) else np.zeros(0)
+    repeated[:, 2] -= offsets
+    return repeated
+
+
 def _distance_grid(points: np.ndarray, low: np.ndarray, high: np.ndarray, resolution: float,
-                   device: str) -> Optional[torch.Tensor]:
+                   device: str, solid_below: Optional[float] = None) -> Optional[torch.Tensor]:
     """(nz, ny, nx) distance field, or None when no point lies in the box."""
     from scipy.ndimage import distance_transform_edt
 
@@ -159,8 +176,14 @@ def _distance_grid(points: np.ndarray, low: np.ndarray, high: np.ndarray, resolu
     if len(inside) == 0:
         return None
     index = np.minimum(((inside - low) / resolution).astype(int), size - 1)
-    free = np.ones(size[::-1], dtype=bool)                       # (z, y, x)
-    free[index[:, 2], index[:, 1], index[:, 0]] = False
+    occupied = np.zeros(size[::-1], dtype=bool)                  # (z, y, x)
+    occupied[index[:, 2], index[:, 1], index[:, 0]] = True
+    if solid_below is not None:
+        # every voxel with an occupied one above it in its column, down to the floor's voxel
+        occupied = np.logical_or.accumulate(occupied[::-1], axis=0)[::-1]
+        floor = int(np.clip(np.floor((solid_below - low[2]) / resolution), 0, size[2]))
+        occupied[:floor] = False
+    free = ~occupied
     distance = distance_transform_edt(free, sampling=resolution)
     distance = np.maximum(distance - math.sqrt(3.0) * resolution, 0.0)
     return torch.as_tensor(distance, dtype=torch.float32, device=device)
@@ -173,7 +196,12 @@ def _distance_grid(points: np.ndarray, low: np.ndarray, high: np.ndarray, resolu
 class GripperSpheres:
     """The gripper as spheres in the end-effector frame (x forward, y along the fingers' travel, z up,
     origin at ``panda_grasptarget`` between the finger pads, whose tips reach 1.1 cm below it); the
-    default covers a Panda hand with its fingers fully open (conservative for any aperture). The
+    default covers a Panda hand with its fingers fully open (conservative for any aperture) and the
+    wrist link above it (panda_link7, rigid with the hand). Measured on the simulated Panda by probing
+    a 1 cm grid around the hand for collisions with each link: every probe point inside the fingers,
+    the hand (x +-3 cm, y +-10 cm, z 4 to 13 cm) or the wrist (x +-4 cm, y -8 to 5 cm, z 11 to 16 cm)
+    lies inside a sphere. The set is mirror-symmetric about the x-z plane (the wrist's spheres cover
+    its longer side on both), so the cost stays invariant under the mirrors of d4 and d8. The
     obstacle cloud must not hold the table or the object to grasp: the fingertips touch both."""
 
     centres: tuple[tuple[float, float, float], ...] = (
@@ -182,11 +210,16 @@ class GripperSpheres:
         (0.0, -0.05, -0.002),
         (0.0, 0.05, 0.03),        # upper fingers
         (0.0, -0.05, 0.03),
-        (0.0, 0.0, 0.085),        # hand
+        (0.0, -0.07, 0.085),      # hand
+        (0.0, -0.035, 0.085),
+        (0.0, 0.0, 0.085),
+        (0.0, 0.035, 0.085),
         (0.0, 0.07, 0.085),
-        (0.0, -0.07, 0.085),
+        (0.0, -0.05, 0.135),      # wrist (panda_link7)
+        (0.0, 0.0, 0.135),
+        (0.0, 0.05, 0.135),
     )
-    radii: tuple[float, ...] = (0.01, 0.012, 0.012, 0.015, 0.015, 0.035, 0.03, 0.03)
+    radii: tuple[float, ...] = (0.01, 0.017, 0.017, 0.017, 0.017, 0.05, 0.05, 0.05, 0.05, 0.05, 0.055, 0.055, 0.055)
 
     def __post_init__(self):
         if len(self.centres) != len(self.radii) or not self.radii:

@@ -1,0 +1,141 @@
+"""mppi_node: planner parameters refused with a reason (the planner keeps its settings), goals from
+~/goal checked, the planned path published, and the node reaching targets past posts in the ROS
+loop without touching them."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Path
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from equimanip.bringup import publishers
+from equimanip.nodes import msgs, qos, topics
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture
+def node(ros):
+    from equimanip.nodes.mppi_node import MPPINode
+
+    torch.set_num_threads(1)
+    return ros.node(MPPINode, num_samples=64, horizon=5, seed=0)
+
+
+def _set(node, **values):
+    return node.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+
+
+@pytest.mark.parametrize("values, reason", [
+    ({"group": "c8", "noise_sigma": [0.3, 0.01, 0.02, 0.015, 0.1]}, "equal on the two entries"),
+    ({"group": "d8", "num_samples": 20}, "too small"),
+    ({"obstacles.min_height": 0.5}, "min_height < max_height"),
+    ({"horizon": 0}, "out of range"),                   # the descriptor's range
+    ({"cost.safety_margin": 0.0}, "out of range"),
+    ({"temperature": math.nan}, "out of range"),
+    ({"noise_sigma": [0.3, 0.01, 0.01]}, "noise_sigma"),
+    ({"group": "so2"}, "finite group"),
+])
+def test_invalid_settings_are_refused_with_a_reason_and_change_nothing(node, values, reason):
+    before = node.planner.settings
+    before_values = {name: node.get_parameter(name).value for name in values}
+    results = node.set_parameters_atomically([Parameter(k, value=v) for k, v in values.items()])
+    assert not results.successful and reason in results.reason, results.reason
+    node._apply_pending()
+    assert node.planner.settings == before
+    assert {name: node.get_parameter(name).value for name in values} == before_values
+
+
+def test_cuda_refused_where_torch_sees_no_gpu(node):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    result = _set(node, device="cuda")[0]
+    assert not result.successful and "GPU" in result.reason
+
+
+def test_valid_settings_apply_at_the_next_decision_and_keep_the_warm_start_shape(node):
+    assert all(r.successful for r in _set(node, horizon=8, group="c4", temperature=0.5, **{"cost.collision": 2.0}))
+    assert node.planner.settings.mppi.horizon == 5                  # not under a running plan
+    node._apply_pending()
+    s = node.planner.settings
+    assert (s.mppi.horizon, s.mppi.group, s.mppi.temperature, s.cost.collision) == (8, "c4", 0.5, 2.0)
+    assert node.planner.mppi.nominal.shape == (8, 5)
+    assert _set(node, torch_threads=1)[0].successful
+
+
+def test_goals_on_the_topic_are_checked(ros, node):
+    sender = ros.add(Node("goal_sender", context=ros.context))
+    pub = sender.create_publisher(PoseStamped, "/mppi_node/goal", qos.LATCHED)
+    ros.spin_until(lambda: publishers(node, "/mppi_node/goal") > 0, 10.0, "discovery")
+
+    def send(position, quaternion=(1.0, 0.0, 0.0, 0.0), frame="base_link"):
+        pub.publish(msgs.pose_stamped([*position, *quaternion], frame, 1.0))
+        ros.spin_for(0.3)
+
+    send((0.5, 0.0, 0.1), frame="camera_depth_optical_frame")        # another frame
+    send((0.5, math.nan, 0.1))                                       # NaN
+    send((1.5, 0.0, 0.1))                                            # outside the workspace box
+    send((0.5, 0.0, 0.1), quaternion=(0.0, 0.0, 0.0, 0.0))           # no orientation
+    assert node._topic_goal is None
+    yaw = 0.4
+    send((0.55, 0.05, 0.12), quaternion=(math.cos(yaw / 2), math.sin(yaw / 2), 0.0, 0.0))   # gripper down, turned
+    position, goal_yaw = node._topic_goal
+    np.testing.assert_allclose(position, [0.55, 0.05, 0.12])
+    assert goal_yaw == pytest.approx(yaw)
+
+
+class Loop:
+    """The simulated reach_obstacles cell (sync mode) and mppi_node, contacts counted at the arm."""
+
+    def __init__(self, ros, **params):
+        from equimanip.nodes.mppi_node import MPPINode
+        from equimanip.sim.sim_node import SimNode
+
+        self.ros = ros
+        self.sim = ros.node(SimNode, task="reach_obstacles", sync=True, seed=5000)
+        self.node = ros.node(MPPINode, task="reach_obstacles", goal_source="object_poses", seed=0, **params)
+        self.paths = []
+        listener = ros.add(Node("path_listener", context=ros.context))
+        listener.create_subscription(Path, "/mppi_node/planned_path", self.paths.append, qos.RELIABLE)
+        self.contacts = 0
+        self.sim.add_step_listener(self._count)
+        ros.spin_until(lambda: publishers(self.sim, topics.TWIST) > 0 and self.node.inputs_connected()
+                       and listener.count_publishers("/mppi_node/planned_path") > 0, 30.0, "discovery")
+
+    def _count(self, env, _obs) -> None:
+        self.contacts += env.task.obstacle_contacts(env.world)
+
+    def episode(self, seed: int) -> tuple[bool, int]:
+        from std_srvs.srv import Trigger
+
+        self.sim.set_parameters([Parameter("seed", value=seed)])
+        client = self.sim.create_client(Trigger, topics.SIM_RESET)
+        self.ros.spin_until(client.service_is_ready, 10.0, "the reset service")
+        future = client.call_async(Trigger.Request())
+        self.ros.spin_until(future.done, 30.0, "the reset")
+        self.ros.spin_until(lambda: self.sim.env.done, 120.0, "the episode to end")
+        return self.sim.env.success, self.sim.env.steps
+
+
+def test_reaches_targets_past_the_posts_without_touching_them_then_forgets_the_episode(ros):
+    loop = Loop(ros)
+    for seed in (5000, 5002):
+        success, steps = loop.episode(seed)
+        assert success and steps < 50, (seed, steps)
+    assert loop.contacts == 0
+    assert loop.node.stats.failures == 0 and loop.node.stats.decisions > 10
+    path = loop.paths[-1]
+    assert path.header.frame_id == "base_link" and len(path.poses) == loop.node.planner.settings.mppi.horizon + 1
+    values = {kv.key: kv.value for kv in loop.node.diagnostics().values}
+    assert values["goal_source"] == "object_poses" and float(values["plan_ms_p50"]) > 0
+    assert int(values["obstacle_points"]) > 50                        # the posts are in the cloud
+    # a new episode drops the warm start, the goal and the old scene's poses
+    loop.node.on_episode_start()
+    rest = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])
+    assert torch.equal(loop.node.planner.mppi.nominal, rest.expand(loop.node.planner.settings.mppi.horizon, 5))
+    assert loop.node._goal is None and len(loop.node._object_poses) == 0
