@@ -44,7 +44,15 @@ def observation_figure(scene_rgb: np.ndarray, observation: Observation, config: 
     the scene's height, with the gripper centre (white cross) and detected objects (green boxes)."""
     h = scene_rgb.shape[0]
     scale = h / config.heightmap_size
-    heat = Image.fromarray(colorize(observation.heightmap[0], top)).resize((h, h), Image.NEAREST)
+    channel = observation.heightmap[0]
+    what = f"0-{top * 100:.0f} cm"
+    if config.heightmap_mode == "gripper":
+        # Depths below the grasp point: shown as heights above the table (the same picture), the
+        # fingers (depth 0) at the top of the ramp.
+        above_table = float(observation.ee_pose[2] - config.table_z)
+        channel = np.where(channel < config.gripper_depth_max, above_table - channel, 0.0)
+        what = f"below the gripper, 0-{top * 100:.0f} cm above the table"
+    heat = Image.fromarray(colorize(channel, top)).resize((h, h), Image.NEAREST)
     draw = ImageDraw.Draw(heat)
     c = h / 2
     draw.line([(c - 6, c), (c + 6, c)], fill=(255, 255, 255))
@@ -55,7 +63,7 @@ def observation_figure(scene_rgb: np.ndarray, observation: Observation, config: 
         draw.rectangle([u - half, v - half, u + half, v + half], outline=(60, 220, 90))
     label = ImageDraw.Draw(heat)
     label.text((4, 4), f"heightmap {config.heightmap_size}x{config.heightmap_size}, "
-                       f"{config.heightmap_side:.2f} m, 0-{top * 100:.0f} cm", fill=(255, 255, 255))
+                       f"{config.heightmap_side:.2f} m, {what}", fill=(255, 255, 255))
     canvas = Image.new("RGB", (scene_rgb.shape[1] + h + 4, h), (255, 255, 255))
     canvas.paste(Image.fromarray(scene_rgb), (0, 0))
     canvas.paste(heat, (scene_rgb.shape[1] + 4, 0))

@@ -241,3 +241,52 @@ def test_synthetic_scene_block_at_the_right_pixel_and_height():
     top = np.argwhere(image > 0.03)
     assert np.abs(top.mean(axis=0) - (row, col)).max() <= 1.5      # centred on the block
     assert image[row, col - 15] == pytest.approx(0.0, abs=1e-3)    # table 7 cm away
+
+
+# ------------------------------------------------------------------ the policies' view ('gripper')
+
+def _gripper_scene(yaw, aperture=0.7):
+    """A block 8 cm from the gripper, the gripper 20 cm up with some of 'its own' points around
+    it, an arm point above it, on a 2 mm table grid."""
+    g = np.array([0.5, 0.0, 0.2])
+    u = np.arange(-0.3, 0.3, 0.002)
+    tx, ty = np.meshgrid(u, u)
+    table = np.column_stack([g[0] + tx.ravel(), g[1] + ty.ravel(), np.zeros(tx.size)])
+    b = np.arange(-0.02, 0.02, 0.002)
+    bx, by = np.meshgrid(b, b)
+    block = np.column_stack([g[0] + 0.08 + bx.ravel(), g[1] + by.ravel(), np.full(bx.size, 0.04)])
+    own = np.array([[g[0], g[1] + 0.03, g[2] - 0.005], [g[0] + 0.01, g[1], g[2] + 0.05]])   # in the hand box
+    arm = np.array([[g[0] + 0.1, g[1] + 0.1, g[2] + 0.1]])                                 # above the hand
+    points = np.vstack([table, block, own, arm]).astype(np.float32)
+    return points, np.concatenate([g, down_quat_xyzw(yaw)]), aperture
+
+
+def test_gripper_view_shows_depths_below_the_hand_without_the_robot():
+    points, ee, aperture = _gripper_scene(0.0)
+    config = ObservationConfig(heightmap_size=64, heightmap_mode="gripper")
+    image = build_observation(points, ee, aperture, 0.0, config).heightmap[0]
+    plain = build_observation(points, ee, aperture, 0.0, ObservationConfig(heightmap_size=64)).heightmap[0]
+    assert plain.max() == pytest.approx(0.3, abs=1e-6)            # 'table' shows the arm point
+    r = 0.6 / 64
+    block = image[32, 32 + int(0.08 / r)]
+    assert block == pytest.approx(0.2 - 0.04, abs=1e-6)           # depth of the block top below the hand
+    assert np.median(image) == pytest.approx(0.2, abs=1e-6)       # the table, 20 cm down
+    fingers = image == 0.0
+    assert 2 <= fingers.sum() <= 16                               # two small fingers, nothing else at 0
+    rows, cols = np.nonzero(fingers)
+    assert np.allclose(cols.mean(), 31.5, atol=1) and np.ptp(rows) * r > 2 * 0.7 * 0.04   # across y
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_gripper_view_turns_with_the_scene_exactly(k):
+    points, ee, aperture = _gripper_scene(0.3)
+    config = ObservationConfig(heightmap_size=64, heightmap_mode="gripper")
+    image = build_observation(points, ee, aperture, 0.0, config).heightmap
+    turned_points = points.copy()
+    rel = rot90_offsets((points[:, :2] - ee[:2]).astype(np.float64), k)
+    turned_points[:, :2] = (rel + ee[:2]).astype(np.float32)
+    ee_turned = np.concatenate([ee[:3], down_quat_xyzw(0.3 + k * math.pi / 2)])
+    turned = build_observation(turned_points, ee_turned, aperture, 0.0, config).heightmap
+    mismatch = turned[0] != np.rot90(image[0], k)
+    # the 2 mm grid is not dyadic: a few edge points may round to the neighbouring pixel
+    assert mismatch.mean() < 0.01

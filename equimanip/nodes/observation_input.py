@@ -43,6 +43,12 @@ OBSERVATION_PARAMS = [
     ParamSpec("observation.heightmap_side", _D.heightmap_side, "Heightmap side length (m).", min=0.01, max=5.0),
     ParamSpec("observation.table_z", _D.table_z, "Height of the table top in the base frame (m).", min=-2.0, max=2.0),
     ParamSpec("observation.fill_empty", _D.fill_empty, "Fill empty heightmap pixels from their neighbours."),
+    ParamSpec("observation.heightmap_mode", _D.heightmap_mode, "Heightmap channel 0: 'table' heights above the "
+              "table of every point, robot included; 'gripper' depths below the grasp point without the "
+              "robot, fingers drawn in (what Equivariant SAC policies see; a policy's checkpoint sets it).",
+              choices=("table", "gripper")),
+    ParamSpec("observation.gripper_depth_max", _D.gripper_depth_max, "'gripper' heightmaps: depths are "
+              "clipped to this (m).", min=0.01, max=2.0),
     ParamSpec("observation.voxel_size", _D.voxel_size, "Voxel downsampling before everything (m); 0 = off.",
               min=0.0, max=0.1),
     ParamSpec("observation.outlier_neighbors", _D.outlier_neighbors,
@@ -79,6 +85,8 @@ def _config_from(values: dict) -> ObservationConfig:
         heightmap_side=values["observation.heightmap_side"],
         table_z=values["observation.table_z"],
         fill_empty=values["observation.fill_empty"],
+        heightmap_mode=values["observation.heightmap_mode"],
+        gripper_depth_max=values["observation.gripper_depth_max"],
         voxel_size=values["observation.voxel_size"],
         outlier_neighbors=values["observation.outlier_neighbors"],
         max_objects=values["observation.max_objects"],

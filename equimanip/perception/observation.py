@@ -10,8 +10,19 @@ as on the robot. Steps, in order:
    benchmark cloud they take about 18 ms (5 mm voxels) and 600 ms (20 neighbours) on the 2-core
    build machine, several times the whole heightmap, and the voxel grid is anchored at the base
    origin, which breaks the heightmap's exact rotation equivariance;
-3. heightmap (``equimanip.perception.heightmap``): 2 x S x S, channel 0 the max height above
-   ``table_z``, channel 1 the gripper aperture tiled over the image;
+3. heightmap (``equimanip.perception.heightmap``): 2 x S x S, channel 1 the gripper aperture tiled
+   over the image, channel 0 by ``heightmap_mode``:
+
+   * ``table``: the max height above ``table_z`` of every point, the robot included (what a
+     person looking at the cell wants to see; ``equimanip observe``);
+   * ``gripper``: what Equivariant SAC's policies see (equi_rl's BulletArm view): the robot's own
+     points left out (those in the gripper box and everything above the grasp point), each pixel
+     the depth of the highest point below the grasp point (empty pixels: the table's depth),
+     clipped to ``gripper_depth_max``, and the two fingers drawn in at depth 0 where they are
+     (from the gripper's yaw and aperture). The policy then sees how far down things are from
+     its fingers and which way the fingers point, and nothing hides under its own hand. An
+     imitation check (the CPU configuration's C8 actor cloning 60 expert episodes of
+     block_picking) succeeded in 1 of 30 episodes with ``table`` and 25 of 30 with ``gripper``;
 4. object-centric state (``equimanip.perception.object_state``, whose docstring gives the vector
    layout: gripper yaw and aperture, then ``max_objects`` fixed slots of presence flag, position
    relative to the gripper, doubled-angle yaw and extents, zero-padded).
@@ -29,6 +40,12 @@ from equimanip.perception import heightmap as hm
 from equimanip.perception import object_state as osm
 from equimanip.perception.pointcloud2 import MAX_COORDINATE_M, PointCloud2Error, pointcloud2_to_xyz
 
+HEIGHTMAP_MODES = ("table", "gripper")
+# The fingers as drawn into a 'gripper' heightmap: each a square of this half-size (m), centred
+# FINGER_GAP_M beyond the aperture's half-width along the hand's finger axis (its local y).
+FINGER_HALF_SIZE_M = 0.01
+FINGER_GAP_M = 0.01
+
 
 @dataclass
 class ObservationConfig:
@@ -42,6 +59,10 @@ class ObservationConfig:
     table_z: float = 0.0
     fill_empty: bool = False          # fill pixels with no point from their neighbours
     fill_iterations: int = 2
+    # What channel 0 holds (module docstring): 'table' heights of everything above the table, or
+    # 'gripper' depths below the grasp point without the robot, fingers drawn in (what policies see).
+    heightmap_mode: str = "table"
+    gripper_depth_max: float = 0.32   # 'gripper': depths are clipped to this (m), as equi_rl's
     # Optional cloud filters (Open3D); 0 = off.
     voxel_size: float = 0.0
     outlier_neighbors: int = 0        # statistical outlier removal: neighbours considered
@@ -68,6 +89,10 @@ class ObservationConfig:
         if np.any(lo >= hi):
             raise ValueError(f"workspace_min {lo.tolist()} must be below workspace_max {hi.tolist()} on every axis")
         hm.check_grid(self.heightmap_size, self.heightmap_side)
+        if self.heightmap_mode not in HEIGHTMAP_MODES:
+            raise ValueError(f"heightmap_mode must be one of {', '.join(HEIGHTMAP_MODES)}, got {self.heightmap_mode!r}")
+        if not self.gripper_depth_max > 0:
+            raise ValueError(f"gripper_depth_max must be positive, got {self.gripper_depth_max}")
         if self.fill_iterations < 0:
             raise ValueError(f"fill_iterations must be >= 0, got {self.fill_iterations}")
         if self.voxel_size < 0 or self.object_voxel_size < 0:
@@ -151,15 +176,41 @@ def make_heightmap(points: np.ndarray, ee_pose, gripper_aperture: float, config:
                    device=None) -> np.ndarray:
     """(2, S, S) float32 heightmap of cropped base-frame points, centred on the gripper's (x, y)."""
     S = config.heightmap_size
+    if config.heightmap_mode == "gripper":
+        points = points[osm.outside_gripper(points, ee_pose, np.asarray(config.gripper_box_min),
+                                            np.asarray(config.gripper_box_max))]
+        points = points[points[:, 2] < ee_pose[2]]        # above the grasp point: the robot's arm
     heights, occupied = hm.project_heightmap(points, np.asarray(ee_pose[:2], dtype=np.float64), S,
                                              config.heightmap_side, config.table_z, device=device,
                                              return_occupied=True)
     if config.fill_empty:
         heights = hm.fill_empty_pixels(heights, occupied, config.fill_iterations)
+        occupied = occupied | (heights > 0)
     image = np.empty((2, S, S), dtype=np.float32)
-    image[0] = heights
+    if config.heightmap_mode == "gripper":
+        above_table = np.float32(ee_pose[2] - config.table_z)
+        depth = np.where(occupied, above_table - heights, above_table)
+        depth = np.clip(depth, 0.0, config.gripper_depth_max)
+        depth[_finger_pixels(ee_pose, gripper_aperture, S, config.heightmap_side)] = 0.0
+        image[0] = depth
+    else:
+        image[0] = heights
     image[1] = gripper_aperture
     return image
+
+
+def _finger_pixels(ee_pose, gripper_aperture: float, size: int, side: float) -> np.ndarray:
+    """(S, S) mask of the pixels the two fingers cover, seen from above. The Panda's fingers open
+    along the hand's local y axis, whose heading is the gripper's yaw plus 90 degrees."""
+    from equimanip.action import PANDA_FINGER_OPEN_POSITION
+    from equimanip.geometry import yaw_of_quat_xyzw
+
+    x, y = hm.pixel_centers((0.0, 0.0), size, side)
+    yaw = yaw_of_quat_xyzw(ee_pose[3:])
+    along = -np.sin(yaw) * x + np.cos(yaw) * y           # along the finger axis
+    across = np.cos(yaw) * x + np.sin(yaw) * y
+    offset = gripper_aperture * PANDA_FINGER_OPEN_POSITION + FINGER_GAP_M
+    return (np.abs(across) <= FINGER_HALF_SIZE_M) & (np.abs(np.abs(along) - offset) <= FINGER_HALF_SIZE_M)
 
 
 def make_object_state(points: np.ndarray, ee_pose, gripper_aperture: float, config: ObservationConfig):
