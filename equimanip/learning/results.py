@@ -83,7 +83,7 @@ def append_row(path: Path, row: dict, fields: list[str]) -> None:
     else:
         new = True
     with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
+        writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
         if new:
             writer.writeheader()
         writer.writerow({k: row.get(k, "") for k in fields})
@@ -101,7 +101,9 @@ def sac_row(summary: dict, **provenance) -> dict:
     date, revision, command) fills what the summary lacks."""
     summary = provenance | {k: v for k, v in summary.items() if v is not None or k not in provenance}
     net = summary["network"]
-    network = f"{net['heightmap_size']}x{net['heightmap_size']}, n_hidden {net['n_hidden']}, {net['top']} top"
+    view = summary.get("heightmap_mode", "table")
+    size = net["heightmap_size"]
+    network = f"{size}x{size} {view} view, n_hidden {net['n_hidden']}, {net['top']} top"
     return {
         "experiment": "yaw_sector" if summary.get("yaw_sector") else "sample_efficiency",
         "task": summary["task"], "group": summary["group"], "relaxed": summary["relaxed"], "network": network,
@@ -262,6 +264,9 @@ def main(argv=None) -> int:
             date = datetime.date.fromtimestamp(path.stat().st_mtime).isoformat()
             provenance = {"machine": machine_description(), "date": date, "revision": args.revision or git_revision(),
                           "command": args.command_line or ""}
+            if (run / "last.pt").exists():      # the heightmap the policy saw, from its checkpoint
+                from equimanip.checkpoint import load_checkpoint
+                provenance["heightmap_mode"] = load_checkpoint(run / "last.pt").observation_config.heightmap_mode
             append_row(args.results, sac_row(summary, **provenance), SAC_FIELDS)
             print(f"{run}: row appended to {args.results}")
         return 0
