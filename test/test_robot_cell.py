@@ -8,7 +8,7 @@ import yaml
 from equimanip.bringup import RunConfig, run
 from equimanip.config import config_file
 from equimanip.nodes import topics
-from equimanip.nodes.controller import CONTROLLER_PARAMS
+from equimanip.nodes.tables import NODE_PARAMETER_TABLES
 
 pytestmark = pytest.mark.ros
 
@@ -25,13 +25,12 @@ REMAPPED = {
 }
 
 
-def test_robot_yaml_sets_only_declared_controller_parameters_and_starts_disabled():
+def test_robot_yaml_sets_only_a_learned_controllers_parameters_and_starts_disabled():
     values = yaml.safe_load(config_file("robot").read_text())["/**"]["ros__parameters"]
-    declared = {s.name for s in CONTROLLER_PARAMS}
-    flat = {f"safety.{k}": v for k, v in values.pop("safety").items()}
-    values.pop("observation")                       # ObservationInput's, checked by its own tests
+    flat = {f"{group}.{k}": v for group in ("safety", "observation") for k, v in values.pop(group).items()}
     flat.update(values)
-    assert set(flat) <= declared
+    declared = {s.name for s in NODE_PARAMETER_TABLES["policy_node"]}
+    assert set(flat) <= declared, set(flat) - declared
     assert flat["trigger"] == "timer" and flat["start_enabled"] is False and flat["arm_metadata_topic"] == ""
 
 
