@@ -4,6 +4,7 @@
     equimanip train dynamics --data runs/push_q0.npz --group none --out runs/push_plain
     python -m equimanip.bench.mppi_push --model runs/push_c8/dynamics.pt --group c8 --results docs/results/mppi_push.csv
     python -m equimanip.bench.mppi_push --model runs/push_plain/dynamics.pt --group none --results ...
+    python -m equimanip.bench.mppi_push --table          # regenerate docs/mppi.md's table from the CSV
 
 The models were trained only on pushes where the block started in quadrant 0 around the gripper
 (``equimanip.learning.dynamics``, exploration). Every test episode draws a scene from that same
@@ -37,6 +38,7 @@ from equimanip import symmetry as sym
 from equimanip.learning.dynamics import PUSH_BLOCK_XY, PUSH_CENTRE, PUSH_DISTANCE, PUSH_STEP, PushScene, push_state
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results" / "mppi_push.csv"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "mppi.md"
 FIELDS = ["model", "model_group", "sampling_group", "episodes_per_quadrant", "seed", "success_q0", "success_q1",
           "success_q2", "success_q3", "success_all", "mean_final_distance_mm", "plan_ms_p50", "samples", "horizon",
           "wall_s", "load_average", "machine", "date", "revision", "command"]
@@ -120,6 +122,28 @@ def run_episode(env, push_scene: PushScene, planner, setup: dict, seed: int, ste
     return distance <= SUCCESS_DISTANCE, distance
 
 
+def results_table(rows: list[dict]) -> str:
+    from equimanip.learning.results import markdown_table
+
+    header = ["dynamics model", "symmetric sampling", "episodes per quadrant", "quadrant 0 (training)", "quadrant 1",
+              "quadrant 2", "quadrant 3", "all", "mean final distance (mm)", "plan (ms)", "model", "date"]
+    body = [[r["model_group"] if r["model_group"] != "none" else "plain MLP", r["sampling_group"],
+             r["episodes_per_quadrant"], *(f"{float(r[f'success_q{q}']):.0%}" for q in range(4)),
+             f"{float(r['success_all']):.0%}", r["mean_final_distance_mm"], r["plan_ms_p50"], r["model"], r["date"]]
+            for r in rows]
+    machines = sorted({r["machine"] for r in rows})
+    return "Machine: " + "; ".join(machines) + "\n\n" + markdown_table(header, body)
+
+
+def regenerate_table(results: Path = RESULTS, doc: Path = DOC) -> str:
+    from equimanip.learning.results import read_rows, replace_section
+
+    rows = read_rows(results)
+    text = results_table(rows) if rows else "No runs recorded yet."
+    replace_section(doc, "mppi_push", text)
+    return text
+
+
 def main(argv=None) -> int:
     from equimanip.learning.dynamics import load_dynamics
     from equimanip.learning.results import append_row, git_revision, machine_description, today
@@ -127,7 +151,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m equimanip.bench.mppi_push", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a 'dynamics' checkpoint (equimanip train dynamics)")
+    parser.add_argument("--model", help="a 'dynamics' checkpoint (equimanip train dynamics)")
     parser.add_argument("--group", default="c8", help="symmetric sampling group of the planner (none, c4, c8, d4, d8)")
     parser.add_argument("--episodes-per-quadrant", type=int, default=25)
     parser.add_argument("--seed", type=int, default=20000, help="scenes from seed, seed + 1, ... (not training's)")
@@ -136,7 +160,13 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=30, help="step limit of an episode")
     parser.add_argument("--results", type=Path, default=None, help=f"append a row to this CSV (e.g. {RESULTS})")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--table", action="store_true", help=f"only regenerate the table in {DOC} from {RESULTS}")
     args = parser.parse_args(argv)
+    if args.table:
+        print(regenerate_table())
+        return 0
+    if args.model is None:
+        parser.error("--model is required")
     torch.set_num_threads(1)
     try:
         model = load_dynamics(args.model)

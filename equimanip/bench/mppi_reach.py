@@ -4,6 +4,7 @@
     python -m equimanip.bench.mppi_reach --episodes 100 --seed 5000 --realtime     # 10 Hz wall clock
     python -m equimanip.bench.mppi_reach --episodes 100 --seed 5000 --through env  # no ROS
     ... --results docs/results/mppi_reach.csv --json
+    python -m equimanip.bench.mppi_reach --table        # regenerate docs/mppi.md's table from the CSV
 
 Every episode the target and two posts are placed anew (``equimanip.sim.tasks.reach_obstacles``);
 the planner sees the posts only in the point cloud. After every control step the simulation is
@@ -38,6 +39,7 @@ import numpy as np
 
 TASK = "reach_obstacles"
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results" / "mppi_reach.csv"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "mppi.md"
 FIELDS = ["through", "realtime", "episodes", "seed", "group", "samples", "horizon", "collision_cost", "success",
           "collisions", "min_clearance_mm", "mean_steps", "latency_p50_ms", "latency_p99_ms", "missed_cycles",
           "decisions", "wall_s", "load_average", "machine", "date", "revision", "command"]
@@ -252,6 +254,35 @@ def results_row(args, summary: dict, wall_s: float, load: float) -> dict:
             "command": "python -m equimanip.bench.mppi_reach " + " ".join(sys.argv[1:])}
 
 
+def results_table(rows: list[dict]) -> str:
+    from equimanip.learning.results import markdown_table
+
+    header = ["run through", "episodes (seeds)", "group", "K x T", "collision cost", "success",
+              "episodes with a collision", "closest approach (mm)", "mean steps",
+              "decision latency p50 / p99 (ms)", "missed cycles / decisions", "load average", "date"]
+    body = []
+    for r in rows:
+        through = "ROS, real time 10 Hz" if r["through"] == "ros" and r["realtime"] == "True" else \
+            "ROS, sync" if r["through"] == "ros" else "ManipulationEnv"
+        first = int(r["seed"])
+        body.append([through, f"{r['episodes']} ({first}-{first + int(r['episodes']) - 1})", r["group"],
+                     f"{r['samples']} x {r['horizon']}", "yes" if r["collision_cost"] == "True" else "no",
+                     f"{float(r['success']):.0%}", r["collisions"], r["min_clearance_mm"], r["mean_steps"],
+                     f"{r['latency_p50_ms']} / {r['latency_p99_ms']}", f"{r['missed_cycles']} / {r['decisions']}",
+                     r["load_average"], r["date"]])
+    machines = sorted({r["machine"] for r in rows})
+    return "Machine: " + "; ".join(machines) + "\n\n" + markdown_table(header, body)
+
+
+def regenerate_table(results: Path = RESULTS, doc: Path = DOC) -> str:
+    from equimanip.learning.results import read_rows, replace_section
+
+    rows = read_rows(results)
+    text = results_table(rows) if rows else "No runs recorded yet."
+    replace_section(doc, "mppi_reach", text)
+    return text
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m equimanip.bench.mppi_reach", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -267,7 +298,11 @@ def main(argv=None) -> int:
                         help="plan without the point-cloud collision cost (the baseline)")
     parser.add_argument("--results", type=Path, default=None, help=f"append a row to this CSV (e.g. {RESULTS})")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--table", action="store_true", help=f"only regenerate the table in {DOC} from {RESULTS}")
     args = parser.parse_args(argv)
+    if args.table:
+        print(regenerate_table())
+        return 0
     if args.realtime and args.through != "ros":
         parser.error("--realtime needs --through ros")
     start = time.monotonic()

@@ -200,8 +200,9 @@ class GripperSpheres:
     wrist link above it (panda_link7, rigid with the hand). Measured on the simulated Panda by probing
     a 1 cm grid around the hand for collisions with each link: every probe point inside the fingers,
     the hand (x +-3 cm, y +-10 cm, z 4 to 13 cm) or the wrist (x +-4 cm, y -8 to 5 cm, z 11 to 16 cm)
-    lies inside a sphere. The set is mirror-symmetric about the x-z plane (the wrist's spheres cover
-    its longer side on both), so the cost stays invariant under the mirrors of d4 and d8. The
+    lies inside a sphere (to 1 mm), and the spheres reach at most 1 cm past the hand across it. The
+    set is mirror-symmetric about the x-z plane (the wrist's spheres cover its longer side on both),
+    so the cost stays invariant under the mirrors of d4 and d8. The
     obstacle cloud must not hold the table or the object to grasp: the fingertips touch both."""
 
     centres: tuple[tuple[float, float, float], ...] = (
@@ -210,16 +211,12 @@ class GripperSpheres:
         (0.0, -0.05, -0.002),
         (0.0, 0.05, 0.03),        # upper fingers
         (0.0, -0.05, 0.03),
-        (0.0, -0.07, 0.085),      # hand
-        (0.0, -0.035, 0.085),
-        (0.0, 0.0, 0.085),
-        (0.0, 0.035, 0.085),
-        (0.0, 0.07, 0.085),
+        *((0.0, y, z) for z in (0.065, 0.105) for y in (-0.08, -0.04, 0.0, 0.04, 0.08)),   # hand, two rows
         (0.0, -0.05, 0.135),      # wrist (panda_link7)
         (0.0, 0.0, 0.135),
         (0.0, 0.05, 0.135),
     )
-    radii: tuple[float, ...] = (0.01, 0.017, 0.017, 0.017, 0.017, 0.05, 0.05, 0.05, 0.05, 0.05, 0.055, 0.055, 0.055)
+    radii: tuple[float, ...] = (0.01, 0.017, 0.017, 0.017, 0.017, *(0.04,) * 10, 0.05, 0.05, 0.05)
 
     def __post_init__(self):
         if len(self.centres) != len(self.radii) or not self.radii:
