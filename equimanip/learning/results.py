@@ -186,14 +186,21 @@ def plot_sac(rows: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    efficiency = [r for r in rows if r["experiment"] == "sample_efficiency" and r["curve"]]
+    # One curve per run: a run continued with --resume has a row at each length; keep its longest.
+    longest: dict[tuple, dict] = {}
+    for r in rows:
+        if r["experiment"] == "sample_efficiency" and r["curve"]:
+            key = (r["task"], _label(r), r["network"], r["seed"])
+            if key not in longest or int(r["steps"]) > int(longest[key]["steps"]):
+                longest[key] = r
+    efficiency = list(longest.values())
     tasks = sorted({r["task"] for r in efficiency}) or ["(no runs yet)"]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         by_group = defaultdict(list)
         for r in efficiency:
             if r["task"] == task:
-                by_group[_label(r)].append(dict(parse_curve(r["curve"])))
+                by_group[f"{_label(r)}, {r['network'].split(',')[0]}"].append(dict(parse_curve(r["curve"])))
         for label, curves in sorted(by_group.items()):
             steps = sorted(set.intersection(*(set(c) for c in curves)))
             values = np.array([[c[s] for s in steps] for c in curves])
@@ -207,7 +214,7 @@ def plot_sac(rows: list[dict], path: Path) -> Path:
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         if by_group:
-            ax.legend(loc="upper left")
+            ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
