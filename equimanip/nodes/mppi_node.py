@@ -30,6 +30,7 @@ effect at the next decision (applied on the decision thread, never under a runni
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from dataclasses import fields, replace
 from typing import Optional
@@ -185,6 +186,7 @@ class MPPINode(ObservationController):
         self._goal: Optional[tuple[np.ndarray, Optional[float]]] = None      # (position, yaw) planned for
         self._topic_goal: Optional[tuple[np.ndarray, float]] = None
         self._object_poses: deque = deque(maxlen=20)      # (stamp_ns, (K, 7) poses) of this episode
+        self._poses_lock = threading.Lock()               # inputs and decisions run on different threads
         self._waiting_for_goal = 0
         self._clearance = math.inf
         self._timings: deque = deque(maxlen=200)          # (field_ms, plan_ms)
@@ -266,7 +268,8 @@ class MPPINode(ObservationController):
         poses = msgs.poses7(msg)
         if np.all(np.isfinite(poses)):
             stamp = msg.header.stamp
-            self._object_poses.append((stamp.sec * 1_000_000_000 + stamp.nanosec, poses))
+            with self._poses_lock:
+                self._object_poses.append((stamp.sec * 1_000_000_000 + stamp.nanosec, poses))
 
     def _goal_now(self, observation) -> Optional[tuple[np.ndarray, Optional[float]]]:
         """(goal position, goal yaw or None to keep the yaw the gripper had when the goal appeared)."""
@@ -277,7 +280,8 @@ class MPPINode(ObservationController):
             # The poses of the state's own instant (within sync_slop); else the newest older ones.
             stamp_ns = round(observation.stamp * 1e9)
             slop_ns = round(self.get_parameter("sync_slop").value * 1e9)
-            candidates = [(s, poses) for s, poses in self._object_poses if s <= stamp_ns + slop_ns]
+            with self._poses_lock:
+                candidates = [(s, poses) for s, poses in self._object_poses if s <= stamp_ns + slop_ns]
             row = self.get_parameter("goal_object").value
             if not candidates or row >= len(candidates[-1][1]):
                 return None
@@ -299,7 +303,8 @@ class MPPINode(ObservationController):
     def on_episode_start(self) -> None:
         self.planner.reset()
         self._goal = None
-        self._object_poses.clear()      # the old scene's poses must not steer the new one
+        with self._poses_lock:
+            self._object_poses.clear()  # the old scene's poses must not steer the new one
 
     def act(self, observation) -> np.ndarray:
         self._apply_pending()
