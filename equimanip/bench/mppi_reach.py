@@ -106,7 +106,8 @@ def run_env(args) -> Outcome:
     base = EndEffectorPlannerSettings()
     settings = with_changes(base, mppi=base.mppi.replace(group=args.group, num_samples=args.samples,
                                                          horizon=args.horizon, seed=args.seed),
-                            obstacles=replace(base.obstacles, enabled=args.collision_cost))
+                            obstacles=replace(base.obstacles, enabled=args.collision_cost,
+                                              resolution=args.resolution or base.obstacles.resolution))
     planner = EndEffectorPlanner(settings)
     config = ObservationConfig(compute_object_state=False)
     outcome = Outcome()
@@ -140,6 +141,8 @@ def run_env(args) -> Outcome:
 def _mppi_parameters(args) -> dict:
     values = {"task": TASK, "goal_source": "object_poses", "group": args.group, "num_samples": args.samples,
               "horizon": args.horizon, "seed": args.seed, "obstacles.enabled": bool(args.collision_cost)}
+    if args.resolution:
+        values["obstacles.resolution"] = args.resolution
     if args.realtime:
         values.update({"trigger": "timer", "rate_hz": 10.0})
     return values
@@ -257,7 +260,7 @@ def results_row(args, summary: dict, wall_s: float, load: float) -> dict:
 def results_table(rows: list[dict]) -> str:
     from equimanip.learning.results import markdown_table
 
-    header = ["run through", "episodes (seeds)", "group", "K x T", "collision cost", "success",
+    header = ["run through", "episodes (seeds)", "group", "K x T", "field voxel (mm)", "collision cost", "success",
               "episodes with a collision", "closest approach (mm)", "mean steps",
               "decision latency p50 / p99 (ms)", "missed cycles / decisions", "load average", "date"]
     body = []
@@ -265,8 +268,11 @@ def results_table(rows: list[dict]) -> str:
         through = "ROS, real time 10 Hz" if r["through"] == "ros" and r["realtime"] == "True" else \
             "ROS, sync" if r["through"] == "ros" else "ManipulationEnv"
         first = int(r["seed"])
+        words = r["command"].split()
+        voxel = float(words[words.index("--resolution") + 1]) if "--resolution" in words else 0.0075
         body.append([through, f"{r['episodes']} ({first}-{first + int(r['episodes']) - 1})", r["group"],
-                     f"{r['samples']} x {r['horizon']}", "yes" if r["collision_cost"] == "True" else "no",
+                     f"{r['samples']} x {r['horizon']}", f"{voxel * 1000:g}",
+                     "yes" if r["collision_cost"] == "True" else "no",
                      f"{float(r['success']):.0%}", r["collisions"], r["min_clearance_mm"], r["mean_steps"],
                      f"{r['latency_p50_ms']} / {r['latency_p99_ms']}", f"{r['missed_cycles']} / {r['decisions']}",
                      r["load_average"], r["date"]])
@@ -294,6 +300,8 @@ def main(argv=None) -> int:
     parser.add_argument("--group", default="none", help="symmetric sampling group (none, c4, c8, d4, d8)")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--horizon", type=int, default=15)
+    parser.add_argument("--resolution", type=float, default=None,
+                        help="voxel of the distance field (m; default the planner's, 0.0075)")
     parser.add_argument("--no-collision-cost", dest="collision_cost", action="store_false",
                         help="plan without the point-cloud collision cost (the baseline)")
     parser.add_argument("--results", type=Path, default=None, help=f"append a row to this CSV (e.g. {RESULTS})")
