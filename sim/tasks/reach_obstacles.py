@@ -14,10 +14,12 @@ touched a post, and how close it came.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from equimanip.sim.bullet import p
-from equimanip.sim.experts import Expert, ExpertInput, move_towards
+from equimanip.sim.experts import Expert, ExpertInput, closest_symmetric_yaw, move_towards
 from equimanip.sim.tasks.base import Task, sample_xy, sample_yaw, upright_pose7
 from equimanip.sim.tasks.reach import SUCCESS_DISTANCE, TARGET_RADIUS
 from equimanip.sim.world import HOME_EE_POSITION, WORKSPACE, PandaWorld
@@ -125,8 +127,9 @@ class ReachObstaclesTask(Task):
 
 
 class OverObstaclesExpert(Expert):
-    """Rises above the tallest post, moves over to the target, descends onto it (open gripper,
-    yaw kept)."""
+    """Rises above the tallest post, moves over to the target, descends onto it (open gripper),
+    turning on the way so that the narrow side of the 20 cm long open hand faces the post nearest
+    the target (with the yaw kept, the hand's end came down on a post in 6 of 500 scenes)."""
 
     # The fingertips reach 1.1 cm below the grasp point; pass the post tops with 4 cm to spare.
     CLEARANCE = 0.05
@@ -136,7 +139,9 @@ class OverObstaclesExpert(Expert):
         tops = 2.0 * observation.object_poses[1:, 2]
         travel_z = min(max(float(tops.max()) + self.CLEARANCE, target[2]), WORKSPACE.high[2])
         ee = observation.ee_position
-        yaw = observation.ee_yaw
+        posts = observation.object_poses[1:, :2]
+        nearest = posts[np.argmin(np.linalg.norm(posts - target[:2], axis=1))] - target[:2]
+        yaw = closest_symmetric_yaw(math.atan2(nearest[1], nearest[0]), math.pi, observation.ee_yaw)
         if np.linalg.norm(target[:2] - ee[:2]) < 0.01:
             return move_towards(observation, target, yaw, aperture=1.0)
         if ee[2] < travel_z - 0.01:
