@@ -65,7 +65,8 @@ def test_results_rows_tables_and_plot(tmp_path):
     assert len(rows) == 4 and rows[0]["curve"] == "500:0.2 1000:0.8" and rows[3]["experiment"] == "yaw_sector"
     doc.write_text("# x\n<!-- results:sac -->\nold\n<!-- /results:sac -->\ntail\n")
     text = results.regenerate(csv_path, doc, plot)
-    assert "| block_picking | c8 | 64x64 table view, n_hidden 16, compact top | 20 | 1000 | 2 | 0, 1 | 90% ± 10% |" in text
+    network = "64x64 table view, n_hidden 16, compact top"
+    assert f"| block_picking | c8 | {network} | 20 | 1000 | 2 | 0, 1 | 90% ± 10% |" in text
     assert "| block_picking | c8 | 0 90 | 0 | 1000 | 90% | 85% | -5 |" in text
     content = doc.read_text()
     assert "old" not in content and content.endswith("<!-- /results:sac -->\ntail\n") and text in content
