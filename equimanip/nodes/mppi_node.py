@@ -127,6 +127,16 @@ OBSTACLE_PARAMS = [
               "object to reach, not obstacles.", min=0.0, max=0.5),
     ParamSpec("obstacles.margin", _O.margin, "The distance field covers the safety workspace box grown by this (m).",
               min=0.0, max=1.0),
+    ParamSpec("obstacles.solid_below", _O.solid_below, "Everything under an observed point, down to the table, is "
+              "solid (a camera above the table does not see the far sides of what stands on it)."),
+    ParamSpec("obstacles.self_padding", _O.self_padding, "Points within this (m) of the gripper's collision spheres "
+              "are the gripper itself.", min=0.0, max=0.1),
+    ParamSpec("obstacles.arm_height", _O.arm_height, "Points higher than this (m) above the grasp point within "
+              "obstacles.arm_radius of it are the arm rising from the hand.", min=0.0, max=2.0),
+    ParamSpec("obstacles.arm_radius", _O.arm_radius, "Horizontal reach (m) of the arm filter around the grasp point.",
+              min=0.0, max=2.0),
+    ParamSpec("obstacles.memory", _O.memory, "Planning cycles whose obstacle points are kept (the arm hides what "
+              "is under it); 1: the newest cloud only. Cleared at a new episode.", min=1, max=1000),
 ]
 GOAL_PARAMS = [
     ParamSpec("goal_source", "topic", "Where the goal comes from: 'topic' (~/goal, PoseStamped in the base "
