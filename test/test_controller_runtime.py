@@ -272,3 +272,28 @@ def test_metadata_is_latched_for_late_recorders(ros):
     assert data["controller"] == "Scripted" and data["action_names"] == ["p", "dx", "dy", "dz", "dyaw"]
     assert data["parameters"]["control_period"] == 0.1
     cell.destroy_subscription(listener)
+
+
+class Slow(Scripted):
+    """A decision that takes 1.5 control periods (a heavy planner on a loaded CPU)."""
+
+    def act(self, messages):
+        time.sleep(0.15)
+        return super().act(messages)
+
+
+def test_timer_mode_a_slow_controller_decides_again_as_soon_as_it_is_done(ros):
+    controller = ros.add(Slow(FORWARD, context=ros.context, parameter_overrides=[
+        Parameter("trigger", value="timer"), Parameter("rate_hz", value=10.0)]))
+    cell = ros.node(Cell)
+    ros.spin_until(lambda: controller.inputs_connected() and cell.count_publishers(topics.TWIST) > 0, what="discovery")
+    t = 0
+    while controller.stats.decisions < 8:
+        cell.state(50.0 + t / 30.0)
+        t += 1
+        ros.spin_for(1.0 / 30.0)
+        assert t < 600, "no decisions"
+    gaps = np.diff(list(controller.stats.decision_times))
+    # back to back: each gap is the 0.15 s decision plus a state's wait, never a further 0.75 period
+    assert np.median(gaps) < 0.22, gaps
+    assert controller.stats.missed_cycles >= 4          # it cannot hold 10 Hz, and says so

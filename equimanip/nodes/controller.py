@@ -17,9 +17,10 @@ cell, where the camera and the arm never share a stamp. Only the newest complete
   a quarter period before) is decided on at once, so the latency is the decision's own cost and
   not a wait for a tick; when no new set arrives by then, a timer decides on the newest one as
   soon as it is in. Decisions run in their own callback group and always take the newest set, so
-  a slow decision never queues stale data; a scheduled decision more than a quarter period late
-  counts as a missed cycle, and a late schedule starts again from now (missed cycles are not made
-  up later by deciding faster).
+  a slow decision never queues stale data; a decision that starts more than a quarter period late
+  counts as a missed cycle, and the schedule then starts again from that decision (a controller
+  slower than the rate decides again as soon as it is done; missed cycles are not made up later
+  by deciding faster).
 
 **Output.** Every action passes the safety layer (``equimanip.safety.limit_action``: the measured
 grasp point kept in the workspace box, sliding along its walls; per-axis speed limits; finite
@@ -337,6 +338,7 @@ class ControllerNode(Node):
         self._decide_on(inputs)
 
     def _decide_on(self, inputs: InputSet) -> None:
+        started = time.monotonic()
         try:
             action = self.action_for(inputs)
             ee = msgs.pose7(inputs.messages[topics.EE_POSE].pose)
@@ -371,7 +373,7 @@ class ControllerNode(Node):
                           "old (older than observation_timeout)")
                 return
             if self.trigger == "timer":
-                self._keep_schedule(now, inputs.received)
+                self._keep_schedule(started, inputs.received)
             self._arm_positions = _arm_positions(inputs.messages[topics.JOINT_STATES])
             self._publish(safe, inputs.stamp)
             self._last_decision = now
@@ -379,18 +381,24 @@ class ControllerNode(Node):
             self.stats.decision_times.append(now)
             self.stats.latencies_ms.append((time.monotonic() - inputs.received) * 1000.0)
 
-    def _keep_schedule(self, now: float, available_since: float) -> None:
+    def _keep_schedule(self, started: float, available_since: float) -> None:
         """Timer mode: count the cycles this decision missed and set when the next one is due.
-        A cycle is missed when a decision comes later than a quarter period after it was due with
-        data in hand (``available_since``: when the set decided on came in); a gap in the data
-        itself is the watchdog's business, not a missed cycle."""
+
+        A cycle is missed when a decision starts more than a quarter period after it was due while
+        the previous decision was still running, or with data in hand (``available_since``: when
+        the set decided on came in); a gap in the data is the watchdog's business, not a missed
+        cycle. A late decision restarts the schedule from
+        its own start, so a controller slower than the rate decides again as soon as it is done,
+        on the newest data, and never makes up for the cycles it missed by deciding faster."""
         period = 1.0 / self.get_parameter("rate_hz").value
-        late = now - self._next_due
-        late_with_data = now - max(self._next_due, available_since)
+        # Late from the due time when the previous decision was still running then (data may have
+        # waited in the queue meanwhile), else from when the data came in.
+        busy_past_due = self._last_decision > self._next_due
+        late_with_data = started - (self._next_due if busy_past_due else max(self._next_due, available_since))
         if late_with_data > DUE_TOLERANCE * period and self._next_due > -math.inf:
             self.stats.missed_cycles += int((late_with_data - DUE_TOLERANCE * period) // period) + 1
-        if self._next_due == -math.inf or late > 0.5 * period:
-            self._next_due = now + period       # late: start the schedule again from now
+        if self._next_due == -math.inf or started - self._next_due > 0.5 * period:
+            self._next_due = started + period
         else:
             self._next_due += period
         self._rate_timer.reset()                # the fallback tick comes one period from now
