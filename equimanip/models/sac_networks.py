@@ -129,7 +129,14 @@ def _plain_encoder(cfg: NetworkConfig) -> tuple[nn.Sequential, int]:
     channels = cfg.in_channels
     for spec in encoder_schedule(cfg):
         out = _plain_width(spec["width"])
-        layers.append(nn.Conv2d(channels, out, spec["kernel"], padding=spec["padding"]))
+        conv = nn.Conv2d(channels, out, spec["kernel"], padding=spec["padding"])
+        # He initialisation, as escnn initialises its convolutions: torch's default shrinks the
+        # signal at each of the seven layers, and with heights of a few centimetres the encoder's
+        # output then barely depended on its input (std 1.5e-7 across heightmaps) and SAC could not
+        # start learning.
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        nn.init.zeros_(conv.bias)
+        layers.append(conv)
         if spec["pool"] > 1:               # max-pool before ReLU: the same function, fewer pixels to ReLU
             layers.append(nn.MaxPool2d(spec["pool"]))
         layers.append(nn.ReLU(inplace=True))
