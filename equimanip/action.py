@@ -25,6 +25,10 @@ MAX_STEP_M = 0.05
 MAX_STEP_YAW = math.pi / 8
 ACTION_LOW = np.array([0.0, -MAX_STEP_M, -MAX_STEP_M, -MAX_STEP_M, -MAX_STEP_YAW])
 ACTION_HIGH = np.array([1.0, MAX_STEP_M, MAX_STEP_M, MAX_STEP_M, MAX_STEP_YAW])
+# What the networks output and learn from: each entry mapped affinely from its limits to [-1, 1].
+# (dx, dy) share one scale and have no offset, so a rotation commutes with the map.
+ACTION_MID = (ACTION_HIGH + ACTION_LOW) / 2.0
+ACTION_HALF_RANGE = (ACTION_HIGH - ACTION_LOW) / 2.0
 
 # The Panda's parallel gripper, which ``p`` drives: its two finger joints and the position of each
 # when fully open (2 x 0.04 m between the pads). The simulation uses them; the nodes take them as
@@ -61,3 +65,13 @@ def action_to_velocity(action, control_period: float) -> tuple[np.ndarray, float
 def velocity_to_delta(linear, yaw_rate: float, control_period: float) -> np.ndarray:
     """(linear velocity m/s, yaw rate rad/s) -> displacement for one step [dx, dy, dz, dyaw]."""
     return np.append(np.asarray(linear, dtype=np.float64), yaw_rate) * control_period
+
+
+def normalize_action(action) -> np.ndarray:
+    """Physical action [p, dx, dy, dz, dyaw] -> the networks' [-1, 1]^5 (float32, any batch shape)."""
+    return ((np.asarray(action, dtype=np.float64) - ACTION_MID) / ACTION_HALF_RANGE).astype(np.float32)
+
+
+def unnormalize_action(u) -> np.ndarray:
+    """The networks' [-1, 1]^5 -> physical action (float32, any batch shape)."""
+    return (np.asarray(u, dtype=np.float64) * ACTION_HALF_RANGE + ACTION_MID).astype(np.float32)

@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from equimanip import symmetry as sym
-from equimanip.action import ACTION_HIGH, ACTION_LOW, MAX_STEP_M, MAX_STEP_YAW
+from equimanip.action import ACTION_HALF_RANGE, ACTION_HIGH, ACTION_LOW, ACTION_MID
 from equimanip.perception.observation import ObservationConfig
 
 KIND = "dynamics"
@@ -79,10 +79,10 @@ def push_state(ee_pose, block_pose) -> np.ndarray:
     return np.array([math.cos(2 * g), math.sin(2 * g), *offset, math.cos(4 * b), math.sin(4 * b)], dtype=np.float32)
 
 
-# Actions normalised as the imitation learners do (equimanip.learning.bc): each entry by its
+# Actions normalised as every learner does (equimanip.action.normalize_action): each entry by its
 # half-range, the in-plane pair by one number, only the scalar p shifted.
-ACTION_SCALE = np.array([0.5, MAX_STEP_M, MAX_STEP_M, MAX_STEP_M, MAX_STEP_YAW], dtype=np.float32)
-ACTION_OFFSET = np.array([0.5, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)
+ACTION_SCALE = ACTION_HALF_RANGE.astype(np.float32)
+ACTION_OFFSET = ACTION_MID.astype(np.float32)
 
 
 def field_statistics(layout: sym.Layout, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

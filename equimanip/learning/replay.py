@@ -27,22 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from equimanip.action import ACTION_HIGH, ACTION_LOW
+from equimanip.action import ACTION_HIGH, ACTION_LOW, normalize_action, unnormalize_action  # noqa: F401 (re-exported)
 from equimanip.symmetry import GroupElement, group, transform_action, transform_heightmap
-
-_ACTION_SCALE = (ACTION_HIGH - ACTION_LOW) / 2.0
-_ACTION_MID = (ACTION_HIGH + ACTION_LOW) / 2.0
-
-
-def normalize_action(action: np.ndarray) -> np.ndarray:
-    """Physical action [p, dx, dy, dz, dyaw] -> [-1, 1]^5 (each entry affinely; (dx, dy) share one
-    scale and have zero offset, so a rotation commutes with it)."""
-    return ((np.asarray(action, dtype=np.float64) - _ACTION_MID) / _ACTION_SCALE).astype(np.float32)
-
-
-def unnormalize_action(u: np.ndarray) -> np.ndarray:
-    """[-1, 1]^5 -> physical action."""
-    return (np.asarray(u, dtype=np.float64) * _ACTION_SCALE + _ACTION_MID).astype(np.float32)
 
 
 def rotate_transition(g: GroupElement, obs: np.ndarray, action_u: np.ndarray, next_obs: np.ndarray):

@@ -30,7 +30,7 @@ One update (:meth:`SAC.update`) is the CleanRL-style SAC step plus SACfD's term:
 * temperature: ``-log alpha (log pi + target_entropy)`` (automatic entropy tuning).
 
 Actions live in [-1, 1]^5 for the networks (tanh-squashed) and are scaled to the physical limits
-of ``equimanip.action`` for the environment (``replay.normalize_action``).
+of ``equimanip.action`` for the environment (``equimanip.action.normalize_action``).
 
 **Threads.** ``threads`` (default 1) is passed to ``torch.set_num_threads``: on a busy 2-core
 machine torch's default of one intra-op thread per core made a small conv net 10 to 100 times
