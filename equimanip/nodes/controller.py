@@ -76,6 +76,13 @@ from equimanip.safety import WORKSPACE_HIGH, WORKSPACE_LOW, CommandRejected, Saf
 
 _LIMITS = SafetyLimits()
 
+
+def _floor6(value: float) -> float:
+    """A limit written with six decimals, rounded down: never above the arm's own (pi / 8 per
+    step rounded up would make the simulation clamp, and log, every full-speed turn)."""
+    return math.floor(value * 1e6) / 1e6
+
+
 CONTROLLER_PARAMS = [
     CONTROL_PERIOD,
     BASE_FRAME,
@@ -109,9 +116,9 @@ CONTROLLER_PARAMS = [
               length=3),
     ParamSpec("safety.max_linear_speed", _LIMITS.max_linear_speed, "Largest speed along any axis "
               "(m/s); faster steps are scaled down keeping their direction.", min=0.0, max=2.0),
-    ParamSpec("safety.max_yaw_rate", round(_LIMITS.max_yaw_rate, 6), "Largest yaw rate (rad/s).",
+    ParamSpec("safety.max_yaw_rate", _floor6(_LIMITS.max_yaw_rate), "Largest yaw rate (rad/s).",
               min=0.0, max=10.0),
-    ParamSpec("safety.max_yaw", round(_LIMITS.max_yaw, 6), "Largest gripper yaw either way (rad) "
+    ParamSpec("safety.max_yaw", _floor6(_LIMITS.max_yaw), "Largest gripper yaw either way (rad) "
               "about the vertical; the wrist's range, kept with a margin.", min=0.0, max=3.14159),
 ]
 
