@@ -17,6 +17,7 @@ from pathlib import Path
 BENCHMARKS = {
     "controller": "equimanip.bench.controller",
     "latency": "equimanip.bench.latency",
+    "tracking": "equimanip.bench.tracking",
     "recorder": "equimanip.bench.recorder",
     "sim": "equimanip.bench.sim",
     "perception": "equimanip.bench.perception",
