@@ -185,7 +185,7 @@ def test_record_train_bmil_and_run_it_in_the_ros_loop(recorded, tmp_path, ros):
     from equimanip.learning.bc import BCConfig, save_policy
     from equimanip.learning.bmil import BMILConfig, train_bmil
     from equimanip.nodes import topics
-    from equimanip.nodes.controller import ObservationController
+    from equimanip.nodes.policy_node import PolicyNode
     from equimanip.sim.sim_node import SimNode
 
     out, _ = recorded
@@ -196,18 +196,11 @@ def test_record_train_bmil_and_run_it_in_the_ros_loop(recorded, tmp_path, ros):
     loaded = load_policy(path)
     assert loaded.task == "block_picking" and loaded.input_kind == "object_state"
 
-    class CheckpointController(ObservationController):
-        def __init__(self, **kwargs):
-            super().__init__("bmil_policy", **kwargs)
-            self.decisions = 0
-
-        def act(self, observation):
-            self.decisions += 1
-            return loaded.act(observation)
-
+    # The product's own way to run a checkpoint on an arm: policy_node, over the ROS topics.
     sim = ros.node(SimNode, task="block_picking", seed=7, sync=True, max_steps=5)
-    controller = ros.node(CheckpointController)
+    controller = ros.node(PolicyNode, task="block_picking", checkpoint=str(path), observation_timeout=5.0)
     ros.spin_until(lambda: controller.inputs_connected() and controller.readiness()[0]
                    and sim.count_publishers(topics.TWIST) > 0, 30.0, "the loop to close")
     ros.spin_until(lambda: sim.env.done, 60.0, "an episode driven by the BMIL policy")
-    assert sim.env.steps >= 1 and controller.decisions >= sim.env.steps
+    assert sim.env.steps >= 1 and controller.stats.decisions >= sim.env.steps
+    assert controller.stats.failures == 0 and controller.last_observation.object_state.any()

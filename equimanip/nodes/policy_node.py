@@ -265,25 +265,29 @@ def _param_value(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def _dummy_input(policy) -> np.ndarray:
+def _dummy_input(policy):
+    """A blank Observation of the shapes the policy takes (for the warm-up): an empty table under a
+    hand 20 cm up, open."""
+    from equimanip.perception.observation import Observation
+
     config = policy.observation_config
-    if policy.input_kind == "heightmap":
-        channels = int(policy.checkpoint.network.get("in_channels", 2))
-        return np.zeros((channels, config.heightmap_size, config.heightmap_size), dtype=np.float32)
-    return np.zeros(config.object_state_dim, dtype=np.float32)
+    channels = int(policy.checkpoint.network.get("in_channels", 2))
+    return Observation(heightmap=np.zeros((channels, config.heightmap_size, config.heightmap_size), np.float32),
+                       object_state=np.zeros(config.object_state_dim, np.float32),
+                       ee_pose=np.array([0.5, 0.0, config.table_z + 0.2, 1.0, 0.0, 0.0, 0.0]), gripper_aperture=1.0)
 
 
 def equivariance_error(policy, observation, g: sym.GroupElement = QUARTER_TURN) -> float:
     """|g^-1 . policy(g . o) - policy(o)| / (|policy(o)| + 1e-6) for one observation: zero for a policy
     that commutes with ``g`` (a quarter turn is exact on the heightmap grid and for every group
-    equimanip offers)."""
+    equimanip offers). Turning about the gripper changes neither its height nor its aperture."""
     if policy.input_kind == "heightmap":
-        x = np.asarray(observation.heightmap, dtype=np.float32)
-        turned = sym.transform_heightmap(g, x)
+        turned = replace(observation, heightmap=sym.transform_heightmap(g, np.asarray(observation.heightmap)))
     else:
-        x = np.asarray(observation.object_state, dtype=np.float32)
-        turned = sym.transform_object_state(g, x, policy.observation_config.max_objects).astype(np.float32)
-    answer = policy.act(x)
+        state = sym.transform_object_state(g, np.asarray(observation.object_state, dtype=np.float64),
+                                           policy.observation_config.max_objects).astype(np.float32)
+        turned = replace(observation, object_state=state)
+    answer = policy.act(observation)
     back = sym.transform_action(g.inverse(), policy.act(turned))
     return float(np.linalg.norm(back - answer) / (np.linalg.norm(answer) + 1e-6))
 
