@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from equimanip import symmetry as sym
-from equimanip.action import ACTION_HIGH, ACTION_LOW, MAX_STEP_M, MAX_STEP_YAW
+from equimanip.action import ACTION_HIGH, ACTION_LOW, normalize_action, unnormalize_action
 from equimanip.perception.observation import Observation, ObservationConfig
 
 # ------------------------------------------------------------------------------------ features
@@ -59,19 +59,6 @@ def state_features(object_state: np.ndarray, ee_pose: np.ndarray, table_z: float
 
 def observation_features(observation: Observation, config: ObservationConfig) -> np.ndarray:
     return state_features(observation.object_state, observation.ee_pose, config.table_z)
-
-
-# Normalised action = (action - ACTION_OFFSET) / ACTION_SCALE, entries of one field sharing a scale.
-ACTION_SCALE = np.array([0.5, MAX_STEP_M, MAX_STEP_M, MAX_STEP_M, MAX_STEP_YAW], dtype=np.float32)
-ACTION_OFFSET = np.array([0.5, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)   # only the scalar p moves
-
-
-def normalise_action(action):
-    return (action - ACTION_OFFSET) / ACTION_SCALE
-
-
-def physical_action(normalised):
-    return normalised * ACTION_SCALE + ACTION_OFFSET
 
 
 # ------------------------------------------------------------------------------------ the policy
@@ -125,7 +112,7 @@ class ImitationPolicy(nn.Module):
         self.eval()
         try:
             x = torch.as_tensor(observation_features(observation, self.spec.observation))[None]
-            a = physical_action(self.net(x)[0].numpy().astype(np.float64))
+            a = unnormalize_action(self.net(x)[0].numpy()).astype(np.float64)
         finally:
             self.train(was_training)
         return np.clip(a, ACTION_LOW, ACTION_HIGH)
@@ -173,7 +160,7 @@ class DemoArrays:
     def from_dataset(cls, dataset) -> "DemoArrays":
         table_z = dataset.config.observation.table_z
         return cls(torch.as_tensor(state_features(dataset.states, dataset.ee_poses, table_z)),
-                   torch.as_tensor(normalise_action(dataset.actions.astype(np.float32))),
+                   torch.as_tensor(normalize_action(dataset.actions)),
                    torch.as_tensor(state_features(dataset.next_states, dataset.next_ee_poses, table_z)),
                    len(dataset.used_episodes))
 
