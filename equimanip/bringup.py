@@ -135,11 +135,14 @@ def _overrides(values: dict) -> list[Parameter]:
 
 
 class _EpisodeMonitor(Node):
-    """Resets episodes through the simulation's service and hears when they end."""
+    """Resets episodes through the simulation's service and hears when they end. Before each
+    reset it calls the controller's ``~/reset``, so that the controller starts the episode with a
+    clear memory whatever order the simulation's episode event and first state arrive in."""
 
-    def __init__(self, **node_kwargs):
+    def __init__(self, controller_name: str, **node_kwargs):
         super().__init__("equimanip_run", **node_kwargs)
         self.reset_client = self.create_client(Trigger, topics.SIM_RESET)
+        self.controller_reset_client = self.create_client(Trigger, f"{controller_name}/reset")
         self.done: Optional[bool] = None
         self.create_subscription(Bool, topics.SIM_EPISODE_DONE, self._on_done, qos.RELIABLE)
 
@@ -289,12 +292,13 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
         controller = graph.node(entry.node_class(), config.remappings,
                                 **{**common, **trigger, **config.controller_overrides,
                                    **node_overrides(config, entry.node_name)})
-        monitor = graph.add(_EpisodeMonitor(context=graph.context))
+        monitor = graph.add(_EpisodeMonitor(controller.get_fully_qualified_name(), context=graph.context))
 
         # Discovery: start only when the loop is closed both ways and the reset service answers.
         graph.spin_until(lambda: (
             publishers(sim, topics.TWIST) > 0 and publishers(sim, topics.GRIPPER) > 0
-            and controller.inputs_connected() and monitor.reset_client.service_is_ready()),
+            and controller.inputs_connected() and monitor.reset_client.service_is_ready()
+            and monitor.controller_reset_client.service_is_ready()),
             30.0, "the nodes to discover each other")
         # Readiness: no episode step is spent on a controller that cannot decide yet.
         wait_until_ready(graph, controller, 120.0, report)
@@ -307,6 +311,8 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
         sim.set_parameters([Parameter("seed", value=config.seed)])
         for k in range(config.episodes):
             monitor.done = None
+            cleared = monitor.controller_reset_client.call_async(Trigger.Request())
+            graph.spin_until(cleared.done, 30.0, "the controller to clear its memory")
             future = monitor.reset_client.call_async(Trigger.Request())
             graph.spin_until(future.done, 30.0, "the simulation to reset")
             if not future.result().success:
