@@ -214,14 +214,17 @@ def limit_action(action, ee_pose, control_period: float, limits: SafetyLimits) -
     if not 0.0 <= a[0] <= 1.0:
         reductions.append(f"aperture {a[0]:.3g} clipped to [0, 1]")
         a[0] = min(max(a[0], 0.0), 1.0)
-    max_step = limits.max_linear_speed * control_period
+    # The speed limits, and never more than the action's own per-step limits (a long control
+    # period must not turn 0.5 m/s into steps of 10 cm).
+    max_step = min(limits.max_linear_speed * control_period, MAX_STEP_M)
     fastest = float(np.max(np.abs(a[1:4])))
     if fastest > max_step:
         a[1:4] *= max_step / fastest
-        reductions.append(f"speed {fastest / control_period:.3g} m/s scaled to {limits.max_linear_speed:.3g} m/s")
-    max_turn = limits.max_yaw_rate * control_period
+        reductions.append(f"speed {fastest / control_period:.3g} m/s scaled to {max_step / control_period:.3g} m/s")
+    max_turn = min(limits.max_yaw_rate * control_period, MAX_STEP_YAW)
     if abs(a[4]) > max_turn:
-        reductions.append(f"yaw rate {a[4] / control_period:.3g} rad/s clamped to {limits.max_yaw_rate:.3g} rad/s")
+        reductions.append(f"yaw rate {a[4] / control_period:.3g} rad/s clamped to "
+                          f"{max_turn / control_period:.3g} rad/s")
         a[4] = math.copysign(max_turn, a[4])
     low = np.asarray(limits.workspace_low, dtype=np.float64)
     high = np.asarray(limits.workspace_high, dtype=np.float64)

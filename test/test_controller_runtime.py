@@ -297,3 +297,43 @@ def test_timer_mode_a_slow_controller_decides_again_as_soon_as_it_is_done(ros):
     # back to back: each gap is the 0.15 s decision plus a state's wait, never a further 0.75 period
     assert np.median(gaps) < 0.22, gaps
     assert controller.stats.missed_cycles >= 4          # it cannot hold 10 Hz, and says so
+
+
+def test_a_stop_in_joint_trajectory_output_is_an_empty_trajectory(ros):
+    """A ros2_control joint_trajectory_controller holds where the arm is on an empty trajectory; a
+    target made from older joint positions would move it back."""
+    from trajectory_msgs.msg import JointTrajectory
+
+    controller, cell = bring_up(ros, output="joint_trajectory")
+    trajectories = []
+    cell.create_subscription(JointTrajectory, topics.JOINT_TRAJECTORY, trajectories.append, qos.RELIABLE)
+    ros.spin_until(lambda: cell.count_publishers(topics.JOINT_TRAJECTORY) > 0, what="discovery")
+    panda = [f"panda_joint{i}" for i in range(1, 8)]
+    q = [0.0, 0.4, 0.0, -1.9, 0.0, 2.3, 0.8]
+    cell.ee.publish(msgs.pose_stamped([0.5, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0], "base_link", 1.0))
+    cell.joints.publish(msgs.joint_state(panda, q, [0.0] * 7, 1.0))
+    ros.spin_until(lambda: len(trajectories) == 1, what="the step as a trajectory")
+    step = trajectories[0]
+    assert step.joint_names == panda and len(step.points) == 1
+    assert (step.header.stamp.sec, step.header.stamp.nanosec) == (0, 0)       # starts on receipt
+    assert not np.allclose(step.points[0].positions, q)
+    cell.estop.publish(Bool(data=True))
+    ros.spin_until(lambda: len(trajectories) == 2, what="the stop")
+    assert trajectories[1].points == []
+
+
+def test_an_estop_never_moves_the_gripper_of_a_controller_that_has_not_commanded_it(ros):
+    controller, cell = bring_up(ros, start_enabled=False)
+    for _ in range(3):
+        cell.estop.publish(Bool(data=True))      # an e-stop that repeats its state
+    ros.spin_until(lambda: controller._estop_engaged, what="the e-stop")
+    cell.state(1.0)                               # the answer to this would come after any e-stop output
+    ros.spin_for(0.3)
+    assert cell.twists == [] and cell.grippers == []
+
+
+def test_a_long_control_period_never_makes_steps_longer_than_the_actions_limits(ros):
+    controller, cell = bring_up(ros, action=np.array([1.0, 0.05, 0.0, 0.0, 0.5]), control_period=0.2)
+    twist = step(ros, cell, 1.0, 1)
+    # 0.5 m/s for 0.2 s would be 10 cm: held to 5 cm per step (0.25 m/s), pi/8 per step likewise
+    np.testing.assert_allclose(twist_values(twist)[[0, 3]], [0.05 / 0.2, (math.pi / 8) / 0.2], rtol=1e-6)

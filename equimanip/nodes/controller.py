@@ -159,14 +159,14 @@ class ControllerStats:
         self.decision_times: deque = deque(maxlen=2000)   # time.monotonic() of each publish
 
     def latency_percentiles(self) -> tuple[float, float]:
-        if not self.latencies_ms:
+        values = np.array(tuple(self.latencies_ms))   # a snapshot: another thread appends
+        if values.size == 0:
             return math.nan, math.nan
-        values = np.asarray(self.latencies_ms)
         return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
     def achieved_rate(self, window_s: float = 2.0) -> float:
         now = time.monotonic()
-        recent = [t for t in self.decision_times if now - t <= window_s]
+        recent = [t for t in tuple(self.decision_times) if now - t <= window_s]   # a snapshot
         return len(recent) / window_s
 
 
@@ -232,8 +232,10 @@ class ControllerNode(Node):
         self._last_input = time.monotonic()  # the watchdog counts from start-up
         self._last_gripper: Optional[float] = None
 
-        self.create_subscription(Bool, topics.ESTOP, self._on_estop, qos.RELIABLE,
-                                 callback_group=self._safety_group)
+        # Volatile, so that every reliable publisher matches (a latching subscription would refuse
+        # `ros2 topic pub` and make every e-stop source warn): an e-stop source should repeat its
+        # state (as e-stop bridges do), and a real cell's controllers start disabled (robot.yaml).
+        self.create_subscription(Bool, topics.ESTOP, self._on_estop, qos.RELIABLE, callback_group=self._safety_group)
         self.create_service(SetBool, "~/enable", self._on_enable, callback_group=self._safety_group)
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=self._decision_group)
         if p["arm_metadata_topic"]:
@@ -326,6 +328,7 @@ class ControllerNode(Node):
 
     def _on_tick(self) -> None:
         """Timer mode: decide on a newer set that is in by the time a decision is due."""
+        self._rate_timer.timer_period_ns = int(1e9 / self.get_parameter("rate_hz").value)
         self._decide()
 
     def _decide(self) -> None:
@@ -365,7 +368,9 @@ class ControllerNode(Node):
             self.stats.failures += 1
             self._log.error(f"fail:{type(e).__name__}", f"no valid action ({type(e).__name__}: "
                       f"{_short(e)}); holding the arm still")
-            self._hold(inputs.stamp, None)
+            with self._lock:
+                if self._enabled and not self._period_mismatch:   # a stop meanwhile has held already
+                    self._hold(inputs.stamp, None)
             return
         if reductions:
             self.stats.reduced += 1
@@ -408,17 +413,23 @@ class ControllerNode(Node):
             self._next_due = started + period
         else:
             self._next_due += period
-        self._rate_timer.reset()                # the fallback tick comes one period from now
+        # The fallback tick comes when the next decision is due (then once a period again).
+        self._rate_timer.timer_period_ns = int(max(self._next_due - time.monotonic(), 1e-3) * 1e9)
+        self._rate_timer.reset()
 
     # ------------------------------------------------------------------ output
-    def _publish(self, action: np.ndarray, stamp) -> None:
+    def _publish(self, action: np.ndarray, stamp, hold: bool = False) -> None:
         """Send one action (already through the safety layer) as gripper, twist and stamped action.
-        The last guard: nothing non-finite ever leaves this function."""
+        The last guard: nothing non-finite ever leaves this function. ``hold``: a stop, whose
+        trajectory output is an empty trajectory (the controller then holds where the arm is) and
+        whose gripper command is only the one this node sent last, if any."""
         if not np.all(np.isfinite(action)):
             self._log.error("nonfinite", f"refused to publish a non-finite action {action.tolist()}")
             action = np.array([self._last_gripper if self._last_gripper is not None else 1.0, 0, 0, 0, 0])
-        self._last_gripper = float(action[0])
-        self._pub_gripper.publish(Float64(data=self._last_gripper))
+            hold = True
+        if not (hold and self._last_gripper is None):   # never open or close a gripper on a stop
+            self._last_gripper = float(action[0])
+            self._pub_gripper.publish(Float64(data=self._last_gripper))
         output = self.get_parameter("output").value
         if output in ("twist", "both"):
             msg = TwistStamped()
@@ -429,14 +440,20 @@ class ControllerNode(Node):
             msg.twist.angular.z = float(v[3])
             self._pub_twist.publish(msg)
         if output in ("joint_trajectory", "both"):
-            self._publish_trajectory(action, stamp)
+            self._publish_trajectory(None if hold else action)
         self._pub_action.publish(msgs.action_msg(action, stamp, self.base_frame))
         self._last_answer = time.monotonic()
         self._commanded = bool(np.any(action[1:5] != 0.0))
 
-    def _publish_trajectory(self, action: np.ndarray, stamp) -> None:
-        """The step as a one-point JointTrajectory, reached one control period from now. Without
-        joint positions yet there is nothing safe to send."""
+    def _publish_trajectory(self, action: Optional[np.ndarray]) -> None:
+        """The step as a one-point JointTrajectory, reached one control period after it arrives
+        (stamp zero: a stamp in the past would shorten the move and speed it up). ``None``: a stop,
+        sent as an empty trajectory, which a joint_trajectory_controller takes as "hold where you
+        are" (a target from the last known positions could move the arm back). Without joint
+        positions yet there is nothing safe to send."""
+        if action is None:
+            self._pub_trajectory.publish(JointTrajectory(joint_names=list(PANDA.joint_names), points=[]))
+            return
         if self._arm_positions is None:
             return
         try:
@@ -447,16 +464,15 @@ class ControllerNode(Node):
         whole = int(self.control_period)
         reach_in = Duration(sec=whole, nanosec=int(round((self.control_period - whole) * 1e9)))
         point = JointTrajectoryPoint(positions=[float(v) for v in target], time_from_start=reach_in)
-        msg = JointTrajectory(joint_names=list(PANDA.joint_names), points=[point])
-        msg.header.stamp = stamp
-        self._pub_trajectory.publish(msg)
+        self._pub_trajectory.publish(JointTrajectory(joint_names=list(PANDA.joint_names), points=[point]))
 
     def _hold(self, stamp, reason: Optional[str]) -> None:
         """One zero twist (the gripper kept as it is), e.g. after a failure or on a stop."""
         if reason:
             self.get_logger().warning(f"holding the arm still: {reason}")
-        gripper = self._last_gripper if self._last_gripper is not None else 1.0
-        self._publish(np.array([gripper, 0.0, 0.0, 0.0, 0.0]), stamp if stamp is not None else self._now_stamp())
+        gripper = self._last_gripper if self._last_gripper is not None else 1.0   # not sent when None
+        self._publish(np.array([gripper, 0.0, 0.0, 0.0, 0.0]), stamp if stamp is not None else self._now_stamp(),
+                      hold=True)
 
     def _now_stamp(self):
         return self.get_clock().now().to_msg()
@@ -485,7 +501,8 @@ class ControllerNode(Node):
             stopping = self._enabled
             self._enabled = False
             self._stop_reason = "e-stop (/estop true); call ~/enable after releasing it"
-            self._hold(None, None)
+            if stopping and self._commanded:        # once, on the stop; not again on a repeated true
+                self._hold(None, None)
         if stopping:
             self.get_logger().error("e-stop: stopped commanding the arm")
 
