@@ -251,6 +251,17 @@ def node_overrides(config: RunConfig, node_name: str) -> dict:
     return out
 
 
+def _check_overrides_exist(config: RunConfig, nodes: dict) -> None:
+    """A `-p` for a parameter no node of the run declares would be dropped silently (rclpy ignores
+    overrides of undeclared parameters): refuse it, naming the node."""
+    for node_name, name, _ in config.param_overrides:
+        targets = [nodes[node_name]] if node_name is not None else list(nodes.values())
+        if not any(node.has_parameter(name) for node in targets):
+            where = node_name or " or ".join(sorted(nodes))
+            raise ValueError(f"-p {name}: {where} has no parameter '{name}' (`ros2 param list` or the README's "
+                             "tables name them)")
+
+
 def wait_until_ready(graph: "InProcessGraph", controller, timeout_s: float,
                      report: Optional[Callable[[str], None]] = None) -> None:
     """Spin until the controller says it is ready (inputs, first observation, warmed-up model);
@@ -292,6 +303,7 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
         controller = graph.node(entry.node_class(), config.remappings,
                                 **{**common, **trigger, **config.controller_overrides,
                                    **node_overrides(config, entry.node_name)})
+        _check_overrides_exist(config, {SIM_NODE_NAME: sim, entry.node_name: controller})
         monitor = graph.add(_EpisodeMonitor(controller.get_fully_qualified_name(), context=graph.context))
 
         # Discovery: start only when the loop is closed both ways and the reset service answers.

@@ -59,3 +59,8 @@ def test_a_ros2_control_arm_driven_by_joint_trajectories_alone():
     result = run(config)
     assert result.success_rate == 1.0, result.summary()
     assert result.controller_stats["failures"] == 0
+
+
+def test_a_misspelled_parameter_override_is_refused_not_dropped():
+    with pytest.raises(ValueError, match="expert_node has no parameter 'safty.max_linear_speed'"):
+        run(RunConfig(task="reach", episodes=1, param_overrides=[("expert_node", "safty.max_linear_speed", 0.2)]))

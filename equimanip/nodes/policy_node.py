@@ -31,6 +31,7 @@ from typing import Optional
 import numpy as np
 from diagnostic_msgs.msg import KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.parameter import Parameter
 
 from equimanip import symmetry as sym
@@ -100,9 +101,11 @@ class PolicyNode(ObservationController):
         # in one line and does not start (spin_node, exit code 2).
         self._loaded: Optional[LoadedPolicy] = None
         self._install(LoadedPolicy(self._build(path), path))
+        self._deciding_with = self._loaded
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._on_policy_parameters)
-        self.create_timer(1.0, self._check_equivariance, callback_group=self._safety_group)
+        # Two network runs a second: in a group of their own, never in the way of the e-stop.
+        self.create_timer(1.0, self._check_equivariance, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"running {self._describe()} on {self._device()}")
 
     # ------------------------------------------------------------------ the policy
@@ -165,7 +168,7 @@ class PolicyNode(ObservationController):
     def observation_config(self):
         """The cell's perception settings with the ones the network depends on from its checkpoint.
         A heightmap policy skips the object-centric state (about 10 ms of a 640 x 480 cloud)."""
-        policy = self._loaded.policy
+        policy = self._deciding_with.policy       # the decision's policy, whatever swaps meanwhile
         trained = {name: getattr(policy.observation_config, name) for name in NETWORK_OBSERVATION_FIELDS}
         if policy.input_kind == "heightmap":
             trained["compute_object_state"] = False
@@ -194,6 +197,9 @@ class PolicyNode(ObservationController):
         from equimanip.checkpoint import load_checkpoint
 
         for p in params:
+            loading = self._loader is not None and self._loader.is_alive()
+            if p.name == "device" and loading and threading.current_thread() is not self._loader:
+                return SetParametersResult(successful=False, reason="a checkpoint is still loading")
             if p.name in ("checkpoint", "task"):
                 value = p.value if p.name == "checkpoint" else self.get_parameter("checkpoint").value
                 path = Path(value).expanduser() if value else shipped_checkpoint(

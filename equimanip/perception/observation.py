@@ -124,7 +124,8 @@ class Observation:
     gripper_aperture: float = 0.0
     stamp: float = 0.0                  # seconds: when the robot state was taken
     cloud_stamp: float | None = None    # seconds: when the cloud was taken (None: same as stamp)
-    points_in_workspace: int = 0        # valid cloud points inside the crop box (0: the camera saw nothing there)
+    points_in_workspace: int = 0        # valid points the heightmap is made of (0: the camera saw nothing there;
+                                        # for the gripper view, nothing but the robot)
     points: np.ndarray | None = None    # those points (M, 3), base frame, after the optional filters
 
 
@@ -175,11 +176,22 @@ def filter_cloud(points: np.ndarray, config: ObservationConfig) -> np.ndarray:
 def make_heightmap(points: np.ndarray, ee_pose, gripper_aperture: float, config: ObservationConfig,
                    device=None) -> np.ndarray:
     """(2, S, S) float32 heightmap of cropped base-frame points, centred on the gripper's (x, y)."""
+    return _render_heightmap(heightmap_points(points, ee_pose, config), ee_pose, gripper_aperture, config, device)
+
+
+def heightmap_points(points: np.ndarray, ee_pose, config: ObservationConfig) -> np.ndarray:
+    """The cropped points channel 0 is made of: all of them for the table view; for the gripper
+    view those that are not the robot's own (in the gripper box, or above the grasp point)."""
+    if config.heightmap_mode != "gripper":
+        return points
+    points = points[osm.outside_gripper(points, ee_pose, np.asarray(config.gripper_box_min),
+                                        np.asarray(config.gripper_box_max))]
+    return points[points[:, 2] < ee_pose[2]]           # above the grasp point: the robot's arm
+
+
+def _render_heightmap(points: np.ndarray, ee_pose, gripper_aperture: float, config: ObservationConfig,
+                      device=None) -> np.ndarray:
     S = config.heightmap_size
-    if config.heightmap_mode == "gripper":
-        points = points[osm.outside_gripper(points, ee_pose, np.asarray(config.gripper_box_min),
-                                            np.asarray(config.gripper_box_max))]
-        points = points[points[:, 2] < ee_pose[2]]        # above the grasp point: the robot's arm
     heights, occupied = hm.project_heightmap(points, np.asarray(ee_pose[:2], dtype=np.float64), S,
                                              config.heightmap_side, config.table_z, device=device,
                                              return_occupied=True)
@@ -242,12 +254,13 @@ def build_observation(points_base, ee_pose, gripper_aperture: float, stamp: floa
         raise ValueError(f"points must be shaped (..., 3), got {points.shape}")
     cropped = crop_to_workspace(points, config.workspace_min, config.workspace_max)
     cropped = filter_cloud(cropped, config)
-    image = make_heightmap(cropped, ee_pose, gripper_aperture, config, device)
+    seen = heightmap_points(cropped, ee_pose, config)
+    image = _render_heightmap(seen, ee_pose, gripper_aperture, config, device)
     state, objects = make_object_state(cropped, ee_pose, gripper_aperture, config)
     return Observation(heightmap=image, object_state=state, objects=objects, ee_pose=ee_pose,
                        gripper_aperture=float(gripper_aperture), stamp=float(stamp),
                        cloud_stamp=None if cloud_stamp is None else float(cloud_stamp),
-                       points_in_workspace=int(cropped.shape[0]), points=cropped)
+                       points_in_workspace=int(seen.shape[0]), points=cropped)
 
 
 __all__ = ["ObservationConfig", "Observation", "build_observation", "cloud_msg_to_base_points",
