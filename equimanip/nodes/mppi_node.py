@@ -193,6 +193,7 @@ class MPPINode(ObservationController):
         settings = planner_settings(self._values(), EndEffectorPlannerSettings())
         self.planner = EndEffectorPlanner(settings)      # ValueError: the node does not start (spin_node)
         self._pending: Optional[EndEffectorPlannerSettings] = None
+        self._pending_lock = threading.Lock()
         self._goal: Optional[tuple[np.ndarray, Optional[float]]] = None      # (position, yaw) planned for
         self._topic_goal: Optional[tuple[np.ndarray, float]] = None
         self._object_poses: deque = deque(maxlen=20)      # (stamp_ns, (K, 7) poses) of this episode
@@ -243,11 +244,14 @@ class MPPINode(ObservationController):
             torch.set_num_threads(self.get_parameter("torch_threads").value)
         if names & ({s.name for s in PARAMS} | set(_SHARED)) and hasattr(self, "planner"):
             # Applied by the next decision, on the decision thread: a plan never sees half a change.
-            self._pending = planner_settings(self._values(), self.planner.settings)
+            settings = planner_settings(self._values(), self.planner.settings)
+            with self._pending_lock:
+                self._pending = settings
         self._publish_metadata()
 
     def _apply_pending(self) -> None:
-        pending, self._pending = self._pending, None
+        with self._pending_lock:     # a set landing between the read and the clear must not be lost
+            pending, self._pending = self._pending, None
         if pending is None or pending == self.planner.settings:
             return
         try:

@@ -421,13 +421,23 @@ class RecorderNode(Node):
         if self.episode is None:
             response.success, response.message = False, "no episode is being recorded"
             return response
-        path = self.stop_episode(bool(request.data))
+        try:
+            path = self.stop_episode(bool(request.data))
+        except (BagWriteError, TimeoutError) as e:   # a full or stalled disk: say so, keep running
+            self._fail(str(e))
+            response.success, response.message = False, str(e)
+            return response
         response.success = path is not None
         response.message = str(path) if path is not None else (self.errors[-1] if self.errors else "failed")
         return response
 
     def _srv_discard(self, _request, response):
-        response.success = self.discard_episode()
+        try:
+            response.success = self.discard_episode()
+        except (BagWriteError, TimeoutError) as e:
+            self._fail(str(e))
+            response.success, response.message = False, str(e)
+            return response
         response.message = "discarded" if response.success else "no episode is being recorded"
         return response
 
