@@ -44,8 +44,8 @@ from rcl_interfaces.msg import SetParametersResult
 from equimanip.geometry import down_quat_xyzw, normalize_frame_id, yaw_of_quat_xyzw
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.controller import ObservationController
+from equimanip.nodes.devices import check_device, resolve_device
 from equimanip.nodes.params import TASK, ParamSpec, param_values
-from equimanip.nodes.policy_node import _check_device
 from equimanip.nodes.spin import spin_node
 from equimanip.planning.costs import EndEffectorCostConfig
 from equimanip.planning.end_effector import EndEffectorPlannerSettings, ObstacleSettings
@@ -108,7 +108,7 @@ PLANNER_PARAMS = [
               "mirrored) by every element of this planar group.", choices=FINITE_GROUPS),
     ParamSpec("seed", -1, "Seed of the planner's random numbers; -1 draws one.", min=-1, max=2**31 - 1),
     ParamSpec("device", "auto", "Where the planner runs: auto (a GPU when there is one), cpu, cuda or cuda:N.",
-              validate=_check_device),
+              validate=check_device),
     ParamSpec("torch_threads", 1, "Torch intra-op threads on the CPU (1 is fastest on a busy small CPU).",
               min=1, max=64),
     ParamSpec("compile", False, "torch.compile the rollout and cost (the first cycle of each new shape "
@@ -156,13 +156,6 @@ PARAMS = [TASK, *GOAL_PARAMS, *PLANNER_PARAMS, *COST_PARAMS, *OBSTACLE_PARAMS]
 _SHARED = ("safety.workspace_min", "safety.workspace_max", "safety.max_yaw", "observation.table_z")
 
 
-def _resolve_device(value: str) -> str:
-    if value == "auto":
-        import torch
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return value
-
-
 def planner_settings(values: dict, base: EndEffectorPlannerSettings) -> EndEffectorPlannerSettings:
     """The planner's settings from parameter values (this node's and the runtime's ``safety.*`` and
     ``observation.table_z``), over ``base`` (which holds what no parameter sets)."""
@@ -171,7 +164,7 @@ def planner_settings(values: dict, base: EndEffectorPlannerSettings) -> EndEffec
                    temperature=values["temperature"], noise_sigma=tuple(values["noise_sigma"]),
                    noise_correlation=values["noise_correlation"], rest_share=values["rest_share"],
                    iterations=values["iterations"], group=values["group"], seed=None if seed < 0 else seed,
-                   device=_resolve_device(values["device"]), compile=values["compile"])
+                   device=resolve_device(values["device"]), compile=values["compile"])
     cost = EndEffectorCostConfig(**{f.name: values[f"cost.{f.name}"] for f in fields(EndEffectorCostConfig)})
     obstacles = replace(base.obstacles, **{name.removeprefix("obstacles."): values[name]
                                            for name in (s.name for s in OBSTACLE_PARAMS)},

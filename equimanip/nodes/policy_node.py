@@ -21,7 +21,6 @@ the policy has drifted, and for a plain CNN how far it is from symmetric at all.
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -36,6 +35,7 @@ from rclpy.parameter import Parameter
 
 from equimanip import symmetry as sym
 from equimanip.nodes.controller import ObservationController
+from equimanip.nodes.devices import check_device, resolve_device
 from equimanip.nodes.params import TASK, ParamSpec
 from equimanip.nodes.spin import spin_node
 
@@ -53,25 +53,12 @@ def shipped_checkpoint(task: str) -> Path:
     return SHIPPED_DIR / f"{task}.pt"
 
 
-def _check_device(value: str) -> Optional[str]:
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
-        return f"device must be auto, cpu, cuda or cuda:N; got '{value}'"
-    if value.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            return f"device {value}: torch sees no GPU here (use auto or cpu)"
-        index = int(value.split(":")[1]) if ":" in value else 0
-        if index >= torch.cuda.device_count():
-            return f"device {value}: only {torch.cuda.device_count()} GPU(s)"
-    return None
-
-
 PARAMS = [
     TASK,
     ParamSpec("checkpoint", "", "Checkpoint to run (equimanip train ...); empty: the one shipped for "
               "the task. Set while running to swap policies without stopping."),
     ParamSpec("device", "auto", "Where the network runs: auto (a GPU when there is one), cpu, cuda or "
-              "cuda:N.", validate=_check_device),
+              "cuda:N.", validate=check_device),
     ParamSpec("torch_threads", 1, "Torch intra-op threads on the CPU. 1 is fastest for these small "
               "networks on a busy small CPU (more threads were 10-100x slower on 2 cores).", min=1, max=64),
     ParamSpec("equivariance_check", True, "Once a second, report in /diagnostics how far the policy's "
@@ -113,11 +100,7 @@ class PolicyNode(ObservationController):
         return Path(value).expanduser() if value else shipped_checkpoint(self.get_parameter("task").value)
 
     def _device(self) -> str:
-        device = self.get_parameter("device").value
-        if device == "auto":
-            import torch
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return device
+        return resolve_device(self.get_parameter("device").value)
 
     def _build(self, path: Path):
         """Load, rebuild and warm up the policy at ``path`` (ValueError, FileNotFoundError)."""
