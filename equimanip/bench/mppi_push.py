@@ -136,12 +136,9 @@ def results_table(rows: list[dict]) -> str:
 
 
 def regenerate_table(results: Path = RESULTS, doc: Path = DOC) -> str:
-    from equimanip.learning.results import read_rows, replace_section
+    from equimanip.learning.results import regenerate_section
 
-    rows = read_rows(results)
-    text = results_table(rows) if rows else "No runs recorded yet."
-    replace_section(doc, "mppi_push", text)
-    return text
+    return regenerate_section(results, doc, "mppi_push", results_table)
 
 
 def main(argv=None) -> int:

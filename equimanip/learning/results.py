@@ -233,6 +233,14 @@ def replace_section(doc: Path, name: str, text: str) -> None:
     doc.write_text(f"{before}{start}\n{text}\n{end}{after}")
 
 
+def regenerate_section(results: Path, doc: Path, section: str, render) -> str:
+    """Rewrite ``section`` of ``doc`` from the rows of ``results`` with ``render(rows) -> Markdown``."""
+    rows = read_rows(results)
+    text = render(rows) if rows else "No runs recorded yet."
+    replace_section(doc, section, text)
+    return text
+
+
 def regenerate(results: Path = SAC_RESULTS, doc: Path = SAC_DOC, plot: Path = SAC_PLOT) -> str:
     """Tables into ``<results>.md`` (beside the CSV) and into ``doc``'s results section; the plot."""
     rows = read_rows(results)
