@@ -106,7 +106,8 @@ class ManipulationEnv:
         config = dataclasses.replace(config, **overrides)
         config.validate()
         self._config = config
-        self._world = PandaWorld(physics_hz=config.physics_hz, gui=config.gui)
+        self._world = PandaWorld(physics_hz=config.physics_hz, gui=config.gui,
+                                 control_period=config.control_period)
         self._task = make_task(config.task)
         self._task.build(self._world)
         # Every reset starts from this snapshot, so an episode does not depend on earlier ones.
@@ -197,8 +198,10 @@ class ManipulationEnv:
         return self._finish_step(clipped=False)
 
     def _apply_limit_setting(self) -> PandaWorld:
-        """The world, with its motion limits on or off as the configuration says now."""
+        """The world, with its motion limits on or off and its control period as the
+        configuration says now."""
         self._world.limits = MOTION_LIMITS if self._config.enforce_limits else None
+        self._world.control_period = self._config.control_period
         return self._world
 
     def _require_reset(self) -> None:

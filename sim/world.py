@@ -37,6 +37,23 @@ FINGER_OPEN_POSITION = PANDA_FINGER_OPEN_POSITION
 # holds a 100 g block with plenty of margin without crushing it through the solver.
 ARM_MAX_FORCES = np.array([87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0])
 FINGER_MAX_FORCE = 20.0
+# Position control of the arm joints. With PyBullet's default gain (0.1) a 4 cm step fell short by
+# 3.4-8.7 mm within one 0.1 s control period, and unevenly (worst towards the base), so a turned
+# scene was not carried out as the turned copy of the plain one. A higher gain alone overshoots in
+# sustained or tilted motion (the joints build up speed: 11 mm on the fourth step down at 0.2, and
+# 6 cm single steps after a tilting joint trajectory at 0.15). So the gain is raised and each
+# joint's speed is capped at JOINT_SPEED_MARGIN times the speed that covers its planned change in
+# one control period (never below JOINT_SPEED_FLOOR): no joint travels much further than the path
+# that limit_motion checked (a margin of 1.2 still let test_motion_limits find a 6.03 cm step).
+# With the re-aimed inverse kinematics below, 4 cm steps miss by 0.8-1.1 mm in every horizontal
+# direction and 1.0-1.8 mm vertically (`equimanip bench tracking`).
+ARM_POSITION_GAIN = 0.3
+# Which of these arm controls a result was measured with (recorded by training runs and in the
+# results files): 1 = PyBullet's default gain and a single inverse-kinematics solve; 2 = the gain,
+# the joint speed cap and the re-aimed inverse kinematics here.
+ARM_CONTROL_VERSION = 2
+JOINT_SPEED_MARGIN = 1.1
+JOINT_SPEED_FLOOR = 0.02  # rad/s: enough to take up gravity sag while holding
 
 # Largest joint change (rad) per control step for a joint command, so that the first-order
 # prediction of the hand's motion that slides it along the workspace walls (slide_joint_step)
@@ -48,6 +65,10 @@ _LIMIT_BISECTIONS = 10
 # see _inverse_kinematics): a target on a wall of the box comes out just beyond it. Joint targets
 # may lie this far outside the box; set_ee_target corrects larger misses at the walls.
 TARGET_TOLERANCE_M = 0.001
+# Re-aiming of the inverse kinematics (PandaWorld._inverse_kinematics): at most this many extra
+# solves, while the solution misses the target by more than the tolerance on some axis.
+IK_AIM_ROUNDS = 2
+IK_AIM_TOLERANCE_M = 0.0002
 # Largest change of each arm joint's target per control step (rad) under the motion limits. The
 # position-controlled joints move towards a new target at very different rates (87 N m shoulder
 # and elbow, 12 N m wrist): a large reconfiguration that inverse kinematics sometimes asks for near
@@ -183,8 +204,11 @@ class PandaWorld:
     commands of the environment.
     """
 
-    def __init__(self, physics_hz: float = 240.0, gui: bool = False):
+    def __init__(self, physics_hz: float = 240.0, gui: bool = False, control_period: float = 0.1):
         self.physics_hz = float(physics_hz)
+        # Seconds a joint target has to be reached in (the joint speed cap of set_arm_targets);
+        # ManipulationEnv keeps it equal to its control period.
+        self.control_period = float(control_period)
         self.client = p.connect(p.GUI if gui else p.DIRECT)
         if self.client < 0:
             raise RuntimeError("could not connect to PyBullet (only one GUI client per process)")
@@ -441,10 +465,17 @@ class PandaWorld:
                                     physicsClientId=self.client)
 
     def set_arm_targets(self, arm_positions) -> None:
-        """Joint position targets for the 7 arm joints (no clipping: callers clip)."""
-        p.setJointMotorControlArray(self.robot, self._arm_indices, p.POSITION_CONTROL,
-                                    targetPositions=np.asarray(arm_positions, dtype=np.float64).tolist(),
-                                    forces=ARM_MAX_FORCES.tolist(), physicsClientId=self.client)
+        """Joint position targets for the 7 arm joints (no clipping: callers clip), reached within
+        about one control period: each joint's speed is capped in proportion to its change (see
+        ARM_POSITION_GAIN)."""
+        target = np.asarray(arm_positions, dtype=np.float64)
+        current = self.joint_states()[0][:7]
+        max_speed = np.maximum(JOINT_SPEED_MARGIN * np.abs(target - current) / self.control_period,
+                               JOINT_SPEED_FLOOR)
+        for index, joint in enumerate(self._arm_indices):  # maxVelocity exists only per joint
+            p.setJointMotorControl2(self.robot, joint, p.POSITION_CONTROL, targetPosition=float(target[index]),
+                                    force=float(ARM_MAX_FORCES[index]), positionGain=ARM_POSITION_GAIN,
+                                    maxVelocity=float(max_speed[index]), physicsClientId=self.client)
 
     def move_ee(self, delta_position, delta_yaw: float) -> None:
         """Move the EE target by a delta: target = measured + delta on the axes that move.
@@ -475,7 +506,7 @@ class PandaWorld:
             arm = self._inverse_kinematics(position, yaw)
         else:
             position = self.limits.workspace.clip(position)
-            arm = self._inverse_kinematics_in(self.limits.workspace, position, yaw)
+            arm = self._inverse_kinematics(position, yaw)
         if not np.all(np.isfinite(arm)):
             return  # no solution for an absurd target (a raw arm told to go 1e300 m away): hold
         self._target_position, self._target_yaw = position, yaw
@@ -485,29 +516,34 @@ class PandaWorld:
             self._target_position, self._target_yaw = reached[:3], yaw_of_quat_xyzw(reached[3:])
         self.set_arm_targets(arm)
 
-    def _inverse_kinematics_in(self, workspace: Workspace, position, yaw: float) -> np.ndarray:
-        """:meth:`_inverse_kinematics` for a target inside ``workspace``, aimed again (at most
-        twice) where its solution misses the target by enough to leave the box: at a wall the
-        miss would otherwise make limit_motion hold the arm instead of letting it slide along."""
-        arm = self._inverse_kinematics(position, yaw)
+    def _inverse_kinematics(self, position, yaw: float) -> np.ndarray:
+        """Arm joint positions for a downward EE pose: :meth:`_solve_inverse_kinematics`, aimed
+        again past the target by its miss (at most IK_AIM_ROUNDS times) while the solution's
+        forward kinematics misses the target by more than IK_AIM_TOLERANCE_M.
+
+        A single solve misses by up to 6 mm along x (its pull towards the rest pose), which made
+        steps towards and away from the base fall short where sideways ones did not. Re-aiming
+        also keeps a target on a workspace wall from coming out beyond it, where limit_motion
+        would hold the arm instead of letting it slide along. At unreachable targets (far top
+        corners) the miss remains and limit_motion shortens the move.
+        """
+        position = np.asarray(position, dtype=np.float64)
+        arm = self._solve_inverse_kinematics(position, yaw)
         aim = position
-        for _ in range(2):
-            reached = self.forward_kinematics(arm)[:3]
-            low, high = workspace.low_array - TARGET_TOLERANCE_M, workspace.high_array + TARGET_TOLERANCE_M
-            if np.all(reached >= low) and np.all(reached <= high):
+        for _ in range(IK_AIM_ROUNDS):
+            miss = self.forward_kinematics(arm)[:3] - position
+            if not np.all(np.isfinite(miss)) or np.max(np.abs(miss)) <= IK_AIM_TOLERANCE_M:
                 break
-            aim = aim - (reached - position)  # aim past the target by the miss
-            arm = self._inverse_kinematics(aim, yaw)
+            aim = aim - miss
+            arm = self._solve_inverse_kinematics(aim, yaw)
         return arm
 
-    def _inverse_kinematics(self, position, yaw: float) -> np.ndarray:
-        """Arm joint positions for a downward EE pose, solved from the current configuration.
+    def _solve_inverse_kinematics(self, position, yaw: float) -> np.ndarray:
+        """One inverse-kinematics solve for a downward EE pose from the current configuration.
 
         The null-space rest pose keeps the elbow up; its first and last joints point the arm at
         the target and pre-turn the wrist to the requested yaw, which keeps the solver away from
-        wrist flips. The pull towards the rest pose costs some accuracy: servoing on a fixed
-        target settles 0.4 to 1.7 mm from it inside the workspace and 5 mm at its far top
-        corner (measured); delta commands, re-anchored on the measured pose, absorb that.
+        wrist flips. The pull towards the rest pose costs some accuracy (see _inverse_kinematics).
         """
         rest = np.concatenate([_NEUTRAL_ARM_POSITIONS, [0.0, 0.0]])
         base_heading = math.atan2(position[1], position[0])

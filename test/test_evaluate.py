@@ -49,7 +49,7 @@ def test_run_episodes_counts_successes_on_the_held_out_seeds():
 
 
 def summary(group="c8", seed=0, success=0.9, sector=None, all_yaw=None):
-    return {"task": "block_picking", "group": group, "relaxed": False, "seed": seed, "steps": 1000, "demos": 20,
+    return {"arm_control": 2, "task": "block_picking", "group": group, "relaxed": False, "seed": seed, "steps": 1000, "demos": 20,
             "network": {"heightmap_size": 64, "n_hidden": 16, "top": "compact"}, "yaw_sector": sector,
             "best_success": success, "best_step": 1000, "success": success, "eval_episodes": 50,
             "success_all_yaw": all_yaw, "wall_s": 600.0, "machine": "test machine", "date": "2026-11-25",
@@ -66,8 +66,8 @@ def test_results_rows_tables_and_plot(tmp_path):
     doc.write_text("# x\n<!-- results:sac -->\nold\n<!-- /results:sac -->\ntail\n")
     text = results.regenerate(csv_path, doc, plot)
     network = "64x64 table view, n_hidden 16, compact top"
-    assert f"| block_picking | c8 | {network} | 20 | 1000 | 2 | 0, 1 | 90% ± 10% |" in text
-    assert "| block_picking | c8 | 0 90 | 0 | 1000 | 90% | 85% | -5 |" in text
+    assert f"| block_picking | c8 | {network} | 2 | 20 | 1000 | 2 | 0, 1 | 90% ± 10% |" in text
+    assert "| block_picking | c8 | 2 | 0 90 | 0 | 1000 | 90% | 85% | -5 |" in text
     content = doc.read_text()
     assert "old" not in content and content.endswith("<!-- /results:sac -->\ntail\n") and text in content
     assert plot.stat().st_size > 10_000 and text in (tmp_path / "sac.md").read_text()

@@ -138,9 +138,8 @@ def test_expert_recovers_when_the_block_is_knocked_away(task, phase):
         expert = env.make_expert()
         obs = env.reset(21)
         expert.reset()
-        while expert.phase != phase:
+        while expert.phase != phase:  # ends one step into the phase: lifting / pushing
             obs = env.step(expert.act(expert_input(obs)))[0]
-        obs = env.step(expert.act(expert_input(obs)))[0]  # one step into the phase: lifting / pushing
         assert not env.done
         block = env.task.block
         elsewhere = 0.6 if obs.ee_pose[0] < 0.5 else 0.4

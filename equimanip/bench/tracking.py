@@ -6,8 +6,8 @@ An equivariant policy given the turned observation answers with the turned actio
 then stays the turned rollout only if the arm executes turned actions the same way. Reported:
 
 * per direction of a 4 cm step in the horizontal plane (eight directions, starting with the hand
-  at yaw 0 and at yaw 90 degrees): the error between the commanded and the measured displacement
-  over one control step (mean of three consecutive steps);
+  at yaw 0 and at yaw 90 degrees), and down and up: the error between the commanded and the
+  measured displacement over one control step (mean of three consecutive steps);
 * with ``--checkpoint``: for each of ``--episodes`` held-out scenes of ``--task``, the plain scene
   and the scene turned by ``--angle`` degrees about the workspace centre, rolled out side by side:
   at step 0 the share of heightmap pixels that differ by more than 1 cm from the turned plain
@@ -46,6 +46,18 @@ def tracking_errors(task: str = "reach", step_m: float = 0.04) -> list[dict]:
                 rows.append({"start_yaw_deg": round(math.degrees(start_yaw)),
                              "direction_deg": round(math.degrees(direction)),
                              "error_mm": 1000 * float(np.mean(errors))})
+        for name, sign in (("down", -1.0), ("up", 1.0)):  # down from home, then back up
+            obs = env.reset(seed=0)
+            if sign > 0:
+                for _ in range(3):
+                    obs, *_ = env.step([1.0, 0.0, 0.0, -step_m, 0.0])
+            delta = np.array([0.0, 0.0, sign * step_m])
+            errors = []
+            for _ in range(3):
+                before = obs.ee_pose[:3].copy()
+                obs, *_ = env.step([1.0, *delta, 0.0])
+                errors.append(float(np.linalg.norm(obs.ee_pose[:3] - before - delta)))
+            rows.append({"start_yaw_deg": 0, "direction_deg": name, "error_mm": 1000 * float(np.mean(errors))})
     return rows
 
 
@@ -109,8 +121,11 @@ def main(argv=None) -> int:
     errors = tracking_errors()
     print("error of one 4 cm step (mean of 3), by direction (degrees from +x):")
     for yaw in (0, 90):
-        cells = [f"{r['direction_deg']:>3}: {r['error_mm']:.1f} mm" for r in errors if r["start_yaw_deg"] == yaw]
+        cells = [f"{r['direction_deg']:>3}: {r['error_mm']:.1f} mm" for r in errors
+                 if r["start_yaw_deg"] == yaw and not isinstance(r["direction_deg"], str)]
         print(f"  hand at yaw {yaw:>2}:  " + "   ".join(cells))
+    print("  vertical:        " + "   ".join(f"{r['direction_deg']}: {r['error_mm']:.1f} mm" for r in errors
+                                            if isinstance(r["direction_deg"], str)))
     result = {"tracking": errors, "machine": machine_info()}
     if args.checkpoint:
         rows = paired_rollouts(args.checkpoint, args.task, args.episodes, args.angle)

@@ -30,7 +30,7 @@ SAC_RESULTS = RESULTS_DIR / "sac.csv"
 SAC_DOC = REPO / "docs" / "equivariant_sac.md"
 SAC_PLOT = RESULTS_DIR / "sac_success.png"
 
-SAC_FIELDS = ["experiment", "task", "group", "relaxed", "network", "seed", "demos", "steps", "success",
+SAC_FIELDS = ["experiment", "task", "group", "relaxed", "network", "arm", "seed", "demos", "steps", "success",
               "eval_episodes", "best_success", "best_step", "yaw_sector", "success_all_yaw", "wall_s",
               "machine", "date", "revision", "curve", "command"]
 
@@ -107,6 +107,9 @@ def sac_row(summary: dict, **provenance) -> dict:
     return {
         "experiment": "yaw_sector" if summary.get("yaw_sector") else "sample_efficiency",
         "task": summary["task"], "group": summary["group"], "relaxed": summary["relaxed"], "network": network,
+        # The simulated arm's control (equimanip.sim.world.ARM_CONTROL_VERSION); runs before it was
+        # recorded used version 1.
+        "arm": summary.get("arm_control", 1),
         "seed": summary["seed"], "demos": summary["demos"], "steps": summary["steps"],
         "success": summary["success"], "eval_episodes": summary["eval_episodes"],
         "best_success": summary["best_success"], "best_step": summary["best_step"],
@@ -151,29 +154,29 @@ def sac_tables(rows: list[dict]) -> str:
     efficiency = [r for r in rows if r["experiment"] == "sample_efficiency"]
     groups = defaultdict(list)
     for r in efficiency:
-        groups[(r["task"], _label(r), r["network"], r["steps"], r["demos"])].append(r)
+        groups[(r["task"], _label(r), r["network"], r["arm"], r["steps"], r["demos"])].append(r)
     table = []
-    for (task, label, network, steps, demos), runs in sorted(groups.items()):
-        table.append([task, label, network, demos, steps, len(runs), ", ".join(r["seed"] for r in runs),
+    for (task, label, network, arm, steps, demos), runs in sorted(groups.items()):
+        table.append([task, label, network, arm, demos, steps, len(runs), ", ".join(r["seed"] for r in runs),
                       _mean_std([float(r["success"]) for r in runs]),
                       _mean_std([float(r["best_success"]) for r in runs]),
                       f"{np.mean([float(r['wall_s']) for r in runs]) / 60:.0f} min",
                       ", ".join(sorted({r["machine"] for r in runs}))])
     parts.append("**Sample efficiency** (final policy on held-out seeds after the given environment steps; "
                  "best = best periodic evaluation):\n\n" + markdown_table(
-                     ["task", "group", "network", "demos", "steps", "runs", "seeds", "success", "best", "wall-clock",
-                      "machine"], table))
+                     ["task", "group", "network", "arm", "demos", "steps", "runs", "seeds", "success", "best",
+                      "wall-clock", "machine"], table))
     sector = [r for r in rows if r["experiment"] == "yaw_sector"]
     if sector:
         table = []
         for r in sector:
             inside, everywhere = float(r["success"]), float(r["success_all_yaw"])
-            table.append([r["task"], _label(r), r["yaw_sector"], r["seed"], r["steps"], f"{inside:.0%}",
+            table.append([r["task"], _label(r), r["arm"], r["yaw_sector"], r["seed"], r["steps"], f"{inside:.0%}",
                           f"{everywhere:.0%}", f"{(everywhere - inside) * 100:+.0f}",
                           f"{float(r['wall_s']) / 60:.0f} min"])
         parts.append("**Symmetry generalisation** (trained only on scenes whose scene yaw lies in the sector "
                      "[start, start + width) degrees; evaluated in the sector and over the whole circle):\n\n"
-                     + markdown_table(["task", "group", "sector", "seed", "steps", "in sector", "whole circle",
+                     + markdown_table(["task", "group", "arm", "sector", "seed", "steps", "in sector", "whole circle",
                                        "change (points)", "wall-clock"], table))
     return "\n\n".join(parts)
 
@@ -190,7 +193,7 @@ def plot_sac(rows: list[dict], path: Path) -> Path:
     longest: dict[tuple, dict] = {}
     for r in rows:
         if r["experiment"] == "sample_efficiency" and r["curve"]:
-            key = (r["task"], _label(r), r["network"], r["seed"])
+            key = (r["task"], _label(r), r["network"], r["arm"], r["seed"])
             if key not in longest or int(r["steps"]) > int(longest[key]["steps"]):
                 longest[key] = r
     efficiency = list(longest.values())
@@ -200,7 +203,8 @@ def plot_sac(rows: list[dict], path: Path) -> Path:
         by_group = defaultdict(list)
         for r in efficiency:
             if r["task"] == task:
-                by_group[f"{_label(r)}, {r['network'].split(',')[0]}"].append(dict(parse_curve(r["curve"])))
+                by_group[f"{_label(r)}, {r['network'].split(',')[0]}, arm {r['arm']}"].append(
+                    dict(parse_curve(r["curve"])))
         for label, curves in sorted(by_group.items()):
             steps = sorted(set.intersection(*(set(c) for c in curves)))
             values = np.array([[c[s] for s in steps] for c in curves])

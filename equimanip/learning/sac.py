@@ -538,9 +538,12 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
     envs.close()
 
     # --- final evaluation of the last policy on more held-out episodes
+    from equimanip.sim.world import ARM_CONTROL_VERSION
+
     from .results import git_revision, machine_description, today
 
-    summary = {"task": config.task, "group": config.group, "relaxed": config.relaxed, "seed": config.seed,
+    summary = {"arm_control": ARM_CONTROL_VERSION,
+               "task": config.task, "group": config.group, "relaxed": config.relaxed, "seed": config.seed,
                "steps": state.step, "demos": config.demos, "network": net_config.to_dict(),
                "yaw_sector": list(config.yaw_sector) if config.yaw_sector else None,
                "heightmap_mode": config.observation_config().heightmap_mode,
