@@ -44,14 +44,17 @@ FINGER_MAX_FORCE = 20.0
 # 6 cm single steps after a tilting joint trajectory at 0.15). So the gain is raised and each
 # joint's speed is capped at JOINT_SPEED_MARGIN times the speed that covers its planned change in
 # one control period (never below JOINT_SPEED_FLOOR): no joint travels much further than the path
-# that limit_motion checked (a margin of 1.2 still let test_motion_limits find a 6.03 cm step).
-# With the re-aimed inverse kinematics below, 4 cm steps miss by 0.8-1.1 mm in every horizontal
-# direction and 1.0-1.8 mm vertically (`equimanip bench tracking`).
-ARM_POSITION_GAIN = 0.3
-# Which of these arm controls a result was measured with (recorded by training runs and in the
-# results files): 1 = PyBullet's default gain and a single inverse-kinematics solve; 2 = the gain,
-# the joint speed cap and the re-aimed inverse kinematics here.
-ARM_CONTROL_VERSION = 2
+# that limit_motion checked. With the re-aimed inverse kinematics below, 4 cm steps miss by
+# 1.8-2.1 mm in every horizontal direction and 2.2-2.9 mm vertically (`equimanip bench tracking`).
+# Gain 0.3 tracked to 0.8-1.1 mm but full-speed reversals then carried the hand 5.5 mm out of the
+# box and 66.6 mm in one step (`equimanip bench motion`); a margin of 1.2 let test_motion_limits
+# find a 6.03 cm step, and a margin of 1.0 lags into 15 mm excursions.
+ARM_POSITION_GAIN = 0.2
+# Which arm control a result was measured with (recorded by training runs and in the results
+# files): 1 = PyBullet's default gain and one inverse-kinematics solve (until 2026-11-25);
+# 2 = gain 0.3 with the speed cap and the re-aimed inverse kinematics (revisions 49873e6 to
+# 470fd70 of 2026-11-26); 3 = the settings here.
+ARM_CONTROL_VERSION = 3
 JOINT_SPEED_MARGIN = 1.1
 JOINT_SPEED_FLOOR = 0.02  # rad/s: enough to take up gravity sag while holding
 

@@ -49,7 +49,8 @@ def test_run_episodes_counts_successes_on_the_held_out_seeds():
 
 
 def summary(group="c8", seed=0, success=0.9, sector=None, all_yaw=None):
-    return {"arm_control": 2, "task": "block_picking", "group": group, "relaxed": False, "seed": seed, "steps": 1000, "demos": 20,
+    return {"arm_control": 2, "task": "block_picking", "group": group, "relaxed": False, "seed": seed,
+            "steps": 1000, "demos": 20,
             "network": {"heightmap_size": 64, "n_hidden": 16, "top": "compact"}, "yaw_sector": sector,
             "best_success": success, "best_step": 1000, "success": success, "eval_episodes": 50,
             "success_all_yaw": all_yaw, "wall_s": 600.0, "machine": "test machine", "date": "2026-11-25",
