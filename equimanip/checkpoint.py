@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import importlib
 import subprocess
 import sys
@@ -127,8 +128,12 @@ def save_checkpoint(path, kind: str, *, network_config, observation_config: Obse
     return path
 
 
+@functools.lru_cache(maxsize=1)
 def git_revision() -> str:
-    """The source tree's git revision ('unknown' outside a git checkout), '-dirty' if modified."""
+    """The source tree's git revision ('unknown' outside a git checkout), '-dirty' if modified.
+
+    Asked once per process: a training run that takes an hour reports the tree it started from,
+    not a commit made while it ran (the trainers ask at start-up, see equimanip.cli)."""
     root = Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,

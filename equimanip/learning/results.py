@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import functools
 import json
 import os
 import platform
@@ -52,8 +53,10 @@ def machine_description() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {gpu}"
 
 
+@functools.lru_cache(maxsize=1)
 def git_revision() -> str:
-    """Short hash of the checked-out commit ('unknown' outside a git checkout)."""
+    """Short hash of the checked-out commit ('unknown' outside a git checkout), asked once per
+    process like equimanip.checkpoint.git_revision."""
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                               check=True, timeout=10).stdout.strip()
