@@ -50,13 +50,13 @@ FINGER_MAX_FORCE = 20.0
 # box and 66.6 mm in one step (`equimanip bench motion`); a margin of 1.2 let test_motion_limits
 # find a 6.03 cm step, and a margin of 1.0 lags into 15 mm excursions.
 ARM_POSITION_GAIN = 0.2
+JOINT_SPEED_MARGIN = 1.1
+JOINT_SPEED_FLOOR = 0.02  # rad/s: enough to take up gravity sag while holding
 # Which arm control a result was measured with (recorded by training runs and in the results
 # files): 1 = PyBullet's default gain and one inverse-kinematics solve (until 2026-11-25);
 # 2 = gain 0.3 with the speed cap and the re-aimed inverse kinematics (revisions 49873e6 to
 # 470fd70 of 2026-11-26); 3 = the settings here.
 ARM_CONTROL_VERSION = 3
-JOINT_SPEED_MARGIN = 1.1
-JOINT_SPEED_FLOOR = 0.02  # rad/s: enough to take up gravity sag while holding
 
 # Largest joint change (rad) per control step for a joint command, so that the first-order
 # prediction of the hand's motion that slides it along the workspace walls (slide_joint_step)
@@ -64,9 +64,9 @@ JOINT_SPEED_FLOOR = 0.02  # rad/s: enough to take up gravity sag while holding
 MAX_LINEARIZED_JOINT_STEP = 0.1
 # Bisection steps when a move is shortened to its feasible part: 2^-10 of the move.
 _LIMIT_BISECTIONS = 10
-# Inverse kinematics misses its target by a millimetre or so (more at the workspace's far corners,
-# see _inverse_kinematics): a target on a wall of the box comes out just beyond it. Joint targets
-# may lie this far outside the box; set_ee_target corrects larger misses at the walls.
+# Inverse kinematics can miss its target by a fraction of a millimetre after re-aiming (more at
+# the workspace's far corners, see _inverse_kinematics): a target on a wall of the box comes out
+# just beyond it. Joint targets may lie this far outside the box.
 TARGET_TOLERANCE_M = 0.001
 # Re-aiming of the inverse kinematics (PandaWorld._inverse_kinematics): at most this many extra
 # solves, while the solution misses the target by more than the tolerance on some axis.

@@ -92,9 +92,9 @@ def servo_gripper(sim: ManipulationEnv, position, yaw: float) -> float:
     """Drive the hand to ``position``/``yaw`` with the simulation's own controller (open gripper,
     above the objects) and make that pose the one zero commands hold. Returns the remaining error (m).
 
-    The inverse kinematics settles a few millimetres off a fixed target (its pull towards the rest
-    pose, see ``PandaWorld._inverse_kinematics``), so the target is corrected by the remaining
-    error and servoed again, up to ``START_SERVO_ROUNDS`` times."""
+    The hand can settle off a fixed target (at the workspace's far corners, where the inverse
+    kinematics cannot reach it exactly, see ``PandaWorld._inverse_kinematics``), so the target is
+    corrected by the remaining error and servoed again, up to ``START_SERVO_ROUNDS`` times."""
     world = sim.world
     position = np.asarray(position, dtype=np.float64)
     target = position.copy()
