@@ -211,9 +211,10 @@ def plot_sac(rows: list[dict], path: Path) -> Path:
         for label, curves in sorted(by_group.items()):
             steps = sorted(set.intersection(*(set(c) for c in curves)))
             values = np.array([[c[s] for s in steps] for c in curves])
-            ax.plot(steps, values.mean(0), "o-", label=f"{label} ({len(curves)} seed{'s' * (len(curves) > 1)})")
-            if len(curves) > 1:
-                ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
+            line, = ax.plot(steps, values.mean(0), "o-",
+                            label=f"{label} ({len(curves)} seed{'s' * (len(curves) > 1)})")
+            if len(curves) > 1:  # the seeds' range, in the colour of their mean
+                ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
         ax.axhline(0.9, color="grey", lw=0.8, ls="--")
         ax.set_title(task)
         ax.set_xlabel("environment steps")
