@@ -165,7 +165,7 @@ def test_a_limit_change_shows_in_the_next_command(ros, checkpoints):
 def test_the_shipped_policy_picks_blocks_through_ros():
     """`equimanip run --controller policy` without a checkpoint: the Equivariant SAC policy shipped
     for block_picking (make checkpoints) drives the simulated arm through the ROS topics. Seeds 0
-    and 1 are scenes it solves (it solved 80% of seeds 30000-30029 the same way)."""
+    and 1 are scenes it solves (it solved 25 of seeds 30000-30029 the same way)."""
     from equimanip.bringup import RunConfig, run
     from equimanip.nodes.policy_node import shipped_checkpoint
 
