@@ -133,7 +133,7 @@ def git_revision() -> str:
     """The source tree's git revision ('unknown' outside a git checkout), '-dirty' if modified.
 
     Asked once per process: a training run that takes an hour reports the tree it started from,
-    not a commit made while it ran (the trainers ask at start-up, see equimanip.cli)."""
+    not a commit made while it ran (equimanip.learning.sac.train asks at its start)."""
     root = Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,

@@ -122,12 +122,6 @@ def _cmd_bench(args, rest: list[str]) -> int:
 
 
 def _cmd_train(args, rest: list[str]) -> int:
-    from equimanip import checkpoint
-    from equimanip.learning import results
-
-    # The revision a run's checkpoints and results rows record is the one it started from.
-    checkpoint.git_revision()
-    results.git_revision()
     module = importlib.import_module(TRAINERS[args.learner])
     return module.main(rest)
 

@@ -103,6 +103,7 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
     from equimanip.learning.bmil import PRESETS, BMILConfig, train_bmil
 
     torch.set_num_threads(1)   # shared 2-core machine: one thread is also the fastest for these nets
+    revision = res.git_revision()  # the tree this run starts from, not one committed while it trains
     kind, group = METHODS[method]
     data = demonstrations(task, seed, demos)
     policy_config = BCConfig(group=group, epochs=epochs, seed=seed)
@@ -125,7 +126,7 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
             "rotations": " ".join(f"{a:g}" for a in ROTATIONS), "max_steps": MAX_STEPS,
             "train_wall_s": round(train_wall, 1), "eval_wall_s": round(time.perf_counter() - start, 1),
             "samples": len(data), "machine": res.machine_description(), "date": res.today(),
-            "revision": res.git_revision(), "command": " ".join(shlex.quote(a) for a in sys.argv)}
+            "revision": revision, "command": " ".join(shlex.quote(a) for a in sys.argv)}
 
 
 # ------------------------------------------------------------------------------------ table and plot

@@ -427,9 +427,16 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
     ``networks``: an (actor, critic) pair to use instead of ``build_networks(config)``."""
     from tqdm import tqdm
 
+    from equimanip import checkpoint
     from equimanip.envs import ManipulationGymEnv, make_vector_env
     from equimanip.envs.demos import collect_demonstrations
 
+    from . import results
+
+    # Both revision helpers answer once per process: asked now, the checkpoints and the results
+    # row name the tree this run started from, not a commit made while it trained.
+    checkpoint.git_revision()
+    results.git_revision()
     config.validate()
     if config.network_settings is None:
         config = dataclasses.replace(config, network_settings=config.network_config().to_dict())
