@@ -64,3 +64,20 @@ def test_a_ros2_control_arm_driven_by_joint_trajectories_alone():
 def test_a_misspelled_parameter_override_is_refused_not_dropped():
     with pytest.raises(ValueError, match="expert_node has no parameter 'safty.max_linear_speed'"):
         run(RunConfig(task="reach", episodes=1, param_overrides=[("expert_node", "safty.max_linear_speed", 0.2)]))
+
+
+def test_the_real_arm_nodes_start_without_the_simulator():
+    """A real cell's computer has no PyBullet: the controllers and the recorder must import
+    (and know the task names) without it. A fresh interpreter where importing pybullet fails."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "sys.modules['pybullet'] = sys.modules['pybullet_data'] = None\n"
+            "import equimanip.nodes.policy_node, equimanip.nodes.mppi_node, equimanip.nodes.recorder_node\n"
+            "from equimanip.nodes.params import TASK\n"
+            "print(sorted(TASK.choices))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    from equimanip.sim.tasks import TASKS
+    assert done.stdout.strip() == str(sorted(TASKS))

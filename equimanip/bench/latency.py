@@ -14,7 +14,8 @@ then of the paper configuration. Reported, per configuration:
 * ``missed_cycles``, ``rate_hz``: whether the 10 Hz rate held.
 
 The actors are untrained (random weights at the trained networks' shapes): their cost is the
-same. Torch runs on one thread (``torch_threads`` 1) unless told otherwise.
+same. Torch runs on one thread (``torch_threads`` 1) unless told otherwise, and the network on
+the CPU unless ``--device cuda`` (the node's ``device`` parameter) puts it on the GPU.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def _checkpoint(path: Path, paper: bool) -> Path:
                            task="block_picking", command="equimanip bench latency (untrained, for timing)")
 
 
-def _measure(checkpoint: Path, seconds: float, threads: int, domain: int, reliable: bool) -> dict:
+def _measure(checkpoint: Path, seconds: float, threads: int, domain: int, reliable: bool, device: str) -> dict:
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseStamped, TwistStamped
     from rclpy.node import Node
@@ -65,7 +66,7 @@ def _measure(checkpoint: Path, seconds: float, threads: int, domain: int, reliab
                  "-p", "sync_slop:=0.02", "-p", f"camera_pose:={camera_pose}",
                  "-p", f"sensor_reliability:={'reliable' if reliable else 'best_effort'}",
                  "-p", "arm_metadata_topic:=''", "-p", "episode_events_topic:=''", "-p", f"torch_threads:={threads}",
-                 "-p", "equivariance_check:=false", "--log-level", "warn"]
+                 "-p", f"device:={device}", "-p", "equivariance_check:=false", "--log-level", "warn"]
     profile = qos.RELIABLE_SENSOR if reliable else qos.SENSOR
 
     class Camera(Node):
@@ -135,15 +136,22 @@ def main(argv=None) -> int:
     parser.add_argument("--best-effort", action="store_true",
                         help="publish and subscribe the clouds best effort (the sensor-data QoS); by default "
                              "both sides are reliable, as most losses of a 4.9 MB cloud happen otherwise")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where the policy node runs its network (the goal is for the CPU)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: no GPU is visible to torch here")
 
     results, rows = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         configs = [("cpu", False)] + ([] if args.skip_paper else [("paper", True)])
         for name, paper in configs:
             checkpoint = _checkpoint(Path(tmp) / f"{name}.pt", paper)
-            r = _measure(checkpoint, args.seconds, args.threads, private_domain(), not args.best_effort)
+            r = _measure(checkpoint, args.seconds, args.threads, private_domain(), not args.best_effort,
+                         args.device)
             prefix = "" if name == "cpu" else "paper_"
             results.update({prefix + k: v for k, v in r.items()})
             rows.append((f"{name} configuration", f"cloud in -> twist out p50 {r['latency_p50_ms']:.1f} ms, "
@@ -151,8 +159,9 @@ def main(argv=None) -> int:
             rows.append(("", f"{r['rate_hz']:.2f} decisions/s, {r['missed_cycles']} missed cycles; end to end "
                              f"p50 {r['end_to_end_p50_ms']:.1f} ms, p99 {r['end_to_end_p99_ms']:.1f} ms"))
     print_report(f"policy_node, timer mode at 10 Hz, 640 x 480 clouds at {RATE_HZ:.0f} Hz for {args.seconds:.0f} s, "
-                 f"{args.threads} torch thread(s), {'best effort' if args.best_effort else 'reliable'}, CPU", rows,
-                 {**results, "threads": args.threads, "seconds": args.seconds,
+                 f"{args.threads} torch thread(s), {'best effort' if args.best_effort else 'reliable'}, "
+                 f"network on {args.device}", rows,
+                 {**results, "threads": args.threads, "seconds": args.seconds, "device": args.device,
                   "reliable": not args.best_effort}, args.json)
     return 0
 

@@ -112,10 +112,10 @@ class SACConfig:
     threads: int = 1
 
     def validate(self) -> "SACConfig":
-        from equimanip.sim.tasks import TASKS
+        from equimanip.sim.task_names import TASK_NAMES
 
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(sorted(TASKS))}")
+        if self.task not in TASK_NAMES:
+            raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(TASK_NAMES)}")
         if self.network not in ("cpu", "paper", "auto"):
             raise ValueError(f"network must be cpu, paper or auto, got {self.network!r}")
         if self.device not in ("cpu", "cuda", "auto"):

@@ -24,6 +24,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from equimanip.geometry import pose7_to_matrix
+from equimanip.sim.task_names import TASK_NAMES
 
 # A validator gets the new value and returns None when it is fine, else the reason it is not.
 Validator = Callable[[Any], Optional[str]]
@@ -105,14 +106,9 @@ def check_pose7(value) -> Optional[str]:
 # defined once here, so that they mean the same and take the same values everywhere.
 
 
-def _task_names() -> tuple[str, ...]:
-    from equimanip.sim.tasks import TASKS
-    return tuple(sorted(TASKS))
-
-
 TASK = ParamSpec("task", "block_picking", "Task of the simulated cell: what sim_node sets up (a change "
                  "applies at its next reset) and what a task's controller solves; the nodes of a cell "
-                 "must agree.", choices=_task_names())
+                 "must agree.", choices=TASK_NAMES)
 CONTROL_PERIOD = ParamSpec("control_period", 0.1, "Seconds per control step, the same for the arm and its "
                            "controllers (a controller converts per-step displacements to m/s with it).",
                            min=0.01, max=1.0, read_only=True)

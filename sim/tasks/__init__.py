@@ -1,6 +1,8 @@
-"""Task registry. Adding a task = a new module with a :class:`Task` subclass + one entry below."""
+"""Task registry. Adding a task = a new module with a :class:`Task` subclass + one entry below
+(and its name in ``equimanip.sim.task_names``, which the nodes read without PyBullet)."""
 from __future__ import annotations
 
+from equimanip.sim.task_names import TASK_NAMES
 from equimanip.sim.tasks.base import Task
 from equimanip.sim.tasks.block_picking import BlockPickingTask
 from equimanip.sim.tasks.block_pushing import BlockPushingTask
@@ -11,6 +13,9 @@ from equimanip.sim.tasks.reach_obstacles import ReachObstaclesTask
 TASKS: dict[str, type[Task]] = {
     task.name: task for task in (ReachTask, BlockPickingTask, BlockPushingTask, DrawerOpeningTask, ReachObstaclesTask)
 }
+
+if sorted(TASKS) != sorted(TASK_NAMES):
+    raise ImportError(f"equimanip.sim.task_names lists {sorted(TASK_NAMES)} but the registry holds {sorted(TASKS)}")
 
 
 def make_task(name: str) -> Task:
