@@ -245,3 +245,24 @@ def test_cpu_inference_module_matches_and_stays_equivariant():
         mean = fast(heightmap)[0]
         for g in quarter_turns("d4"):
             assert relative_error(fast(sym.transform_heightmap(g, heightmap))[0], sym.transform_action(g, mean)) < 1e-4
+
+
+def test_moving_one_network_leaves_the_others_where_they_are():
+    """escnn shares its sampled kernel bases between every convolution of a process that uses the
+    same basis. Moving one network (to a GPU while training; here to float64, which takes the
+    same path) must not move another network's bases: a policy exported on the CPU while a learner
+    trains on the GPU would fail with tensors on two devices."""
+    cfg = NetworkConfig(group="c8", **SMALL)
+    moved = make_actor(cfg).to(torch.float64)
+    other = make_actor(cfg).eval()           # expands its filters from the bases: they must be its own
+    x = torch.rand(2, cfg.in_channels, 16, 16)
+    assert other(x)[0].dtype == torch.float32
+    assert moved(x.double())[0].dtype == torch.float64
+    critic = make_critic(cfg)
+    critic.to(torch.float64)
+    make_critic(cfg).eval()
+
+    from equimanip.models.mlp import EquivariantMLP
+    layout = sym.ACTION_LAYOUT
+    EquivariantMLP(layout, layout, "c8", hidden=16).to(torch.float64)
+    assert EquivariantMLP(layout, layout, "c8", hidden=16).eval()(torch.rand(2, layout.size)).dtype == torch.float32

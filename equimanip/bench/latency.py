@@ -66,7 +66,10 @@ def _measure(checkpoint: Path, seconds: float, threads: int, domain: int, reliab
                  "-p", "sync_slop:=0.02", "-p", f"camera_pose:={camera_pose}",
                  "-p", f"sensor_reliability:={'reliable' if reliable else 'best_effort'}",
                  "-p", "arm_metadata_topic:=''", "-p", "episode_events_topic:=''", "-p", f"torch_threads:={threads}",
-                 "-p", f"device:={device}", "-p", "equivariance_check:=false", "--log-level", "warn"]
+                 "-p", f"device:={device}", "-p", "equivariance_check:=false", "--log-level", "warn",
+                 # The actor reads the heightmap alone, so the node's decisions skip the object-centric
+                 # state anyway; off here it is also skipped in the start-up warm-up (Open3D's DBSCAN).
+                 "-p", "observation.compute_object_state:=false"]
     profile = qos.RELIABLE_SENSOR if reliable else qos.SENSOR
 
     class Camera(Node):

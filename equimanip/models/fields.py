@@ -30,6 +30,7 @@ Conventions, checked by ``test/test_models_fields.py``:
 """
 from __future__ import annotations
 
+import copy
 import math
 from functools import lru_cache
 
@@ -37,6 +38,8 @@ import numpy as np
 from escnn import group as egroup
 from escnn import gspaces
 from escnn import nn as enn
+from escnn.nn.modules.basismanager.basisexpansion_singleblock import SingleBlockBasisExpansion
+from torch import nn
 
 from equimanip import symmetry as sym
 
@@ -207,6 +210,28 @@ def band_limited_size(max_frequency: int) -> int:
 # ---------------------------------------------------------------------------- module traversal
 
 
+def own_kernel_bases(network: nn.Module) -> nn.Module:
+    """``network`` with escnn's sampled kernel bases made its own; returns it.
+
+    escnn caches one basis-sampling module per (basis, sampling points) for the whole process and
+    shares it between every convolution or linear layer that uses that basis, in every network.
+    ``Module.to`` replaces a module's buffers in place, so moving one network (to a GPU, or
+    ``.double()``) moved the bases of all the others, which then failed with tensors on two
+    devices. Each shared module is replaced here by a twin with its own buffer table: the same
+    tensors until this network is moved (no copy of the data), its own afterwards."""
+    twins: dict[int, nn.Module] = {}
+    for module in list(network.modules()):
+        for name, child in module._modules.items():
+            if isinstance(child, SingleBlockBasisExpansion):
+                if id(child) not in twins:
+                    twin = copy.copy(child)
+                    twin._buffers, twin._parameters = dict(child._buffers), dict(child._parameters)
+                    twin._modules = dict(child._modules)
+                    twins[id(child)] = twin
+                module._modules[name] = twins[id(child)]
+    return network
+
+
 class CheapModuleWalk:
     """Mixin for torch modules that contain escnn layers: ``named_modules`` (and so ``modules()``,
     ``parameters()``, ``buffers()``) with a memo keyed by ``id``.
@@ -236,6 +261,7 @@ class CheapModuleWalk:
         yield from walk(self, prefix)
 
 
-__all__ = ["CheapModuleWalk", "gspace", "planar_group_of", "to_escnn_element", "check_elements", "field_representation",
+__all__ = ["CheapModuleWalk", "own_kernel_bases",
+           "gspace", "planar_group_of", "to_escnn_element", "check_elements", "field_representation",
            "layout_type", "trivial_type", "regular_type", "band_limited_type", "band_limited_size",
            "check_group_name", "DEFAULT_SO2_MAX_FREQUENCY"]

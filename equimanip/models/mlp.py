@@ -80,7 +80,7 @@ class EquivariantMLP(fields.CheapModuleWalk, nn.Module):
                 modules += [enn.Linear(current, linear_out), act]
             current = modules[-1].out_type
         modules.append(enn.Linear(current, self.out_type))
-        self.net = enn.SequentialModule(*modules)
+        self.net = fields.own_kernel_bases(enn.SequentialModule(*modules))   # moves alone
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.in_layout.size:

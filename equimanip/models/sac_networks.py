@@ -245,9 +245,12 @@ class Critic(_SACNetwork):
         return Critic(self.config, _export(self.encoder), _export(self.head1), _export(self.head2)).eval()
 
 
-def _pack_buffers(network: nn.Module) -> nn.Module:
-    """escnn keeps some constant buffers as strided or expanded views (an index vector with stride
-    0 for SO(2)); copying into those fails (a target network's ``buffer.copy_``). Same values, packed."""
+def _own_copy(network: nn.Module) -> nn.Module:
+    """The network with escnn's constants made its own (``fields.own_kernel_bases``: moving it
+    moves no other network's bases) and packed: escnn keeps some as strided or expanded views (an
+    index vector with stride 0 for SO(2)), and copying into those fails (a target network's
+    ``buffer.copy_``). Same values."""
+    network = fields.own_kernel_bases(network)
     for module in network.modules():
         for name, buffer in module._buffers.items():
             if buffer is not None and not buffer.is_contiguous():
@@ -264,7 +267,7 @@ def make_actor(cfg: NetworkConfig | None = None) -> Actor:
     encoder = _equivariant_encoder(cfg, gs)
     out_type = fields.layout_type(gs, sym.ACTION_LAYOUT) + fields.trivial_type(gs, ACTION_DIM)
     head = EscnnStage(enn.R2Conv(encoder.out_type, out_type, 1))
-    return _pack_buffers(Actor(cfg, encoder, head))
+    return _own_copy(Actor(cfg, encoder, head))
 
 
 def make_critic(cfg: NetworkConfig | None = None) -> Critic:
@@ -296,7 +299,7 @@ def make_critic(cfg: NetworkConfig | None = None) -> Critic:
         modules.append(enn.R2Conv(invariant.out_type, fields.trivial_type(gs, 1), 1))
         return EscnnStage(enn.SequentialModule(*modules))
 
-    return _pack_buffers(Critic(cfg, encoder, head(), head()))
+    return _own_copy(Critic(cfg, encoder, head(), head()))
 
 
 __all__ = ["Actor", "Critic", "EscnnStage", "make_actor", "make_critic", "encoder_schedule", "ACTION_DIM"]
