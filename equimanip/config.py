@@ -35,3 +35,9 @@ def config_file(name: str) -> Path:
         available = sorted(p.stem for p in config_dir().glob("*.yaml"))
         raise FileNotFoundError(f"no parameter file '{name}'; available: {', '.join(available)}")
     return path
+
+
+def fastdds_profile() -> Path:
+    """The Fast DDS profile for large messages (config/fastdds_large_messages.xml): shared memory
+    that holds whole point clouds. Its comments say when and how to use it."""
+    return config_dir() / "fastdds_large_messages.xml"

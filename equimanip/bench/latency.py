@@ -11,7 +11,12 @@ then of the paper configuration. Reported, per configuration:
   publisher sends the cloud last, so the set completes with the cloud);
 * ``end_to_end_p50_ms`` / ``end_to_end_p99_ms``: from the publisher's send to the twist's arrival
   back here (adds serialising and moving a 4.9 MB cloud between processes);
-* ``missed_cycles``, ``rate_hz``: whether the 10 Hz rate held.
+* ``missed_cycles``, ``rate_hz``: whether the 10 Hz rate held (the rate from the twists that came
+  back, from a second after the first one to the end of the stream; ``decisions`` counts them all).
+
+Both processes use the Fast DDS profile shipped in config/fastdds_large_messages.xml (shared memory
+that holds whole clouds) unless ``--transport default`` (Fast DDS's own settings, under which a
+4.9 MB cloud crosses by UDP in fragments) or FASTDDS_DEFAULT_PROFILES_FILE says otherwise.
 
 The actors are untrained (random weights at the trained networks' shapes): their cost is the
 same. Torch runs on one thread (``torch_threads`` 1) unless told otherwise, and the network on
@@ -80,6 +85,7 @@ def _measure(checkpoint: Path, seconds: float, threads: int, domain: int, reliab
             self.joints = self.create_publisher(JointState, topics.JOINT_STATES, qos.RELIABLE)
             self.sent: dict[int, float] = {}
             self.end_to_end_ms: list[float] = []
+            self.twist_times: list[float] = []
             self.diagnostics = None
             self.create_subscription(TwistStamped, topics.TWIST, self._on_twist, qos.RELIABLE)
             self.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, qos.RELIABLE)
@@ -93,6 +99,7 @@ def _measure(checkpoint: Path, seconds: float, threads: int, domain: int, reliab
             self.cloud.publish(cloud)                      # last: the cloud completes the set
 
         def _on_twist(self, msg) -> None:
+            self.twist_times.append(time.monotonic())
             sent = self.sent.get(round(msgs.seconds(msg.header.stamp) * 1e6))
             if sent is not None:
                 self.end_to_end_ms.append((time.monotonic() - sent) * 1e3)
@@ -112,22 +119,44 @@ def _measure(checkpoint: Path, seconds: float, threads: int, domain: int, reliab
         k = 0
         while time.monotonic() - start < seconds:
             due = start + k / RATE_HZ
-            graph.spin_until(lambda: time.monotonic() >= due, 10.0, "the next frame")
+            # Spin only until the frame is due (spin_until's 50 ms steps would send late frames in
+            # bursts, which a real camera never does).
+            while (wait := due - time.monotonic()) > 0:
+                graph.executor.spin_once(timeout_sec=wait)
             camera.send(1000.0 + k / RATE_HZ)
             k += 1
+        stop = time.monotonic()
         graph.spin_for(2.0)                          # the last diagnostics of the run
         d = camera.diagnostics or {}
+        # The rate once running: twists from a second after the first one to the end of the stream
+        # (the first second is discovery and the transport's start, not the node's rate).
+        steady_from = (camera.twist_times or [stop])[0] + 1.0
+        steady = [t for t in camera.twist_times if steady_from <= t <= stop]
         e2e = camera.end_to_end_ms or [float("nan")]
         return {
             "latency_p50_ms": float(d.get("decision_latency_p50_ms", "nan")),
             "latency_p99_ms": float(d.get("decision_latency_p99_ms", "nan")),
             "missed_cycles": int(d.get("missed_cycles", -1)),
             "decisions": int(d.get("decisions", 0)),
-            "rate_hz": int(d.get("decisions", 0)) / seconds,
+            "rate_hz": len(steady) / (stop - steady_from) if stop > steady_from else 0.0,
             "end_to_end_p50_ms": statistics.median(e2e),
             "end_to_end_p99_ms": float(np.percentile(e2e, 99)),
             "clouds_sent": k,
         }
+
+
+def _choose_transport(choice: str) -> str:
+    """Set the Fast DDS profile of this process and of the node it starts; what it is, in words."""
+    import os
+
+    from equimanip.config import fastdds_profile
+
+    if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        return f"profile {os.environ['FASTDDS_DEFAULT_PROFILES_FILE']} (from the environment)"
+    if choice == "default":
+        return "defaults"
+    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(fastdds_profile())
+    return f"profile {fastdds_profile().name}"
 
 
 def main(argv=None) -> int:
@@ -139,6 +168,10 @@ def main(argv=None) -> int:
     parser.add_argument("--best-effort", action="store_true",
                         help="publish and subscribe the clouds best effort (the sensor-data QoS); by default "
                              "both sides are reliable, as most losses of a 4.9 MB cloud happen otherwise")
+    parser.add_argument("--transport", default="shipped", choices=["shipped", "default"],
+                        help="Fast DDS settings of both processes: 'shipped' = config/fastdds_large_messages.xml "
+                             "(shared memory that holds whole clouds; the setting recommended for a cell), "
+                             "'default' = Fast DDS's own. FASTDDS_DEFAULT_PROFILES_FILE, when set, wins over both")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="where the policy node runs its network (the goal is for the CPU)")
     parser.add_argument("--json", action="store_true")
@@ -148,6 +181,7 @@ def main(argv=None) -> int:
         if not torch.cuda.is_available():
             parser.error("--device cuda: no GPU is visible to torch here")
 
+    transport = _choose_transport(args.transport)
     results, rows = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         configs = [("cpu", False)] + ([] if args.skip_paper else [("paper", True)])
@@ -163,8 +197,9 @@ def main(argv=None) -> int:
                              f"p50 {r['end_to_end_p50_ms']:.1f} ms, p99 {r['end_to_end_p99_ms']:.1f} ms"))
     print_report(f"policy_node, timer mode at 10 Hz, 640 x 480 clouds at {RATE_HZ:.0f} Hz for {args.seconds:.0f} s, "
                  f"{args.threads} torch thread(s), {'best effort' if args.best_effort else 'reliable'}, "
-                 f"network on {args.device}", rows,
+                 f"network on {args.device}, Fast DDS {transport}", rows,
                  {**results, "threads": args.threads, "seconds": args.seconds, "device": args.device,
+                  "transport": transport,
                   "reliable": not args.best_effort}, args.json)
     return 0
 

@@ -128,6 +128,11 @@ REANSWER_AFTER_S = 0.5
 # Timer mode: a set may be decided on this share of a period before its decision is due, and a
 # decision later than that share after it is a missed cycle.
 DUE_TOLERANCE = 0.25
+# Timer mode: the fallback tick (deciding on the newest set, however old) comes this share of a
+# period after the due time, not at it. A camera faster than the rate (30 Hz clouds, 10 Hz
+# decisions) often has a set in a few ms after the due time; a tick at the due time took the set
+# before it, one camera period older, so every few cycles a decision was 30 ms late for nothing.
+FALLBACK_GRACE = 0.2
 
 # The robot state every controller reads. Topic name -> (message type, QoS).
 STATE_TOPICS = {topics.EE_POSE: (PoseStamped, qos.RELIABLE), topics.JOINT_STATES: (JointState, qos.RELIABLE)}
@@ -413,8 +418,9 @@ class ControllerNode(Node):
             self._next_due = started + period
         else:
             self._next_due += period
-        # The fallback tick comes when the next decision is due (then once a period again).
-        self._rate_timer.timer_period_ns = int(max(self._next_due - time.monotonic(), 1e-3) * 1e9)
+        # The fallback tick comes a little after the next decision is due (then once a period again).
+        fallback = self._next_due + FALLBACK_GRACE * period
+        self._rate_timer.timer_period_ns = int(max(fallback - time.monotonic(), 1e-3) * 1e9)
         self._rate_timer.reset()
 
     # ------------------------------------------------------------------ output

@@ -37,7 +37,7 @@ from equimanip import symmetry as sym
 from equimanip.nodes.controller import ObservationController
 from equimanip.nodes.devices import check_device, resolve_device
 from equimanip.nodes.params import TASK, ParamSpec
-from equimanip.nodes.spin import spin_node
+from equimanip.nodes.spin import freeze_start_up_objects, spin_node
 
 # Where `make checkpoints` puts the shipped policies: one per task, used when `checkpoint` is empty.
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -221,6 +221,7 @@ class PolicyNode(ObservationController):
         old = self._loaded.path
         try:
             self._install(LoadedPolicy(self._build(path), path))
+            freeze_start_up_objects()       # the new network's objects: out of the collector's walks
             self._load_error = None
             self.get_logger().info(f"now running {self._describe()} (loaded in {time.monotonic() - started:.2f} s, "
                                    "off the control loop)")
