@@ -35,7 +35,7 @@ DOC = REPO / "docs" / "imitation.md"
 PLOT = REPO / "docs" / "results" / "bmil_success.png"
 DEMO_CACHE = REPO / "runs" / "bmil_demos"
 # eval_episodes: "in / perturbed / rotated" episode counts.
-FIELDS = ["task", "method", "group", "demos", "seed", "epochs", "success_in", "success_perturbed",
+FIELDS = ["task", "method", "group", "arm", "demos", "seed", "epochs", "success_in", "success_perturbed",
           "success_rotated", "eval_episodes", "perturb_gripper", "rotations", "max_steps", "train_wall_s",
           "eval_wall_s", "samples", "machine", "date", "revision", "command"]
 METHODS = {"bc": ("bc", "none"), "bmil": ("bmil", "none"), "equi_bc": ("bc", "c8"), "equi_bmil": ("bmil", "c8"),
@@ -66,9 +66,11 @@ def demonstrations(task: str, seed: int, count: int):
     from equimanip.data.dataset import DatasetConfig, load_dataset, select_episodes
     from equimanip.data.sim_writer import record_expert_episodes
     from equimanip.learning.evaluate import training_seeds
+    from equimanip.sim.world import ARM_CONTROL_VERSION
 
     camera, observation = side_camera(task)
-    out = DEMO_CACHE / f"{task}_s{seed}"
+    # Demonstrations are recorded per arm control: the expert's trajectories follow the arm's tracking.
+    out = DEMO_CACHE / f"{task}_s{seed}_arm{ARM_CONTROL_VERSION}"
     if not out.is_dir() or len(list(out.glob("episode_*"))) < 20:
         _, demo_seed = training_seeds(seed)
         record_expert_episodes(out, task, 20, seed=demo_seed, camera=camera, progress=True)
@@ -119,7 +121,10 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
     train_wall = time.perf_counter() - start
     start = time.perf_counter()
     success = evaluate(policy, task, episodes, in_episodes, rotated_episodes)
-    return {"task": task, "method": method, "group": group, "demos": demos, "seed": seed, "epochs": epochs,
+    from equimanip.sim.world import ARM_CONTROL_VERSION
+
+    return {"task": task, "method": method, "group": group, "arm": ARM_CONTROL_VERSION, "demos": demos,
+            "seed": seed, "epochs": epochs,
             **{k: round(v, 3) for k, v in success.items()},
             "eval_episodes": f"{in_episodes}/{episodes}/{len(ROTATIONS) * max(1, rotated_episodes // 4)}",
             "perturb_gripper": PERTURB,
@@ -135,41 +140,43 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
 def tables(rows: list[dict]) -> str:
     groups: dict = {}
     for r in rows:
-        groups.setdefault((r["task"], int(r["demos"]), r["method"]), []).append(r)
+        groups.setdefault((r["task"], int(r["arm"]), int(r["demos"]), r["method"]), []).append(r)
     body = []
-    for (task, demos, method), rs in sorted(groups.items()):
+    for (task, arm, demos, method), rs in sorted(groups.items()):
         def cell(key):
             values = [float(r[key]) for r in rs]
             return f"{100 * np.mean(values):.0f} %" + (f" ± {100 * np.std(values):.0f}" if len(values) > 1 else "")
-        body.append([task, demos, method, len(rs), cell("success_in"), cell("success_perturbed"),
+        body.append([task, arm, demos, method, len(rs), cell("success_in"), cell("success_perturbed"),
                      cell("success_rotated"), f"{np.mean([float(r['train_wall_s']) for r in rs]) / 60:.1f} min"])
-    header = ["task", "demos", "method", "seeds", "in distribution", "perturbed gripper (±0.15 m)",
+    header = ["task", "arm", "demos", "method", "seeds", "in distribution", "perturbed gripper (±0.15 m)",
               "rotated scenes", "training"]
     return res.markdown_table(header, body)
 
 
 def goals(rows: list[dict]) -> str:
-    """The issue's goals against what the rows reached (at 10 demonstrations, per task)."""
+    """The issue's goals against what the rows reached (at 10 demonstrations, per task and arm)."""
     def mean(task, method, key):
-        values = [float(r[key]) for r in rows if r["task"] == task and r["method"] == method and int(r["demos"]) == 10]
+        values = [float(r[key]) for r in rows if r["task"] == task and r["method"] == method
+                  and int(r["demos"]) == 10 and int(r["arm"]) == arm]
         return (float(np.mean(values)), len(values)) if values else (None, 0)
 
     lines = []
-    for task in sorted({r["task"] for r in rows}):
+    for task, arm in sorted({(r["task"], int(r["arm"])) for r in rows}):
+        task_label = f"{task} (arm {arm})"
         bc, n_bc = mean(task, "bc", "success_perturbed")
         bmil, n_bmil = mean(task, "bmil", "success_perturbed")
         if bc is not None and bmil is not None:
             gap = 100 * (bmil - bc)
-            lines.append(f"* {task}: BMIL beats BC from perturbed starts by at least 20 points: "
+            lines.append(f"* {task_label}: BMIL beats BC from perturbed starts by at least 20 points: "
                          f"{'met' if gap >= 20 else 'NOT met'} ({gap:+.0f} points; {n_bmil} and {n_bc} seeds)")
         equi, n_equi = mean(task, "equi_bmil", "success_perturbed")
         if equi is not None and bmil is not None:
-            lines.append(f"* {task}: equivariant BMIL at least as good as BMIL (perturbed starts): "
+            lines.append(f"* {task_label}: equivariant BMIL at least as good as BMIL (perturbed starts): "
                          f"{'met' if equi >= bmil else 'NOT met'} ({100 * equi:.0f} % vs {100 * bmil:.0f} %)")
         rotated, _ = mean(task, "equi_bmil", "success_rotated")
         inside, _ = mean(task, "equi_bmil", "success_in")
         if rotated is not None:
-            lines.append(f"* {task}: equivariant BMIL keeps its success on rotated scenes: "
+            lines.append(f"* {task_label}: equivariant BMIL keeps its success on rotated scenes: "
                          f"{'met' if rotated >= inside - 0.1 else 'NOT met'} ({100 * rotated:.0f} % rotated vs "
                          f"{100 * inside:.0f} % in distribution; met = within 10 points)")
     slowest = [float(r["train_wall_s"]) for r in rows if int(r["demos"]) == 10]
@@ -187,15 +194,16 @@ def plot(rows: list[dict], path: Path = PLOT) -> Path:
 
     keys = ["success_in", "success_perturbed", "success_rotated"]
     labels = ["in distribution", "perturbed", "rotated"]
-    configs = sorted({(r["task"], int(r["demos"]), r["method"]) for r in rows})
+    configs = sorted({(r["task"], int(r["arm"]), int(r["demos"]), r["method"]) for r in rows})
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(configs)), 3.5))
     width = 0.8 / len(keys)
     for i, (key, label) in enumerate(zip(keys, labels)):
-        means = [np.mean([float(r[key]) for r in rows if (r["task"], int(r["demos"]), r["method"]) == c])
+        means = [np.mean([float(r[key]) for r in rows if (r["task"], int(r["arm"]), int(r["demos"]), r["method"]) == c])
                  for c in configs]
         ax.bar(np.arange(len(configs)) + i * width, np.array(means) * 100, width, label=label)
     ax.set_xticks(np.arange(len(configs)) + width)
-    ax.set_xticklabels([f"{t.replace('block_', '')}\n{d} demos\n{m}" for t, d, m in configs], fontsize=8)
+    ax.set_xticklabels([f"{t.replace('block_', '')}, arm {a}\n{d} demos\n{m}" for t, a, d, m in configs],
+                       fontsize=8)
     ax.set_ylabel("success (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8)
