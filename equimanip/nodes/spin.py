@@ -108,11 +108,13 @@ def freeze_start_up_objects() -> None:
     """Keep what start-up built (torch, escnn's groups and bases, the network: about 300,000
     objects for a policy node) out of Python's cyclic garbage collector from now on.
 
-    A full collection walks every tracked object; in a policy node it took 86 ms on an idle core
-    of the build machine and about 200 ms under load, at moments nobody chooses: the cause of the
-    policy node's worst decision latencies. Frozen objects are still freed by reference counting;
+    A full collection walks every tracked object: with the shipped checkpoint loaded it took 86 ms
+    on an idle core of the build machine, a pause at a moment nobody chooses, which a decision
+    caught by it would add to its latency. Frozen objects are still freed by reference counting;
     only reference cycles among them are never collected, which for objects that live as long as
-    the node costs nothing. Call again after loading something big later (a checkpoint swap)."""
+    the node costs nothing. Call again after loading something big later (a checkpoint swap).
+    (It did not remove the policy node's worst latencies in `equimanip bench latency`: those come
+    from gaps in the arriving clouds.)"""
     gc.collect()
     gc.freeze()
 
