@@ -40,7 +40,7 @@ import numpy as np
 TASK = "reach_obstacles"
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results" / "mppi_reach.csv"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "mppi.md"
-FIELDS = ["through", "realtime", "episodes", "seed", "group", "samples", "horizon", "collision_cost", "success",
+FIELDS = ["through", "realtime", "arm", "episodes", "seed", "group", "samples", "horizon", "collision_cost", "success",
           "collisions", "min_clearance_mm", "mean_steps", "latency_p50_ms", "latency_p99_ms", "missed_cycles",
           "decisions", "wall_s", "load_average", "machine", "date", "revision", "command"]
 
@@ -245,8 +245,10 @@ def _monitor_class():
 
 def results_row(args, summary: dict, wall_s: float, load: float) -> dict:
     from equimanip.learning.results import git_revision, machine_description, today
+    from equimanip.sim.world import ARM_CONTROL_VERSION
 
-    return {"through": args.through, "realtime": args.realtime, "episodes": summary["episodes"], "seed": args.seed,
+    return {"through": args.through, "realtime": args.realtime, "arm": ARM_CONTROL_VERSION,
+            "episodes": summary["episodes"], "seed": args.seed,
             "group": args.group, "samples": args.samples, "horizon": args.horizon,
             "collision_cost": args.collision_cost, "success": f"{summary['success']:.3f}",
             "collisions": summary["collisions"], "min_clearance_mm": f"{summary['min_clearance_mm']:.1f}",
@@ -260,8 +262,8 @@ def results_row(args, summary: dict, wall_s: float, load: float) -> dict:
 def results_table(rows: list[dict]) -> str:
     from equimanip.learning.results import markdown_table
 
-    header = ["run through", "episodes (seeds)", "group", "K x T", "field voxel (mm)", "collision cost", "success",
-              "episodes with a collision", "closest approach (mm)", "mean steps",
+    header = ["run through", "arm", "episodes (seeds)", "group", "K x T", "field voxel (mm)", "collision cost",
+              "success", "episodes with a collision", "closest approach (mm)", "mean steps",
               "decision latency p50 / p99 (ms)", "missed cycles / decisions", "load average", "date"]
     body = []
     for r in rows:
@@ -270,7 +272,7 @@ def results_table(rows: list[dict]) -> str:
         first = int(r["seed"])
         words = r["command"].split()
         voxel = float(words[words.index("--resolution") + 1]) if "--resolution" in words else 0.0075
-        body.append([through, f"{r['episodes']} ({first}-{first + int(r['episodes']) - 1})", r["group"],
+        body.append([through, r["arm"], f"{r['episodes']} ({first}-{first + int(r['episodes']) - 1})", r["group"],
                      f"{r['samples']} x {r['horizon']}", f"{voxel * 1000:g}",
                      "yes" if r["collision_cost"] == "True" else "no",
                      f"{float(r['success']):.0%}", r["collisions"], r["min_clearance_mm"], r["mean_steps"],
@@ -310,6 +312,9 @@ def main(argv=None) -> int:
         return 0
     if args.realtime and args.through != "ros":
         parser.error("--realtime needs --through ros")
+    if args.results is not None:
+        from equimanip.learning.results import git_revision
+        git_revision()            # cached now: a row records the tree the run starts from
     start = time.monotonic()
     outcome = run_ros(args) if args.through == "ros" else run_env(args)
     wall = time.monotonic() - start
