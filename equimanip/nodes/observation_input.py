@@ -154,6 +154,11 @@ class ObservationInput:
         except ValueError as e:
             self._node.get_logger().warning(f"ignored /camera/pose: {e}", throttle_duration_sec=5.0)
 
+    def awaiting_camera_pose(self) -> bool:
+        """True while no camera pose has come from any source (parameter, /camera/pose) and no
+        tf2 is there to ask: at start-up, before the latched pose is delivered."""
+        return len(self.resolver.resolvers) == 1 and len(self._camera_poses.known_frames()) == 1
+
     def can_resolve(self, frame_id: str) -> bool:
         """Whether clouds in ``frame_id`` can be placed in the base frame yet."""
         try:

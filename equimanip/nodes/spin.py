@@ -17,7 +17,7 @@ from pathlib import Path
 
 import rclpy
 import yaml
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 
 # Exit code of a node that did not start because of its configuration (as argparse uses).
@@ -85,10 +85,8 @@ def spin_node(node_class, args=None) -> None:
         _shut_down(node)
         sys.exit(EXIT_BAD_CONFIGURATION)
     freeze_start_up_objects()
-    # Controllers keep their e-stop, watchdog and inputs in callback groups of their own, which
-    # only a multi-threaded executor runs side by side with a slow decision.
-    executor = MultiThreadedExecutor(num_threads=3) if getattr(node, "multi_threaded", False) \
-        else SingleThreadedExecutor()
+    # One thread for the callbacks: a controller decides in a thread of its own (controller.py).
+    executor = SingleThreadedExecutor()
     try:
         executor.add_node(node)
         executor.spin()
