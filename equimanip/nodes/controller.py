@@ -44,7 +44,6 @@ so a planner can drop its warm start and a policy its memory.
 """
 from __future__ import annotations
 
-import _thread
 import json
 import math
 import threading
@@ -257,6 +256,10 @@ class ControllerNode(Node):
             self.create_subscription(DiagnosticArray, p["episode_events_topic"], self._on_episode_event,
                                      qos.RELIABLE, callback_group=self._safety_group)
 
+        # A KeyboardInterrupt or SystemExit inside a decision is raised again in the executor's
+        # thread (the one that spins, as before the decision thread), after the arm is held.
+        self._decider_interrupt: Optional[BaseException] = None
+        self._reraise = self.create_guard_condition(self._reraise_interrupt, callback_group=self._safety_group)
         self._decider = threading.Thread(target=self._decision_loop, name=f"{name}-decisions", daemon=True)
         self._decider.start()
         self._watchdog = self.create_timer(self._watchdog_period(), self._on_watchdog,
@@ -353,12 +356,17 @@ class ControllerNode(Node):
             try:
                 with self._decision_mutex:
                     self._decide()
-            except (KeyboardInterrupt, SystemExit):
-                # The arm is held already (_decide_on); stop the process as a Ctrl-C would.
-                _thread.interrupt_main()
+            except (KeyboardInterrupt, SystemExit) as e:
+                # The arm is held already (_decide_on); the spinning thread stops the node.
+                self._decider_interrupt = e
+                self._reraise.trigger()
                 return
             except Exception as e:  # noqa: BLE001 - the thread must outlive any one decision
                 self._log.error("decision-loop", f"decision failed outside the safety net: {_short(e)}")
+
+    def _reraise_interrupt(self) -> None:
+        if self._decider_interrupt is not None:
+            raise self._decider_interrupt
 
     def destroy_node(self):
         self._stop_decider.set()
