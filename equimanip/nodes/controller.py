@@ -388,11 +388,9 @@ class ControllerNode(Node):
                 period = 1.0 / self.get_parameter("rate_hz").value
                 if inputs.stamp_ns == self._last_decided_ns or now < self._next_due - DUE_TOLERANCE * period:
                     return
+            if not self.ready_to_decide(inputs):
+                return                          # not marked decided: decided on once it can be
             self._last_decided_ns = inputs.stamp_ns
-        if not self.ready_to_decide(inputs):
-            with self._lock:
-                self._last_decided_ns = -1      # decide on this set once it can be
-            return
         self._decide_on(inputs)
 
     def ready_to_decide(self, inputs: InputSet) -> bool:

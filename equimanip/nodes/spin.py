@@ -111,8 +111,8 @@ def freeze_start_up_objects() -> None:
     caught by it would add to its latency. Frozen objects are still freed by reference counting;
     only reference cycles among them are never collected, which for objects that live as long as
     the node costs nothing. Call again after loading something big later (a checkpoint swap).
-    (It did not remove the policy node's worst latencies in `equimanip bench latency`: those come
-    from gaps in the arriving clouds.)"""
+    (It did not remove the policy node's worst latencies in `equimanip bench latency`: those came
+    from rclpy's MultiThreadedExecutor, which controllers no longer use; see controller.py.)"""
     gc.collect()
     gc.freeze()
 
