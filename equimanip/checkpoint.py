@@ -220,6 +220,8 @@ def _observation_config(data: dict) -> ObservationConfig:
     if unknown:
         raise ValueError(f"unknown observation settings {unknown} (written by a newer equimanip?)")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    # Written before the gripper view had a choice of robot removal: rebuild the view it was trained on.
+    values.setdefault("robot_removal", "above_grasp_point")
     return ObservationConfig(**values).validate()
 
 

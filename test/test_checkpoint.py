@@ -127,3 +127,15 @@ def test_bad_files_are_refused_clearly(tmp_path):
     with pytest.raises(TypeError, match=r"metadata.when"):
         save(tmp_path / "meta.pt", actor, critic, metadata={"when": object()})
     assert not (tmp_path / "meta.pt").exists()
+
+
+def test_a_checkpoint_from_before_robot_removal_keeps_its_view(tmp_path):
+    """Checkpoints written before ObservationConfig.robot_removal existed were trained on the
+    view that dropped everything above the grasp point; loading one must rebuild that view."""
+    actor, critic = trained_like_networks()
+    raw = torch.load(save(tmp_path / "new.pt", actor, critic), weights_only=True)
+    assert ckpt.load_checkpoint(tmp_path / "new.pt").observation_config.robot_removal == "hand_boxes"
+    old = {key: value for key, value in raw["observation"].items()
+           if key not in ("robot_removal", "hand_box_min", "hand_box_max", "finger_box_min", "finger_box_max")}
+    torch.save({**raw, "observation": old}, tmp_path / "old.pt")
+    assert ckpt.load_checkpoint(tmp_path / "old.pt").observation_config.robot_removal == "above_grasp_point"

@@ -18,7 +18,7 @@ from scipy.ndimage import map_coordinates
 
 from equimanip.geometry import down_quat_xyzw, look_at_pose7, pose7_to_matrix, rotation_z, transform_points
 from equimanip.perception.heightmap import fill_empty_pixels, pixel_centers, project_heightmap
-from equimanip.perception.observation import ObservationConfig, build_observation
+from equimanip.perception.observation import ObservationConfig, build_observation, heightmap_points
 from equimanip.perception.synthetic import Box, SyntheticScene, render
 
 GRIDS = [(128, 0.6), (16, 0.5), (32, 0.64), (64, 0.5)]  # (S, L); the last three have dyadic pixels
@@ -275,6 +275,32 @@ def test_gripper_view_shows_depths_below_the_hand_without_the_robot():
     assert 2 <= fingers.sum() <= 16                               # two small fingers, nothing else at 0
     rows, cols = np.nonzero(fingers)
     assert np.allclose(cols.mean(), 31.5, atol=1) and np.ptp(rows) * r > 2 * 0.7 * 0.04   # across y
+
+
+def test_gripper_view_keeps_a_pushed_block_beside_the_fingers():
+    """Pushing: the fingertips 2 cm over the table, a 4 cm block touching the fingers' outer side.
+    The block (its top above the grasp point) must stay in view; only the robot goes."""
+    g = np.array([0.5, 0.0, 0.02])
+    u = np.arange(-0.3, 0.3, 0.002)
+    tx, ty = np.meshgrid(u, u)
+    table = np.column_stack([g[0] + tx.ravel(), g[1] + ty.ravel(), np.zeros(tx.size)])
+    b = np.arange(-0.02, 0.02, 0.002)
+    bx, by = np.meshgrid(b, b)
+    block = np.column_stack([g[0] + 0.045 + bx.ravel(), g[1] + by.ravel(), np.full(bx.size, 0.04)])
+    hand = np.array([[g[0], g[1] + 0.1, g[2] + 0.06], [g[0] - 0.05, g[1], g[2] + 0.2]])   # hand body, wrist
+    fingers = np.array([[g[0], g[1] + 0.04, g[2]], [g[0], g[1] - 0.04, g[2] + 0.03]])
+    arm = np.array([[g[0] - 0.2, g[1] + 0.15, g[2] + 0.3]])                             # an elbow, off to the side
+    points = np.vstack([table, block, hand, fingers, arm]).astype(np.float32)
+    ee = np.concatenate([g, down_quat_xyzw(0.0)])
+    r = 0.6 / 64
+    block_px = (32, 32 + int(0.045 / r))
+    kept = heightmap_points(points, ee, ObservationConfig(heightmap_size=64, heightmap_mode="gripper"))
+    assert len(kept) == len(table) + len(block)                    # every robot point gone, the block kept
+    image = build_observation(points, ee, 1.0, 0.0, ObservationConfig(heightmap_size=64, heightmap_mode="gripper"))
+    assert image.heightmap[0][block_px] == 0.0                     # its top is above the fingertips: depth 0
+    assert np.median(image.heightmap[0]) == pytest.approx(0.02, abs=1e-6)
+    legacy = ObservationConfig(heightmap_size=64, heightmap_mode="gripper", robot_removal="above_grasp_point")
+    assert len(heightmap_points(points, ee, legacy)) == len(table)  # the old view lost the block
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])

@@ -44,6 +44,9 @@ def scene():
     (dict(max_object_height=-0.1), "max_object_height must be positive"),
     (dict(min_object_points=0), "min_object_points"),
     (dict(gripper_box_min=(0.1, 0.0, 0.0), gripper_box_max=(0.0, 0.1, 0.1)), "gripper_box_min"),
+    (dict(hand_box_max=(0.1, 0.1, float("nan"))), "hand_box_min and hand_box_max need 3 finite"),
+    (dict(finger_box_min=(0.1, 0.0, 0.0), finger_box_max=(0.0, 0.1, 0.1)), "finger_box_min"),
+    (dict(robot_removal="none"), "robot_removal must be one of"),
 ])
 def test_config_validation_names_the_problem(change, reason):
     with pytest.raises(ValueError, match=reason):

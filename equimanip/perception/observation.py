@@ -41,6 +41,16 @@ from equimanip.perception import object_state as osm
 from equimanip.perception.pointcloud2 import MAX_COORDINATE_M, PointCloud2Error, pointcloud2_to_xyz
 
 HEIGHTMAP_MODES = ("table", "gripper")
+# How the 'gripper' view tells the robot's own points from the scene (ObservationConfig.robot_removal):
+#   hand_boxes         points inside the hand box or the finger box (end-effector frame), and
+#                      points above the grasp point that are higher over the table than any
+#                      table-top object (max_object_height): the rest of the arm. An object beside
+#                      the fingers or taller than the grasp point's height stays in view (at depth 0
+#                      where it rises above the fingertips, as equi_rl's clipped depths).
+#   above_grasp_point  the object-state gripper box and *everything* above the grasp point: the
+#                      view before 2026-11-26. It hid a pushed block (beside the fingers, its top
+#                      above the fingertips) for the whole push; kept for the checkpoints trained on it.
+ROBOT_REMOVALS = ("hand_boxes", "above_grasp_point")
 # The fingers as drawn into a 'gripper' heightmap: each a square of this half-size (m), centred
 # FINGER_GAP_M beyond the aperture's half-width along the hand's finger axis (its local y).
 FINGER_HALF_SIZE_M = 0.01
@@ -63,6 +73,14 @@ class ObservationConfig:
     # 'gripper' depths below the grasp point without the robot, fingers drawn in (what policies see).
     heightmap_mode: str = "table"
     gripper_depth_max: float = 0.32   # 'gripper': depths are clipped to this (m), as equi_rl's
+    robot_removal: str = "hand_boxes"  # 'gripper': which points are the robot's own (ROBOT_REMOVALS)
+    # 'hand_boxes' geometry in the end-effector frame (z along the fingers, pointing down), from the
+    # Panda's link bounding boxes: the hand body with the wrist above it (from 3 cm behind the
+    # grasp point up), and the fingers at full opening with the gap between them (a held object).
+    hand_box_min: tuple[float, float, float] = (-0.10, -0.125, -0.30)
+    hand_box_max: tuple[float, float, float] = (0.10, 0.125, -0.03)
+    finger_box_min: tuple[float, float, float] = (-0.02, -0.075, -0.055)
+    finger_box_max: tuple[float, float, float] = (0.02, 0.075, 0.015)
     # Optional cloud filters (Open3D); 0 = off.
     voxel_size: float = 0.0
     outlier_neighbors: int = 0        # statistical outlier removal: neighbours considered
@@ -91,6 +109,8 @@ class ObservationConfig:
         hm.check_grid(self.heightmap_size, self.heightmap_side)
         if self.heightmap_mode not in HEIGHTMAP_MODES:
             raise ValueError(f"heightmap_mode must be one of {', '.join(HEIGHTMAP_MODES)}, got {self.heightmap_mode!r}")
+        if self.robot_removal not in ROBOT_REMOVALS:
+            raise ValueError(f"robot_removal must be one of {', '.join(ROBOT_REMOVALS)}, got {self.robot_removal!r}")
         if not self.gripper_depth_max > 0:
             raise ValueError(f"gripper_depth_max must be positive, got {self.gripper_depth_max}")
         if self.fill_iterations < 0:
@@ -106,8 +126,12 @@ class ObservationConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.cluster_min_points < 1 or self.min_object_points < 1:
             raise ValueError("cluster_min_points and min_object_points must be >= 1")
-        if np.any(np.asarray(self.gripper_box_min) > np.asarray(self.gripper_box_max)):
-            raise ValueError("gripper_box_min must not exceed gripper_box_max")
+        for box in ("gripper_box", "hand_box", "finger_box"):
+            low, high = np.asarray(getattr(self, box + "_min"), float), np.asarray(getattr(self, box + "_max"), float)
+            if low.shape != (3,) or high.shape != (3,) or not np.all(np.isfinite(low) & np.isfinite(high)):
+                raise ValueError(f"{box}_min and {box}_max need 3 finite numbers each")
+            if np.any(low > high):
+                raise ValueError(f"{box}_min must not exceed {box}_max")
         return self
 
     @property
@@ -184,9 +208,15 @@ def heightmap_points(points: np.ndarray, ee_pose, config: ObservationConfig) -> 
     view those that are not the robot's own (in the gripper box, or above the grasp point)."""
     if config.heightmap_mode != "gripper":
         return points
-    points = points[osm.outside_gripper(points, ee_pose, np.asarray(config.gripper_box_min),
-                                        np.asarray(config.gripper_box_max))]
-    return points[points[:, 2] < ee_pose[2]]           # above the grasp point: the robot's arm
+    if config.robot_removal == "above_grasp_point":
+        points = points[osm.outside_gripper(points, ee_pose, np.asarray(config.gripper_box_min),
+                                            np.asarray(config.gripper_box_max))]
+        return points[points[:, 2] < ee_pose[2]]
+    keep = osm.outside_gripper(points, ee_pose, np.asarray(config.hand_box_min), np.asarray(config.hand_box_max))
+    keep &= osm.outside_gripper(points, ee_pose, np.asarray(config.finger_box_min), np.asarray(config.finger_box_max))
+    # Above the grasp point and above every table-top object: the arm's other links.
+    keep &= ~((points[:, 2] >= ee_pose[2]) & (points[:, 2] - config.table_z > config.max_object_height))
+    return points[keep]
 
 
 def _render_heightmap(points: np.ndarray, ee_pose, gripper_aperture: float, config: ObservationConfig,
