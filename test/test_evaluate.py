@@ -72,6 +72,9 @@ def test_results_rows_tables_and_plot(tmp_path):
     content = doc.read_text()
     assert "old" not in content and content.endswith("<!-- /results:sac -->\ntail\n") and text in content
     assert plot.stat().st_size > 10_000 and text in (tmp_path / "sac.md").read_text()
+    views = [results.sac_row(summary() | {"heightmap_mode": "gripper"} | extra)["network"].split(",")[0]
+             for extra in ({}, {"robot_removal": "above_grasp_point"}, {"robot_removal": "hand_boxes"})]
+    assert views == ["64x64 gripper view"] * 2 + ["64x64 gripper (hand boxes) view"]
     with pytest.raises(ValueError, match="columns"):
         results.append_row(csv_path, {"task": "x"}, ["task"])
     with pytest.raises(ValueError, match="does not have"):

@@ -140,6 +140,19 @@ def test_a_nan_network_at_start_up_is_a_configuration_error(ros, checkpoints):
         ros.node(PolicyNode, task="reach", checkpoint=str(checkpoints["nan"]))
 
 
+def test_the_view_a_policy_was_trained_on_comes_from_its_checkpoint(ros):
+    """The shipped picking policy was trained before `robot_removal` existed: the node must build
+    that older gripper view for it, whatever the parameter's default, and refuse to change it."""
+    from equimanip.nodes.policy_node import PolicyNode
+
+    node = ros.node(PolicyNode, task="block_picking")
+    assert node.get_parameter("observation.robot_removal").value == "above_grasp_point"
+    node._deciding_with = node._loaded
+    assert node.observation_config().robot_removal == "above_grasp_point"
+    result = node.set_parameters([Parameter("observation.robot_removal", value="hand_boxes")])[0]
+    assert not result.successful and "in the checkpoint" in result.reason
+
+
 def test_out_of_range_parameters_are_refused_with_a_reason(ros, checkpoints):
     loop = Loop(ros, checkpoints["a"])
     cuda = "" if torch.cuda.is_available() else "torch sees no GPU"

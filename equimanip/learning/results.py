@@ -105,6 +105,8 @@ def sac_row(summary: dict, **provenance) -> dict:
     summary = provenance | {k: v for k, v in summary.items() if v is not None or k not in provenance}
     net = summary["network"]
     view = summary.get("heightmap_mode", "table")
+    if view == "gripper" and summary.get("robot_removal", "above_grasp_point") != "above_grasp_point":
+        view += f" ({summary['robot_removal'].replace('_', ' ')})"      # the view since 2026-11-26
     size = net["heightmap_size"]
     network = f"{size}x{size} {view} view, n_hidden {net['n_hidden']}, {net['top']} top"
     return {
@@ -289,7 +291,9 @@ def main(argv=None) -> int:
                           "command": args.command_line or ""}
             if (run / "last.pt").exists():      # the heightmap the policy saw, from its checkpoint
                 from equimanip.checkpoint import load_checkpoint
-                provenance["heightmap_mode"] = load_checkpoint(run / "last.pt").observation_config.heightmap_mode
+                observation = load_checkpoint(run / "last.pt").observation_config
+                provenance["heightmap_mode"] = observation.heightmap_mode
+                provenance["robot_removal"] = observation.robot_removal
             append_row(args.results, sac_row(summary, **provenance), SAC_FIELDS)
             print(f"{run}: row appended to {args.results}")
         return 0

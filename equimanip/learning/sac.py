@@ -554,6 +554,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                "steps": state.step, "demos": config.demos, "network": net_config.to_dict(),
                "yaw_sector": list(config.yaw_sector) if config.yaw_sector else None,
                "heightmap_mode": config.observation_config().heightmap_mode,
+               "robot_removal": config.observation_config().robot_removal,
                "best_success": state.best_success, "best_step": state.best_step}
     if config.final_eval_episodes:
         success, result = evaluate_now(config.final_eval_episodes, eval_env)

@@ -23,7 +23,13 @@ from equimanip.geometry import normalize_frame_id
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.params import ParamSpec, check_pose7, declare_parameters, param_values
 from equimanip.perception.frames import CameraPoseResolver, ChainResolver, FrameError, Tf2Resolver, make_resolver
-from equimanip.perception.observation import Observation, ObservationConfig, build_observation, cloud_msg_to_base_points
+from equimanip.perception.observation import (
+    ROBOT_REMOVALS,
+    Observation,
+    ObservationConfig,
+    build_observation,
+    cloud_msg_to_base_points,
+)
 
 _D = ObservationConfig()
 
@@ -47,6 +53,10 @@ OBSERVATION_PARAMS = [
               "table of every point, robot included; 'gripper' depths below the grasp point without the "
               "robot, fingers drawn in (what Equivariant SAC policies see; a policy's checkpoint sets it).",
               choices=("table", "gripper")),
+    ParamSpec("observation.robot_removal", _D.robot_removal, "'gripper' heightmaps: which points are the "
+              "robot's own: 'hand_boxes' (the hand and finger boxes, and the arm above every table-top "
+              "object) or 'above_grasp_point' (everything above the grasp point; checkpoints before "
+              "2026-11-26). A policy's checkpoint sets it.", choices=ROBOT_REMOVALS),
     ParamSpec("observation.gripper_depth_max", _D.gripper_depth_max, "'gripper' heightmaps: depths are "
               "clipped to this (m).", min=0.01, max=2.0),
     ParamSpec("observation.voxel_size", _D.voxel_size, "Voxel downsampling before everything (m); 0 = off.",
@@ -87,6 +97,7 @@ def _config_from(values: dict) -> ObservationConfig:
         fill_empty=values["observation.fill_empty"],
         heightmap_mode=values["observation.heightmap_mode"],
         gripper_depth_max=values["observation.gripper_depth_max"],
+        robot_removal=values["observation.robot_removal"],
         voxel_size=values["observation.voxel_size"],
         outlier_neighbors=values["observation.outlier_neighbors"],
         max_objects=values["observation.max_objects"],

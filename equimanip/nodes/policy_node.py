@@ -44,7 +44,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 # The settings a network's input depends on: they come from the checkpoint, whatever the node's
 # parameters said (the rest, such as the table height and the crop box, belong to the cell).
 NETWORK_OBSERVATION_FIELDS = ("heightmap_size", "heightmap_side", "heightmap_mode", "gripper_depth_max",
-                              "fill_empty", "max_objects", "compute_object_state")
+                              "robot_removal", "fill_empty", "max_objects", "compute_object_state")
 WARM_UP_RUNS = 3
 QUARTER_TURN = sym.GroupElement(math.pi / 2)
 
