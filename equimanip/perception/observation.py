@@ -16,9 +16,9 @@ as on the robot. Steps, in order:
    * ``table``: the max height above ``table_z`` of every point, the robot included (what a
      person looking at the cell wants to see; ``equimanip observe``);
    * ``gripper``: what Equivariant SAC's policies see (equi_rl's BulletArm view): the robot's own
-     points left out (those in the gripper box and everything above the grasp point), each pixel
-     the depth of the highest point below the grasp point (empty pixels: the table's depth),
-     clipped to ``gripper_depth_max``, and the two fingers drawn in at depth 0 where they are
+     points left out (``robot_removal``, see ROBOT_REMOVALS below), each pixel the depth of its
+     highest point below the grasp point (points above it: depth 0; empty pixels: the table's
+     depth), clipped to ``gripper_depth_max``, and the two fingers drawn in at depth 0 where they are
      (from the gripper's yaw and aperture). The policy then sees how far down things are from
      its fingers and which way the fingers point, and nothing hides under its own hand. An
      imitation check (the CPU configuration's C8 actor cloning 60 expert episodes of
