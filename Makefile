@@ -2,7 +2,7 @@
 #
 #   make demo    run the shipped Equivariant SAC policy on the simulated arm through ROS 2 topics,
 #                print the success rate and write an animation
-#   make checkpoints   train the shipped policies again (long: about 40 minutes per task)
+#   make checkpoints   train the shipped policies again (long: 25-35 minutes per task)
 #   make test    run the whole test suite (what CI runs)
 #   make bench   run the benchmarks (sim, perception, controller, policy, latency, mppi, recorder)
 #
@@ -39,10 +39,11 @@ demo: $(STAMP)
 	$(BIN)/equimanip run --task $(TASK) --controller policy --episodes $(EPISODES) --record artifacts/demo.gif
 
 # The policies shipped in equimanip/checkpoints/ (what `--controller policy` runs without a
-# --checkpoint): Equivariant SAC, C8, 20 expert episodes, the best periodic evaluation of the
-# sample-efficiency run (seed 0, 5,000 steps) trained here from scratch (about 40 min per task on
-# a 2-core CPU); the checkpoint records this command and the revision.
-SHIPPED_TASKS ?= block_picking
+# --checkpoint), one per task with an expert: Equivariant SAC, C8, 20 expert episodes, the best
+# periodic evaluation of a 5,000-step run (seed 0) trained here from scratch (25-35 min per task on a
+# 2-core CPU, one torch thread); each checkpoint records this command and the revision. reach_obstacles
+# has none: its controller is mppi. One task: make checkpoints SHIPPED_TASKS=reach
+SHIPPED_TASKS ?= block_picking block_pushing drawer_opening reach
 SHIPPED_STEPS ?= 5000
 checkpoints: $(STAMP)
 	for task in $(SHIPPED_TASKS); do \

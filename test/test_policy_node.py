@@ -153,6 +153,14 @@ def test_the_view_a_policy_was_trained_on_comes_from_its_checkpoint(ros):
     assert not result.successful and "in the checkpoint" in result.reason
 
 
+def test_a_task_without_a_shipped_policy_is_a_clear_start_up_error(ros):
+    from equimanip.nodes.policy_node import PolicyNode
+
+    shipped = "no policy is shipped for task 'reach_obstacles'.*shipped: block_picking"
+    with pytest.raises(FileNotFoundError, match=shipped):
+        ros.node(PolicyNode, task="reach_obstacles")
+
+
 def test_out_of_range_parameters_are_refused_with_a_reason(ros, checkpoints):
     loop = Loop(ros, checkpoints["a"])
     cuda = "" if torch.cuda.is_available() else "torch sees no GPU"

@@ -107,9 +107,13 @@ class PolicyNode(ObservationController):
         from equimanip.checkpoint import load_policy
 
         if not path.is_file():
-            shipped = "" if self.get_parameter("checkpoint").value else \
-                " (the policy shipped for this task; `make checkpoints` trains it)"
-            raise FileNotFoundError(f"no checkpoint at {path}{shipped}")
+            if self.get_parameter("checkpoint").value:
+                raise FileNotFoundError(f"no checkpoint at {path}")
+            shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.pt"))
+            raise FileNotFoundError(
+                f"no policy is shipped for task {self.get_parameter('task').value!r} (looked for {path}; "
+                f"shipped: {', '.join(shipped) or 'none'}): set the checkpoint parameter to one trained "
+                "with `equimanip train sac|bc|bmil`, or use another controller (mppi plans for any goal)")
         policy = load_policy(path, device=self._device())
         dummy = _dummy_input(policy)
         for _ in range(WARM_UP_RUNS):      # the first calls pay for TorchScript and CUDA set-up
