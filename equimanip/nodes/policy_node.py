@@ -142,8 +142,10 @@ class PolicyNode(ObservationController):
     def _describe(self) -> str:
         loaded = self._loaded
         network = loaded.policy.checkpoint.network
+        trained = loaded.policy.metadata.get("best_success")
+        record = "" if trained is None else f", {float(trained):.0%} success in its best training evaluation"
         return (f"'{loaded.policy.checkpoint.kind}' policy from {loaded.path} (task {loaded.policy.task}, "
-                f"group {network.get('group', 'none')}, {loaded.policy.input_kind} input)")
+                f"group {network.get('group', 'none')}, {loaded.policy.input_kind} input{record})")
 
     @property
     def policy(self):
