@@ -139,3 +139,19 @@ def test_a_checkpoint_from_before_robot_removal_keeps_its_view(tmp_path):
            if key not in ("robot_removal", "hand_box_min", "hand_box_max", "finger_box_min", "finger_box_max")}
     torch.save({**raw, "observation": old}, tmp_path / "old.pt")
     assert ckpt.load_checkpoint(tmp_path / "old.pt").observation_config.robot_removal == "above_grasp_point"
+
+
+@pytest.mark.parametrize("task", ["block_picking", "block_pushing", "drawer_opening", "reach"])
+def test_every_task_with_an_expert_ships_a_policy_the_node_can_run(task):
+    """`equimanip run --task T --controller policy` without --checkpoint loads these (make checkpoints)."""
+    from equimanip.nodes.policy_node import shipped_checkpoint
+
+    policy = ckpt.load_policy(shipped_checkpoint(task))
+    assert policy.task == task and policy.metadata["command"].startswith(f"equimanip train sac --task {task} ")
+    assert len(policy.metadata["revision"]) >= 40
+    size = policy.observation_config.heightmap_size
+    blank = Observation(heightmap=np.zeros((2, size, size), dtype=np.float32),
+                        object_state=np.zeros(policy.observation_config.object_state_dim, dtype=np.float32))
+    action = policy.act(blank)
+    assert action.shape == (5,) and np.all(np.isfinite(action))
+    assert np.all(action >= ACTION_LOW - 1e-6) and np.all(action <= ACTION_HIGH + 1e-6)

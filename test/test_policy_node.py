@@ -140,12 +140,17 @@ def test_a_nan_network_at_start_up_is_a_configuration_error(ros, checkpoints):
         ros.node(PolicyNode, task="reach", checkpoint=str(checkpoints["nan"]))
 
 
-def test_the_view_a_policy_was_trained_on_comes_from_its_checkpoint(ros):
-    """The shipped picking policy was trained before `robot_removal` existed: the node must build
-    that older gripper view for it, whatever the parameter's default, and refuse to change it."""
-    from equimanip.nodes.policy_node import PolicyNode
+def test_the_view_a_policy_was_trained_on_comes_from_its_checkpoint(ros, tmp_path):
+    """A checkpoint from before `robot_removal` existed (the shipped picking policy is one) was
+    trained on the older gripper view: the node must build that view for it, whatever the
+    parameter's default, and refuse to change it."""
+    from equimanip.nodes.policy_node import PolicyNode, shipped_checkpoint
 
-    node = ros.node(PolicyNode, task="block_picking")
+    raw = torch.load(shipped_checkpoint("block_picking"), weights_only=True)
+    settings = ("robot_removal", "hand_box_min", "hand_box_max", "finger_box_min", "finger_box_max")
+    raw["observation"] = {k: v for k, v in raw["observation"].items() if k not in settings}
+    torch.save(raw, tmp_path / "before.pt")
+    node = ros.node(PolicyNode, task="block_picking", checkpoint=str(tmp_path / "before.pt"))
     assert node.get_parameter("observation.robot_removal").value == "above_grasp_point"
     node._deciding_with = node._loaded
     assert node.observation_config().robot_removal == "above_grasp_point"
