@@ -18,6 +18,7 @@ ENV_IDS = {
     "block_picking": "equimanip/BlockPicking-v0",
     "block_pushing": "equimanip/BlockPushing-v0",
     "drawer_opening": "equimanip/DrawerOpening-v0",
+    "reach_obstacles": "equimanip/ReachObstacles-v0",
 }
 
 for _task, _env_id in ENV_IDS.items():

@@ -135,13 +135,13 @@ def scene_yaw(sim: ManipulationEnv) -> float:
     """The direction that orients a task's scene about the vertical axis, in [-pi, pi).
 
     The objects themselves say little (a cube looks the same turned by 90 degrees), so this is the
-    direction that matters for solving the task: reach and block_picking the bearing of the target
-    / block seen from the hand, block_pushing the push direction (block to goal), drawer_opening
-    the pull direction (the handle's yaw). A rotation of the whole scene about the hand turns it by
-    the rotation's angle."""
+    direction that matters for solving the task: reach (with or without obstacles) and
+    block_picking the bearing of the target / block seen from the hand, block_pushing the push
+    direction (block to goal), drawer_opening the pull direction (the handle's yaw). A rotation of
+    the whole scene about the hand turns it by the rotation's angle."""
     name = sim.task.name
     poses = sim.task.object_poses(sim.world)
-    if name in ("reach", "block_picking"):
+    if name in ("reach", "reach_obstacles", "block_picking"):
         d = poses[0, :2] - sim.world.ee_pose()[:2]
     elif name == "block_pushing":
         d = poses[1, :2] - poses[0, :2]
