@@ -245,16 +245,23 @@ def test_synthetic_scene_block_at_the_right_pixel_and_height():
 
 # ------------------------------------------------------------------ the policies' view ('gripper')
 
-def _gripper_scene(yaw, aperture=0.7):
-    """A block 8 cm from the gripper, the gripper 20 cm up with some of 'its own' points around
-    it, an arm point above it, on a 2 mm table grid."""
-    g = np.array([0.5, 0.0, 0.2])
+def _table_and_block_top(g, block_dx):
+    """Points of a 2 mm table grid 60 cm square around the grasp point g, and of the top face of a
+    4 cm block (at 4 cm) block_dx metres from g along +x."""
     u = np.arange(-0.3, 0.3, 0.002)
     tx, ty = np.meshgrid(u, u)
     table = np.column_stack([g[0] + tx.ravel(), g[1] + ty.ravel(), np.zeros(tx.size)])
     b = np.arange(-0.02, 0.02, 0.002)
     bx, by = np.meshgrid(b, b)
-    block = np.column_stack([g[0] + 0.08 + bx.ravel(), g[1] + by.ravel(), np.full(bx.size, 0.04)])
+    block = np.column_stack([g[0] + block_dx + bx.ravel(), g[1] + by.ravel(), np.full(bx.size, 0.04)])
+    return table, block
+
+
+def _gripper_scene(yaw, aperture=0.7):
+    """A block 8 cm from the gripper, the gripper 20 cm up with some of 'its own' points around
+    it, an arm point above it, on a 2 mm table grid."""
+    g = np.array([0.5, 0.0, 0.2])
+    table, block = _table_and_block_top(g, 0.08)
     own = np.array([[g[0], g[1] + 0.03, g[2] - 0.005], [g[0] + 0.01, g[1], g[2] + 0.05]])   # in the hand box
     arm = np.array([[g[0] + 0.1, g[1] + 0.1, g[2] + 0.1]])                                 # above the hand
     points = np.vstack([table, block, own, arm]).astype(np.float32)
@@ -281,12 +288,7 @@ def test_gripper_view_keeps_a_pushed_block_beside_the_fingers():
     """Pushing: the fingertips 2 cm over the table, a 4 cm block touching the fingers' outer side.
     The block (its top above the grasp point) must stay in view; only the robot goes."""
     g = np.array([0.5, 0.0, 0.02])
-    u = np.arange(-0.3, 0.3, 0.002)
-    tx, ty = np.meshgrid(u, u)
-    table = np.column_stack([g[0] + tx.ravel(), g[1] + ty.ravel(), np.zeros(tx.size)])
-    b = np.arange(-0.02, 0.02, 0.002)
-    bx, by = np.meshgrid(b, b)
-    block = np.column_stack([g[0] + 0.045 + bx.ravel(), g[1] + by.ravel(), np.full(bx.size, 0.04)])
+    table, block = _table_and_block_top(g, 0.045)
     hand = np.array([[g[0], g[1] + 0.1, g[2] + 0.06], [g[0] - 0.05, g[1], g[2] + 0.2]])   # hand body, wrist
     fingers = np.array([[g[0], g[1] + 0.04, g[2]], [g[0], g[1] - 0.04, g[2] + 0.03]])
     arm = np.array([[g[0] - 0.2, g[1] + 0.15, g[2] + 0.3]])                             # an elbow, off to the side
