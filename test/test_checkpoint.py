@@ -12,6 +12,7 @@ from equimanip import symmetry as sym
 from equimanip.action import ACTION_HIGH, ACTION_LOW
 from equimanip.models import NetworkConfig, make_actor, make_critic
 from equimanip.perception.observation import Observation, ObservationConfig
+from equimanip.sim.task_names import TASK_NAMES
 
 torch.set_num_threads(1)   # a 2-core shared machine: more threads only contend
 
@@ -141,8 +142,8 @@ def test_a_checkpoint_from_before_robot_removal_keeps_its_view(tmp_path):
     assert ckpt.load_checkpoint(tmp_path / "old.pt").observation_config.robot_removal == "above_grasp_point"
 
 
-@pytest.mark.parametrize("task", ["block_picking", "block_pushing", "drawer_opening", "reach"])
-def test_every_task_with_an_expert_ships_a_policy_the_node_can_run(task):
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_every_task_ships_a_policy_the_node_can_run(task):
     """`equimanip run --task T --controller policy` without --checkpoint loads these (make checkpoints)."""
     from equimanip.nodes.policy_node import shipped_checkpoint
 
