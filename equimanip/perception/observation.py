@@ -205,7 +205,7 @@ def make_heightmap(points: np.ndarray, ee_pose, gripper_aperture: float, config:
 
 def heightmap_points(points: np.ndarray, ee_pose, config: ObservationConfig) -> np.ndarray:
     """The cropped points channel 0 is made of: all of them for the table view; for the gripper
-    view those that are not the robot's own (in the gripper box, or above the grasp point)."""
+    view those that are not the robot's own (``config.robot_removal``, see ROBOT_REMOVALS)."""
     if config.heightmap_mode != "gripper":
         return points
     if config.robot_removal == "above_grasp_point":
