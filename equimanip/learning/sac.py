@@ -549,12 +549,13 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
 
     from .results import git_revision, machine_description, today
 
+    observation_config = config.observation_config()
     summary = {"arm_control": ARM_CONTROL_VERSION,
                "task": config.task, "group": config.group, "relaxed": config.relaxed, "seed": config.seed,
                "steps": state.step, "demos": config.demos, "network": net_config.to_dict(),
                "yaw_sector": list(config.yaw_sector) if config.yaw_sector else None,
-               "heightmap_mode": config.observation_config().heightmap_mode,
-               "robot_removal": config.observation_config().robot_removal,
+               "heightmap_mode": observation_config.heightmap_mode,
+               "robot_removal": observation_config.robot_removal,
                "best_success": state.best_success, "best_step": state.best_step}
     if config.final_eval_episodes:
         success, result = evaluate_now(config.final_eval_episodes, eval_env)

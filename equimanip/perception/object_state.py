@@ -132,10 +132,18 @@ def height_above_plane(points: np.ndarray, plane: np.ndarray) -> np.ndarray:
 
 def outside_gripper(points: np.ndarray, ee_pose, box_min, box_max) -> np.ndarray:
     """Mask of the points outside the box [box_min, box_max] given in the end-effector frame."""
+    return outside_boxes(points, ee_pose, [(box_min, box_max)])
+
+
+def outside_boxes(points: np.ndarray, ee_pose, boxes) -> np.ndarray:
+    """Mask of the points outside every box ``(box_min, box_max)`` of ``boxes``, all given in the
+    end-effector frame; the points are moved into that frame once for all of them."""
     T = pose7_to_matrix(ee_pose)
     local = (points - T[:3, 3]) @ T[:3, :3]  # == R^T (p - t) for each row
-    inside = np.all((local >= box_min) & (local <= box_max), axis=1)
-    return ~inside
+    outside = np.ones(len(points), dtype=bool)
+    for box_min, box_max in boxes:
+        outside &= ~np.all((local >= box_min) & (local <= box_max), axis=1)
+    return outside
 
 
 def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:

@@ -212,8 +212,8 @@ def heightmap_points(points: np.ndarray, ee_pose, config: ObservationConfig) -> 
         points = points[osm.outside_gripper(points, ee_pose, np.asarray(config.gripper_box_min),
                                             np.asarray(config.gripper_box_max))]
         return points[points[:, 2] < ee_pose[2]]
-    keep = osm.outside_gripper(points, ee_pose, np.asarray(config.hand_box_min), np.asarray(config.hand_box_max))
-    keep &= osm.outside_gripper(points, ee_pose, np.asarray(config.finger_box_min), np.asarray(config.finger_box_max))
+    keep = osm.outside_boxes(points, ee_pose, [(np.asarray(config.hand_box_min), np.asarray(config.hand_box_max)),
+                                               (np.asarray(config.finger_box_min), np.asarray(config.finger_box_max))])
     # Above the grasp point and above every table-top object: the arm's other links.
     keep &= ~((points[:, 2] >= ee_pose[2]) & (points[:, 2] - config.table_z > config.max_object_height))
     return points[keep]
