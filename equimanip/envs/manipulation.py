@@ -37,6 +37,7 @@ from equimanip.action import ACTION_HIGH, ACTION_LOW
 from equimanip.perception.observation import Observation, ObservationConfig, build_observation
 from equimanip.sim.camera import CameraConfig
 from equimanip.sim.env import ManipulationEnv, expert_input
+from equimanip.sim.task_names import TABLE_GOAL_ROWS
 from equimanip.sim.tasks import TASKS
 
 from . import scene
@@ -71,6 +72,9 @@ class EnvConfig:
         if not isinstance(self.observation_config, ObservationConfig):
             raise ValueError("observation_config must be an ObservationConfig")
         self.observation_config.validate()
+        if self.observation_config.goal_channel and self.task not in TABLE_GOAL_ROWS:
+            raise ValueError(f"goal_channel shows a goal on the table; {self.task} has none (tasks with one: "
+                             f"{', '.join(TABLE_GOAL_ROWS)})")
         if self.max_episode_steps is not None and (not isinstance(self.max_episode_steps, (int, np.integer))
                                                    or self.max_episode_steps < 1):
             raise ValueError(f"max_episode_steps must be a positive integer or None, got {self.max_episode_steps!r}")
@@ -125,9 +129,9 @@ class ManipulationGymEnv(gym.Env):
     def _make_observation_space(self) -> spaces.Space:
         oc = self.config.observation_config
         S = oc.heightmap_size
-        high = np.empty((2, S, S), dtype=np.float32)
+        high = np.empty((oc.heightmap_channels, S, S), dtype=np.float32)
         high[0] = oc.workspace_max[2] - oc.table_z     # heights above the table, inside the crop box
-        high[1] = 1.0                                  # the gripper aperture
+        high[1:] = 1.0                                 # the gripper aperture, the goal channel
         heightmap = spaces.Box(np.zeros_like(high), high, dtype=np.float32)
         state = spaces.Box(-np.inf, np.inf, shape=(oc.object_state_dim,), dtype=np.float32)
         if self.config.observation == "heightmap":
@@ -139,13 +143,20 @@ class ManipulationGymEnv(gym.Env):
     def _observe(self):
         sim_obs = self.sim.observe(render=True)
         oc = self.config.observation_config
-        observation = build_observation(sim_obs.points, sim_obs.ee_pose, sim_obs.gripper_aperture, sim_obs.time, oc)
+        observation = build_observation(sim_obs.points, sim_obs.ee_pose, sim_obs.gripper_aperture, sim_obs.time, oc,
+                                        goal_xy=self._table_goal(sim_obs))
         self._last_observation = observation
         if self.config.observation == "heightmap":
             return observation.heightmap
         if self.config.observation == "state":
             return observation.object_state
         return {"heightmap": observation.heightmap, "state": observation.object_state}
+
+    def _table_goal(self, sim_obs):
+        """The task's goal on the table (x, y) for the goal channel; None when not shown or none."""
+        if not self.config.observation_config.goal_channel:
+            return None
+        return sim_obs.object_poses[TABLE_GOAL_ROWS[self.config.task], :2]
 
     # ----------------------------------------------------------------------------------- episode
     def reset(self, *, seed: int | None = None, options: dict | None = None):

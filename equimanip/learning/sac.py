@@ -65,6 +65,10 @@ class SACConfig:
     task: str = "block_picking"
     max_episode_steps: int | None = 50          # None: the task's own limit (100)
     yaw_sector: tuple[float, float] | None = None  # train only on scenes in this sector (degrees)
+    # The task's goal on the table as heightmap channel 2 (ObservationConfig.goal_channel). None: on
+    # for the tasks that have such a goal (block_pushing), whose 2 mm goal patch the depth camera
+    # hardly sees.
+    goal_channel: bool | None = None
     # --- networks (equimanip.models.NetworkConfig; 'cpu' or 'paper' preset, then overrides)
     network: str = "auto"                       # cpu | paper | auto (paper on a GPU)
     group: str = "c8"
@@ -129,6 +133,8 @@ class SACConfig:
             raise ValueError("gamma must be in [0, 1], tau in (0, 1], init_alpha > 0")
         if self.demos < 0 or self.augment_copies < 0 or self.final_eval_episodes < 0 or self.sacfd_weight < 0:
             raise ValueError("demos, augment_copies, final_eval_episodes and sacfd_weight must be >= 0")
+        if self.goal_channel and not self.shows_goal_possible():
+            raise ValueError(f"--goal-channel on: {self.task} has no goal on the table (block_pushing has)")
         training_seeds(self.seed)                 # run seeds must stay clear of evaluation seeds
         self.network_config()                     # group, width and size checked by the models
         return self
@@ -143,7 +149,8 @@ class SACConfig:
 
         if self.network_settings is not None:
             return NetworkConfig.from_dict(self.network_settings)
-        overrides = {"group": self.group, "relaxed": self.relaxed}
+        overrides = {"group": self.group, "relaxed": self.relaxed,
+                     "in_channels": 3 if self.shows_goal() else 2}
         if self.n_hidden is not None:
             overrides["n_hidden"] = self.n_hidden
         if self.heightmap_size is not None:
@@ -151,14 +158,23 @@ class SACConfig:
         preset = self.network if self.network != "auto" else ("paper" if self.resolved_device() == "cuda" else "cpu")
         return NetworkConfig.paper(**overrides) if preset == "paper" else NetworkConfig.cpu(**overrides)
 
+    def shows_goal_possible(self) -> bool:
+        from equimanip.sim.task_names import TABLE_GOAL_ROWS
+
+        return self.task in TABLE_GOAL_ROWS
+
+    def shows_goal(self) -> bool:
+        return self.shows_goal_possible() if self.goal_channel is None else self.goal_channel
+
     def observation_config(self):
         from equimanip.perception.observation import ObservationConfig
 
         # The policies' view: depths below the grasp point, the robot left out, fingers drawn in
         # (equi_rl's; perception/observation.py). With the table view (the robot's own arm hiding what
         # is under the hand) even cloning the expert failed: 1 of 30 episodes against 25 of 30.
-        return ObservationConfig(heightmap_size=self.network_config().heightmap_size, heightmap_mode="gripper",
-                                 compute_object_state=False)
+        net = self.network_config()
+        return ObservationConfig(heightmap_size=net.heightmap_size, heightmap_mode="gripper",
+                                 compute_object_state=False, goal_channel=net.in_channels == 3)
 
     def env_options(self, **changes) -> dict:
         """Keyword arguments of ``equimanip.envs.ManipulationGymEnv`` for this run."""
@@ -556,6 +572,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                "yaw_sector": list(config.yaw_sector) if config.yaw_sector else None,
                "heightmap_mode": observation_config.heightmap_mode,
                "robot_removal": observation_config.robot_removal,
+               "goal_channel": observation_config.goal_channel,
                "best_success": state.best_success, "best_step": state.best_step}
     if config.final_eval_episodes:
         success, result = evaluate_now(config.final_eval_episodes, eval_env)
@@ -665,6 +682,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--yaw-sector", type=float, nargs=2, default=None, metavar=("START", "WIDTH"),
                         help="train (and evaluate) only on scenes whose scene yaw lies in [START, START + WIDTH) "
                              "degrees; the final evaluation is repeated over the whole circle")
+    parser.add_argument("--goal-channel", choices=["auto", "on", "off"], default="auto",
+                        help="the task's goal on the table as a heightmap channel (auto: on for the tasks "
+                             "with one, block_pushing)")
     parser.add_argument("--prioritized", action="store_true", help="prioritized replay (alpha 0.6, beta 0.4 -> 1)")
     parser.add_argument("--recompute-critic-features", action="store_true",
                         help="run the critic's encoder again for the actor's loss (equi_rl; about 30%% slower)")
@@ -691,6 +711,7 @@ def config_from_args(args) -> SACConfig:
                      steps=args.steps if args.steps is not None else SACConfig.steps,
                      seed=args.seed, max_episode_steps=args.max_episode_steps or None,
                      yaw_sector=tuple(args.yaw_sector) if args.yaw_sector else None, prioritized=args.prioritized,
+                     goal_channel={"auto": None, "on": True, "off": False}[args.goal_channel],
                      reuse_critic_features=not args.recompute_critic_features,
                      augment_copies=args.augment_copies, batch_size=args.batch_size,
                      learning_starts=args.learning_starts, lr=args.lr,

@@ -10,8 +10,9 @@ as on the robot. Steps, in order:
    benchmark cloud they take about 18 ms (5 mm voxels) and 600 ms (20 neighbours) on the 2-core
    build machine, several times the whole heightmap, and the voxel grid is anchored at the base
    origin, which breaks the heightmap's exact rotation equivariance;
-3. heightmap (``equimanip.perception.heightmap``): 2 x S x S, channel 1 the gripper aperture tiled
-   over the image, channel 0 by ``heightmap_mode``:
+3. heightmap (``equimanip.perception.heightmap``): 2 x S x S (3 x S x S with ``goal_channel``),
+   channel 1 the gripper aperture tiled over the image, channel 2 the goal (below), channel 0 by
+   ``heightmap_mode``:
 
    * ``table``: the max height above ``table_z`` of every point, the robot included (what a
      person looking at the cell wants to see; ``equimanip observe``);
@@ -23,6 +24,14 @@ as on the robot. Steps, in order:
      its fingers and which way the fingers point, and nothing hides under its own hand. An
      imitation check (the CPU configuration's C8 actor cloning 60 expert episodes of
      block_picking) succeeded in 1 of 30 episodes with ``table`` and 25 of 30 with ``gripper``;
+
+   ``goal_channel``: the task's goal as an input, for tasks whose goal is a place on the table
+   (block_pushing): 1 on the pixels whose centre lies within ``goal_radius`` of the goal's (x, y),
+   0 elsewhere. equi_rl paints its pushing goal into the heightmap as a 2 cm rise; a separate
+   channel keeps it apart from the objects (at pushing height the fingertips are 2 cm over the
+   table, where a painted rise and the block both clip to depth 0) and lets a real cell, whose
+   goal is not drawn on the table, give it from a topic. A disc, so the channel turns with the
+   scene: exactly for quarter turns and mirrors (pixel centres map onto pixel centres);
 4. object-centric state (``equimanip.perception.object_state``, whose docstring gives the vector
    layout: gripper yaw and aperture, then ``max_objects`` fixed slots of presence flag, position
    relative to the gripper, doubled-angle yaw and extents, zero-padded).
@@ -99,6 +108,9 @@ class ObservationConfig:
     gripper_box_min: tuple[float, float, float] = (-0.045, -0.11, -0.25)
     gripper_box_max: tuple[float, float, float] = (0.045, 0.11, 0.01)
     compute_object_state: bool = True
+    # The goal as heightmap channel 2 (module docstring, step 3): build_observation then needs goal_xy.
+    goal_channel: bool = False
+    goal_radius: float = 0.05         # m; block_pushing's success distance
 
     def validate(self) -> "ObservationConfig":
         lo, hi = np.asarray(self.workspace_min, float), np.asarray(self.workspace_max, float)
@@ -121,7 +133,7 @@ class ObservationConfig:
             raise ValueError("outlier_neighbors must be >= 0 and outlier_std_ratio > 0")
         if self.max_objects < 0:
             raise ValueError(f"max_objects must be >= 0, got {self.max_objects}")
-        for name in ("plane_distance", "table_clearance", "cluster_eps", "max_object_height"):
+        for name in ("plane_distance", "table_clearance", "cluster_eps", "max_object_height", "goal_radius"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.cluster_min_points < 1 or self.min_object_points < 1:
@@ -138,10 +150,15 @@ class ObservationConfig:
     def object_state_dim(self) -> int:
         return osm.object_state_dim(self.max_objects)
 
+    @property
+    def heightmap_channels(self) -> int:
+        """Channels of the heightmap: depth or heights, gripper aperture, and the goal if any."""
+        return 3 if self.goal_channel else 2
+
 
 @dataclass
 class Observation:
-    heightmap: np.ndarray               # (2, S, S) float32: heights above the table, gripper state
+    heightmap: np.ndarray               # (C, S, S) float32: heights or depths, gripper state[, goal]
     object_state: np.ndarray            # (D,) float32, layout in equimanip.perception.object_state
     objects: list = field(default_factory=list)  # DetectedObject, nearest the gripper first
     ee_pose: np.ndarray = None          # pose7 of the end effector in the base frame
@@ -151,6 +168,7 @@ class Observation:
     points_in_workspace: int = 0        # valid points the heightmap is made of (0: the camera saw nothing there;
                                         # for the gripper view, nothing but the robot)
     points: np.ndarray | None = None    # those points (M, 3), base frame, after the optional filters
+    goal_xy: np.ndarray | None = None   # the goal the goal channel shows (base frame, m); None without one
 
 
 # ------------------------------------------------------------------------------------ the steps
@@ -198,9 +216,10 @@ def filter_cloud(points: np.ndarray, config: ObservationConfig) -> np.ndarray:
 
 
 def make_heightmap(points: np.ndarray, ee_pose, gripper_aperture: float, config: ObservationConfig,
-                   device=None) -> np.ndarray:
-    """(2, S, S) float32 heightmap of cropped base-frame points, centred on the gripper's (x, y)."""
-    return _render_heightmap(heightmap_points(points, ee_pose, config), ee_pose, gripper_aperture, config, device)
+                   device=None, goal_xy=None) -> np.ndarray:
+    """(C, S, S) float32 heightmap of cropped base-frame points, centred on the gripper's (x, y)."""
+    return _render_heightmap(heightmap_points(points, ee_pose, config), ee_pose, gripper_aperture, config, device,
+                             _checked_goal(goal_xy, config))
 
 
 def heightmap_points(points: np.ndarray, ee_pose, config: ObservationConfig) -> np.ndarray:
@@ -219,8 +238,30 @@ def heightmap_points(points: np.ndarray, ee_pose, config: ObservationConfig) -> 
     return points[keep]
 
 
+def _checked_goal(goal_xy, config: ObservationConfig) -> np.ndarray | None:
+    """The goal as 2 finite float64 numbers when the configuration shows one, else None."""
+    if not config.goal_channel:
+        return None
+    if goal_xy is None:
+        raise ValueError("this observation configuration has a goal channel (goal_channel): a goal (x, y) is needed")
+    goal = np.asarray(goal_xy, dtype=np.float64).reshape(-1)
+    if goal.shape != (2,) or not np.all(np.isfinite(goal)):
+        raise ValueError(f"goal_xy must be 2 finite numbers (x, y in the base frame, m), got {np.ravel(goal_xy).tolist()}")
+    if np.any(np.abs(goal) > MAX_COORDINATE_M):
+        raise ValueError(f"goal {goal.tolist()} is beyond {MAX_COORDINATE_M:g} m: not in a robot's cell")
+    return goal
+
+
+def goal_pixels(ee_pose, goal_xy, size: int, side: float, radius: float) -> np.ndarray:
+    """(S, S) mask of the pixels whose centre lies within ``radius`` of ``goal_xy``. Offsets are taken
+    from the gripper first, so the mask turns with the scene about the gripper."""
+    x, y = hm.pixel_centers((0.0, 0.0), size, side)
+    dx, dy = goal_xy[0] - ee_pose[0], goal_xy[1] - ee_pose[1]
+    return (x - dx) ** 2 + (y - dy) ** 2 <= radius ** 2
+
+
 def _render_heightmap(points: np.ndarray, ee_pose, gripper_aperture: float, config: ObservationConfig,
-                      device=None) -> np.ndarray:
+                      device=None, goal_xy: np.ndarray | None = None) -> np.ndarray:
     S = config.heightmap_size
     heights, occupied = hm.project_heightmap(points, np.asarray(ee_pose[:2], dtype=np.float64), S,
                                              config.heightmap_side, config.table_z, device=device,
@@ -228,7 +269,9 @@ def _render_heightmap(points: np.ndarray, ee_pose, gripper_aperture: float, conf
     if config.fill_empty:
         heights = hm.fill_empty_pixels(heights, occupied, config.fill_iterations)
         occupied = occupied | (heights > 0)
-    image = np.empty((2, S, S), dtype=np.float32)
+    image = np.empty((config.heightmap_channels, S, S), dtype=np.float32)
+    if config.goal_channel:
+        image[2] = goal_pixels(ee_pose, goal_xy, S, config.heightmap_side, config.goal_radius)
     if config.heightmap_mode == "gripper":
         above_table = np.float32(ee_pose[2] - config.table_z)
         depth = np.where(occupied, above_table - heights, above_table)
@@ -269,28 +312,31 @@ def make_object_state(points: np.ndarray, ee_pose, gripper_aperture: float, conf
 
 
 def build_observation(points_base, ee_pose, gripper_aperture: float, stamp: float,
-                      config: ObservationConfig, cloud_stamp: float | None = None, device=None) -> Observation:
+                      config: ObservationConfig, cloud_stamp: float | None = None, device=None,
+                      goal_xy=None) -> Observation:
     """The Observation of base-frame points (any shape (..., 3), NaN allowed) and the robot state.
 
     ``device``: a torch device for the heightmap's max-reduction ('cuda' where available); None
-    uses numpy. Same result either way."""
+    uses numpy. Same result either way. ``goal_xy``: the task's goal (x, y) in the base frame,
+    needed when ``config.goal_channel`` is on and ignored otherwise."""
     ee_pose = np.asarray(ee_pose, dtype=np.float64)
     if ee_pose.shape != (7,) or not np.all(np.isfinite(ee_pose)):
         raise ValueError(f"ee_pose must be 7 finite numbers [x y z qx qy qz qw], got {ee_pose.tolist()}")
     if np.any(np.abs(ee_pose[:3]) > MAX_COORDINATE_M):
         raise ValueError(f"ee_pose position {ee_pose[:3].tolist()} is beyond {MAX_COORDINATE_M:g} m: not a robot's")
+    goal = _checked_goal(goal_xy, config)
     points = np.asarray(points_base)
     if points.shape[-1:] != (3,):
         raise ValueError(f"points must be shaped (..., 3), got {points.shape}")
     cropped = crop_to_workspace(points, config.workspace_min, config.workspace_max)
     cropped = filter_cloud(cropped, config)
     seen = heightmap_points(cropped, ee_pose, config)
-    image = _render_heightmap(seen, ee_pose, gripper_aperture, config, device)
+    image = _render_heightmap(seen, ee_pose, gripper_aperture, config, device, goal)
     state, objects = make_object_state(cropped, ee_pose, gripper_aperture, config)
     return Observation(heightmap=image, object_state=state, objects=objects, ee_pose=ee_pose,
                        gripper_aperture=float(gripper_aperture), stamp=float(stamp),
                        cloud_stamp=None if cloud_stamp is None else float(cloud_stamp),
-                       points_in_workspace=int(seen.shape[0]), points=cropped)
+                       points_in_workspace=int(seen.shape[0]), points=cropped, goal_xy=goal)
 
 
 __all__ = ["ObservationConfig", "Observation", "build_observation", "cloud_msg_to_base_points",

@@ -2,7 +2,7 @@
 (and its name in ``equimanip.sim.task_names``, which the nodes read without PyBullet)."""
 from __future__ import annotations
 
-from equimanip.sim.task_names import TASK_NAMES
+from equimanip.sim.task_names import TABLE_GOAL_ROWS, TASK_NAMES
 from equimanip.sim.tasks.base import Task
 from equimanip.sim.tasks.block_picking import BlockPickingTask
 from equimanip.sim.tasks.block_pushing import BlockPushingTask
@@ -16,6 +16,10 @@ TASKS: dict[str, type[Task]] = {
 
 if sorted(TASKS) != sorted(TASK_NAMES):
     raise ImportError(f"equimanip.sim.task_names lists {sorted(TASK_NAMES)} but the registry holds {sorted(TASKS)}")
+for _name, _row in TABLE_GOAL_ROWS.items():
+    if TASKS[_name].object_names[_row] != "goal":
+        raise ImportError(f"TABLE_GOAL_ROWS says row {_row} of {_name}'s object poses is its goal, but that row "
+                          f"is {TASKS[_name].object_names[_row]!r}")
 
 
 def make_task(name: str) -> Task:
