@@ -34,6 +34,12 @@ def _expert_node():
 class ControllerEntry:
     node_name: str           # the ROS node name, which `-p node_name:param:=value` refers to
     node_class: Callable     # returns the node class (imported on demand: torch only when needed)
+    # Parameters for the simulated cell (over the node's defaults, which are a real cell's; `-p`
+    # still wins): the goal of the learned controllers is the simulation's own (its object poses).
+    sim_parameters: dict = field(default_factory=dict)
+
+
+SIM_GOAL = {"goal_source": "object_poses"}
 
 
 def _policy_node():
@@ -47,8 +53,8 @@ def _mppi_node():
 
 
 CONTROLLERS = {"expert": ControllerEntry("expert_node", _expert_node),
-               "policy": ControllerEntry("policy_node", _policy_node),
-               "mppi": ControllerEntry("mppi_node", _mppi_node)}
+               "policy": ControllerEntry("policy_node", _policy_node, SIM_GOAL),
+               "mppi": ControllerEntry("mppi_node", _mppi_node, SIM_GOAL)}
 SIM_NODE_NAME = "sim_node"
 # Seconds of waiting for a controller to become ready before saying what it waits for.
 READINESS_REPORT_AFTER_S = 5.0
@@ -301,7 +307,7 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
         # In real time the controller decides on a timer, as on a real arm.
         trigger = {} if config.sync else {"trigger": "timer"}
         controller = graph.node(entry.node_class(), config.remappings,
-                                **{**common, **trigger, **config.controller_overrides,
+                                **{**common, **trigger, **entry.sim_parameters, **config.controller_overrides,
                                    **node_overrides(config, entry.node_name)})
         _check_overrides_exist(config, {SIM_NODE_NAME: sim, entry.node_name: controller})
         monitor = graph.add(_EpisodeMonitor(controller.get_fully_qualified_name(), context=graph.context))

@@ -38,6 +38,9 @@ def generate_launch_description():
         DeclareLaunchArgument("checkpoint", default_value="",
                               description="controller:=policy: its checkpoint; empty: the one shipped for the task"),
         DeclareLaunchArgument("device", default_value="auto", description="auto, cpu or cuda[:n] (policy, mppi)"),
+        DeclareLaunchArgument("goal_source", default_value="object_poses",
+                              description="policy, mppi: the goal from the simulation's object poses, "
+                                          "or topic (~/goal)"),
         DeclareLaunchArgument("auto_reset", default_value="true",
                               description="start a new episode when one ends (nobody else resets here)"),
         Node(package="equimanip", executable="sim_node", name="sim_node", output="screen",
@@ -48,6 +51,8 @@ def generate_launch_description():
              parameters=[defaults, extra, {"task": task, "use_sim_time": True,
                                            "checkpoint": ParameterValue(LaunchConfiguration("checkpoint"),
                                                                         value_type=str),
-                                           "device": ParameterValue(LaunchConfiguration("device"), value_type=str)}],
+                                           "device": ParameterValue(LaunchConfiguration("device"), value_type=str),
+                                           "goal_source": ParameterValue(LaunchConfiguration("goal_source"),
+                                                                         value_type=str)}],
              condition=IfCondition(PythonExpression(["'", controller, "' != 'none'"]))),
     ])

@@ -2,6 +2,7 @@
 expert demonstrations. Real PyBullet scenes and real point clouds throughout (small heightmaps)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import gymnasium
@@ -177,3 +178,16 @@ def test_bad_options_are_refused():
         make(perturb_gripper=-0.1)
     with pytest.raises(ValueError, match="observation must be"):
         make(observation="pixels")
+
+
+def test_the_goal_channel_shows_pushings_goal_and_only_pushing_has_one():
+    config = dataclasses.replace(SMALL, heightmap_mode="gripper", goal_channel=True)
+    env = gymnasium.make(ENV_IDS["block_pushing"], observation_config=config)
+    obs, _ = env.reset(seed=3)
+    assert obs.shape == (3, 32, 32) and env.observation_space.contains(obs)
+    sim_obs = env.unwrapped.sim.observe(render=False)
+    np.testing.assert_allclose(env.unwrapped._last_observation.goal_xy, sim_obs.object_poses[1, :2])
+    assert obs[2].sum() > 0
+    env.close()
+    with pytest.raises(ValueError, match="block_picking has none"):
+        gymnasium.make(ENV_IDS["block_picking"], observation_config=config)

@@ -81,10 +81,10 @@ def test_goals_on_the_topic_are_checked(ros, node):
     send((0.5, math.nan, 0.1))                                       # NaN
     send((1.5, 0.0, 0.1))                                            # outside the workspace box
     send((0.5, 0.0, 0.1), quaternion=(0.0, 0.0, 0.0, 0.0))           # no orientation
-    assert node._topic_goal is None
+    assert node.goals.topic_goal is None
     yaw = 0.4
     send((0.55, 0.05, 0.12), quaternion=(math.cos(yaw / 2), math.sin(yaw / 2), 0.0, 0.0))   # gripper down, turned
-    position, goal_yaw = node._topic_goal
+    position, goal_yaw = node.goals.topic_goal
     np.testing.assert_allclose(position, [0.55, 0.05, 0.12])
     assert goal_yaw == pytest.approx(yaw)
 
@@ -138,4 +138,4 @@ def test_reaches_targets_past_the_posts_without_touching_them_then_forgets_the_e
     loop.node.on_episode_start()
     rest = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])
     assert torch.equal(loop.node.planner.mppi.nominal, rest.expand(loop.node.planner.settings.mppi.horizon, 5))
-    assert loop.node._goal is None and len(loop.node._object_poses) == 0
+    assert loop.node._goal is None and len(loop.node.goals._object_poses) == 0

@@ -130,3 +130,50 @@ def test_empty_cloud_gives_an_empty_observation():
 def test_an_end_effector_beyond_any_robots_reach_is_refused():
     with pytest.raises(ValueError, match="beyond 1e\\+06 m"):
         build_observation(np.zeros((4, 3), np.float32), [1e39, 0, 0.2, 1, 0, 0, 0], 1.0, 0.0, ObservationConfig())
+
+
+def test_the_goal_channel_is_a_disc_at_the_goal_that_turns_with_the_scene(scene):
+    """Channel 2 marks the pixels within goal_radius of the goal; turning points and goal a quarter
+    turn about the gripper turns the whole heightmap (np.rot90), goal channel included."""
+    from equimanip import symmetry as sym
+
+    _, points_camera, _ = scene
+    config = ObservationConfig(heightmap_size=64, heightmap_mode="gripper", goal_channel=True,
+                               compute_object_state=False)
+    ee = np.r_[0.45, 0.0, 0.25, down_quat_xyzw(0.0)]
+    goal = np.array([0.36, -0.14])
+    points = np.random.default_rng(0).uniform([0.2, -0.3, 0.0], [0.7, 0.3, 0.1], size=(5000, 3))
+    obs = build_observation(points, ee, 1.0, 0.0, config, goal_xy=goal)
+    assert obs.heightmap.shape == (3, 64, 64) and config.heightmap_channels == 3
+    np.testing.assert_array_equal(obs.goal_xy, goal)
+    rows, cols = np.nonzero(obs.heightmap[2])
+    r = config.heightmap_side / 64
+    # column j spans x from gx + (j - 32) r; row i spans y down from gy - (i - 32) r
+    assert cols.mean() == pytest.approx(32 + (goal[0] - ee[0]) / r - 0.5, abs=0.5)
+    assert rows.mean() == pytest.approx(32 - (goal[1] - ee[1]) / r - 0.5, abs=0.5)
+    assert len(rows) == pytest.approx(np.pi * (config.goal_radius / r) ** 2, rel=0.1)
+    assert set(np.unique(obs.heightmap[2])) == {0.0, 1.0}
+
+    quarter = sym.GroupElement(np.pi / 2)
+    turn = np.array([[0.0, -1.0], [1.0, 0.0]])
+    turned_points = points.copy()
+    turned_points[:, :2] = (points[:, :2] - ee[:2]) @ turn.T + ee[:2]
+    turned_goal = turn @ (goal - ee[:2]) + ee[:2]
+    turned = build_observation(turned_points, ee, 1.0, 0.0, config, goal_xy=turned_goal)
+    np.testing.assert_array_equal(turned.heightmap[2], sym.transform_heightmap(quarter, obs.heightmap[2]))
+
+
+def test_a_goal_channel_needs_a_sane_goal_and_is_off_by_default():
+    points = np.zeros((10, 3))
+    ee = np.r_[0.45, 0.0, 0.25, down_quat_xyzw(0.0)]
+    with_goal = ObservationConfig(heightmap_size=32, goal_channel=True, compute_object_state=False)
+    with pytest.raises(ValueError, match="goal channel"):
+        build_observation(points, ee, 1.0, 0.0, with_goal)
+    for bad in ([0.4, np.nan], [0.4], [1e9, 0.0]):
+        with pytest.raises(ValueError, match="goal"):
+            build_observation(points, ee, 1.0, 0.0, with_goal, goal_xy=bad)
+    plain = build_observation(points, ee, 1.0, 0.0, ObservationConfig(heightmap_size=32, compute_object_state=False),
+                              goal_xy=[0.4, 0.1])
+    assert plain.heightmap.shape == (2, 32, 32) and plain.goal_xy is None
+    with pytest.raises(ValueError, match="goal_radius"):
+        ObservationConfig(goal_radius=0.0).validate()

@@ -19,17 +19,18 @@ pytestmark = pytest.mark.ros
 SIZE = 32
 
 
-def tiny_checkpoint(path, group="c4", seed=0, poison=False, task="reach"):
+def tiny_checkpoint(path, group="c4", seed=0, poison=False, task="reach", goal_channel=False):
     """A real (untrained) Equivariant SAC actor: what `equimanip train sac` writes, only smaller."""
     torch.manual_seed(seed)
-    cfg = NetworkConfig.cpu(group=group, n_hidden=8, heightmap_size=SIZE)
+    cfg = NetworkConfig.cpu(group=group, n_hidden=8, heightmap_size=SIZE, in_channels=3 if goal_channel else 2)
     actor, critic = make_actor(cfg), make_critic(cfg)
     if poison:
         with torch.no_grad():
             for p in actor.parameters():
                 p.fill_(math.nan)
     return save_checkpoint(path, "sac", actor=actor, critic=critic, network_config=cfg,
-                           observation_config=ObservationConfig(heightmap_size=SIZE), task=task,
+                           observation_config=ObservationConfig(heightmap_size=SIZE, goal_channel=goal_channel),
+                           task=task,
                            command="test_policy_node.tiny_checkpoint")
 
 
@@ -50,7 +51,7 @@ def _write(path, data):
 class Loop:
     """The simulation (sync mode) and a policy node in one graph; twists recorded at the arm."""
 
-    def __init__(self, ros, checkpoint, **params):
+    def __init__(self, ros, checkpoint, task="reach", **params):
         from geometry_msgs.msg import TwistStamped
 
         from equimanip.nodes import qos
@@ -59,9 +60,9 @@ class Loop:
 
         self.ros = ros
         # A small camera: the policy sees a 32 x 32 heightmap, rendering 128 x 128 would only cost time.
-        self.sim = ros.node(SimNode, task="reach", sync=True, max_steps=1000,
+        self.sim = ros.node(SimNode, task=task, sync=True, max_steps=1000,
                             **{"camera.width": 64, "camera.height": 64})
-        self.policy = ros.node(PolicyNode, task="reach", checkpoint=str(checkpoint), observation_timeout=5.0,
+        self.policy = ros.node(PolicyNode, task=task, checkpoint=str(checkpoint), observation_timeout=5.0,
                                **{"observation.heightmap_size": 64, **params})
         self.twists = []
         self.sim.create_subscription(TwistStamped, topics.TWIST, self.twists.append, qos.RELIABLE)
@@ -169,6 +170,44 @@ def test_a_task_without_a_shipped_policy_is_a_clear_start_up_error(ros, tmp_path
     monkeypatch.setattr(policy_node, "SHIPPED_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="no policy is shipped for task 'reach'.*shipped: block_picking\\)"):
         ros.node(policy_node.PolicyNode, task="reach")
+
+
+def test_a_policy_with_a_goal_channel_waits_for_its_goal_and_sees_it_where_it_is(ros, tmp_path):
+    """A pushing policy trained with the goal channel: from ~/goal it holds the arm (and says why)
+    until a goal comes, then decides with the goal drawn where it is; from the simulation's object
+    poses (what config/sim.yaml sets) it sees the scene's own goal."""
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.node import Node
+
+    from equimanip.nodes import msgs, qos
+
+    checkpoint = tiny_checkpoint(tmp_path / "push.pt", task="block_pushing", goal_channel=True)
+    loop = Loop(ros, checkpoint, task="block_pushing", goal_source="topic")
+    ros.spin_until(lambda: loop.policy._waiting_for_goal >= 3, 20.0, "decisions without a goal")
+    ready, waiting = loop.policy.readiness()
+    assert not ready and "~/goal" in waiting
+    assert all(t.twist.linear.x == t.twist.linear.y == t.twist.linear.z == 0.0 for t in loop.twists)
+    assert loop.policy.stats.failures == 0
+
+    sender = ros.add(Node("goal_sender", context=ros.context))
+    pub = sender.create_publisher(PoseStamped, "/policy_node/goal", qos.LATCHED)
+    ros.spin_until(lambda: publishers(loop.policy, "/policy_node/goal") > 0, 10.0, "discovery")
+    pub.publish(msgs.pose_stamped([0.8, 0.1, 0.0, 0.0, 0.0, 0.0, 1.0], "base_link", 0.0))   # beyond x 0.7
+    ros.spin_for(0.5)
+    assert loop.policy.goals.topic_goal is None
+    pub.publish(msgs.pose_stamped([0.6, 0.1, 0.0, 0.0, 0.0, 0.0, 1.0], "base_link", 0.0))   # on the table
+    ros.spin_until(lambda: loop.policy.goals.topic_goal is not None, 10.0, "the goal")
+    loop.sim.republish()
+    loop.steps(2)
+    observation = loop.policy.last_observation
+    np.testing.assert_allclose(observation.goal_xy, [0.6, 0.1])
+    assert observation.heightmap.shape == (3, SIZE, SIZE) and observation.heightmap[2].sum() > 0
+    assert loop.policy.stats.failures == 0
+
+    from_sim = Loop(ros, checkpoint, task="block_pushing", goal_source="object_poses")
+    from_sim.steps(2)
+    goal = from_sim.sim.env.observe(render=False).object_poses[1, :2]
+    np.testing.assert_allclose(from_sim.policy.last_observation.goal_xy, goal, atol=1e-6)
 
 
 def test_out_of_range_parameters_are_refused_with_a_reason(ros, checkpoints):

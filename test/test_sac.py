@@ -161,7 +161,17 @@ def test_bad_configurations_are_refused():
         SACConfig(seed=5000).validate()
     with pytest.raises(ValueError, match="batch_size"):
         SACConfig(batch_size=0).validate()
+    with pytest.raises(ValueError, match="no goal on the table"):
+        SACConfig(task="block_picking", goal_channel=True).validate()
     assert json.dumps(SACConfig().__dict__)        # plain data: goes into checkpoints and logs
+
+
+def test_the_goal_channel_is_on_for_tasks_with_a_goal_on_the_table_and_networks_take_it():
+    pushing, picking = SACConfig(task="block_pushing"), SACConfig(task="block_picking")
+    assert pushing.network_config().in_channels == 3 and pushing.observation_config().goal_channel
+    assert picking.network_config().in_channels == 2 and not picking.observation_config().goal_channel
+    off = SACConfig(task="block_pushing", goal_channel=False)
+    assert off.network_config().in_channels == 2 and not off.observation_config().goal_channel
 
 
 TINY = ["--task", "reach", "--group", "c4", "--network", "cpu", "--n-hidden", "8", "--heightmap-size", "16",

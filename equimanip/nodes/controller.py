@@ -739,10 +739,21 @@ class ObservationController(ControllerNode):
         network depends on with its checkpoint's)."""
         return self.observations.config
 
+    def table_goal(self, stamp: float):
+        """The goal on the table (x, y, base frame) that the next observation's goal channel shows,
+        for the state taken at ``stamp``; None when its network has no goal channel (a policy node
+        whose checkpoint has one overrides this)."""
+        return None
+
+    @staticmethod
+    def _state_stamp(inputs: InputSet) -> float:
+        return msgs.seconds(inputs.messages[topics.EE_POSE].header.stamp)
+
     def action_for(self, inputs: InputSet) -> np.ndarray:
         m = inputs.messages
         observation = self.observations.build(m[topics.CLOUD], m[topics.EE_POSE], m[topics.JOINT_STATES],
-                                              self.observation_config())
+                                              self.observation_config(),
+                                              goal_xy=self.table_goal(self._state_stamp(inputs)))
         if observation.points_in_workspace == 0:
             # An empty heightmap is not "an empty table": a policy must not act on a blind camera.
             raise ValueError("the cloud has no valid point inside the observation crop box "

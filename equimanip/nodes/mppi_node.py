@@ -7,7 +7,7 @@ through the controller runtime (``equimanip.nodes.controller``: safety layer, ti
 trigger, e-stop, watchdog, diagnostics, stamped outputs). The whole planned path goes out as a
 ``nav_msgs/Path`` for RViz and Foxglove.
 
-**Goal** (``goal_source``, fixed at start-up):
+**Goal** (``goal_source``, fixed at start-up; ``equimanip.nodes.goal_input``):
 
 * ``topic``: the newest ``~/goal`` (geometry_msgs/PoseStamped in the base frame: position and yaw);
 * ``object_poses``: row ``goal_object`` of the simulated cell's ``/sim_node/object_poses`` (the
@@ -37,14 +37,14 @@ from typing import Optional
 
 import numpy as np
 from diagnostic_msgs.msg import KeyValue
-from geometry_msgs.msg import PoseArray, PoseStamped
 from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
 
-from equimanip.geometry import down_quat_xyzw, normalize_frame_id, yaw_of_quat_xyzw
-from equimanip.nodes import msgs, qos, topics
+from equimanip.geometry import down_quat_xyzw, yaw_of_quat_xyzw
+from equimanip.nodes import msgs, qos
 from equimanip.nodes.controller import ObservationController
 from equimanip.nodes.devices import check_device, resolve_device
+from equimanip.nodes.goal_input import GoalInput, goal_params
 from equimanip.nodes.params import TASK, ParamSpec, param_values
 from equimanip.nodes.spin import spin_node
 from equimanip.planning.costs import EndEffectorCostConfig
@@ -138,20 +138,13 @@ OBSTACLE_PARAMS = [
     ParamSpec("obstacles.memory", _O.memory, "Planning cycles whose obstacle points are kept (the arm hides what "
               "is under it); 1: the newest cloud only. Cleared at a new episode.", min=1, max=1000),
 ]
-GOAL_PARAMS = [
-    ParamSpec("goal_source", "topic", "Where the goal comes from: 'topic' (~/goal, PoseStamped in the base "
-              "frame), 'object_poses' (row goal_object of /sim_node/object_poses: the simulated cell's "
-              "ground truth) or 'nearest_object' (the top of the object nearest the gripper in the "
-              "object-centric state).", choices=("topic", "object_poses", "nearest_object"), read_only=True),
-    ParamSpec("goal_object", 0, "Row of /sim_node/object_poses that is the goal (goal_source object_poses).",
-              min=0, max=63),
-    ParamSpec("goal_offset", [0.0, 0.0, 0.0], "Added to an object's position to make the goal (m, base frame).",
-              length=3),
+GOAL_PARAMS = goal_params()
+PLANNER_OUTPUT_PARAMS = [
     ParamSpec("gripper", "open", "Gripper command: 'open', 'closed', or 'plan' (the plan's aperture).",
               choices=("open", "closed", "plan")),
     ParamSpec("publish_path", True, "Publish the planned end-effector path on ~/planned_path (nav_msgs/Path)."),
 ]
-PARAMS = [TASK, *GOAL_PARAMS, *PLANNER_PARAMS, *COST_PARAMS, *OBSTACLE_PARAMS]
+PARAMS = [TASK, *GOAL_PARAMS, *PLANNER_OUTPUT_PARAMS, *PLANNER_PARAMS, *COST_PARAMS, *OBSTACLE_PARAMS]
 # What the planner's settings are made of besides this node's own parameters.
 _SHARED = ("safety.workspace_min", "safety.workspace_max", "safety.max_yaw", "observation.table_z")
 
@@ -182,33 +175,24 @@ class MPPINode(ObservationController):
         from equimanip.planning.end_effector import EndEffectorPlanner
 
         torch.set_num_threads(self.get_parameter("torch_threads").value)
-        self.goal_source = self.get_parameter("goal_source").value
         settings = planner_settings(self._values(), EndEffectorPlannerSettings())
         self.planner = EndEffectorPlanner(settings)      # ValueError: the node does not start (spin_node)
         self._pending: Optional[EndEffectorPlannerSettings] = None
         self._pending_lock = threading.Lock()
         self._goal: Optional[tuple[np.ndarray, Optional[float]]] = None      # (position, yaw) planned for
-        self._topic_goal: Optional[tuple[np.ndarray, float]] = None
-        self._object_poses: deque = deque(maxlen=20)      # (stamp_ns, (K, 7) poses) of this episode
-        self._poses_lock = threading.Lock()               # inputs and decisions run on different threads
+        self.goals = GoalInput(self)
         self._waiting_for_goal = 0
         self._clearance = math.inf
         self._timings: deque = deque(maxlen=200)          # (field_ms, plan_ms)
         self._warm = False
 
         self._pub_path = self.create_publisher(Path, "~/planned_path", qos.RELIABLE)
-        if self.goal_source == "topic":
-            self.create_subscription(PoseStamped, "~/goal", self._on_goal, qos.LATCHED,
-                                     callback_group=self._inputs_group)
-        elif self.goal_source == "object_poses":
-            self.create_subscription(PoseArray, topics.SIM_OBJECT_POSES, self._on_object_poses, qos.RELIABLE,
-                                     callback_group=self._inputs_group)
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._on_planner_parameters)
         self._warm_up()
         s = self.planner.settings.mppi
         self.get_logger().info(f"MPPI with K = {self.planner.mppi.num_rollouts}, T = {s.horizon}, group {s.group}, "
-                               f"on {s.device}; goal from {self.goal_source}")
+                               f"on {s.device}; goal from {self.goals.source}")
 
     # ------------------------------------------------------------------ settings
     def _values(self, changed=()) -> dict:
@@ -253,51 +237,6 @@ class MPPINode(ObservationController):
             self._log.error("settings", f"planner settings not applied, the old ones stay: {e}")
 
     # ------------------------------------------------------------------ goals
-    def _on_goal(self, msg: PoseStamped) -> None:
-        frame = normalize_frame_id(msg.header.frame_id)
-        if frame not in ("", normalize_frame_id(self.base_frame)):
-            self._log.warning("goal-frame", f"ignored a goal in frame '{msg.header.frame_id}': it must be in "
-                                            f"'{self.base_frame}'")
-            return
-        pose = msgs.pose7(msg.pose)
-        norm = float(np.linalg.norm(pose[3:]))
-        if not np.all(np.isfinite(pose)) or not norm > 1e-6:
-            self._log.warning("goal-bad", f"ignored a goal with non-finite values or no orientation: {pose.tolist()}")
-            return
-        low, high = np.asarray(self.limits.workspace_low), np.asarray(self.limits.workspace_high)
-        if np.any(pose[:3] < low - 1e-3) or np.any(pose[:3] > high + 1e-3):
-            self._log.warning("goal-outside", f"ignored a goal at {np.round(pose[:3], 3).tolist()}: outside the "
-                                              f"workspace box {list(low)} .. {list(high)}")
-            return
-        self._topic_goal = (pose[:3].copy(), yaw_of_quat_xyzw(pose[3:] / norm))
-
-    def _on_object_poses(self, msg: PoseArray) -> None:
-        poses = msgs.poses7(msg)
-        if np.all(np.isfinite(poses)):
-            stamp = msg.header.stamp
-            with self._poses_lock:
-                self._object_poses.append((stamp.sec * 1_000_000_000 + stamp.nanosec, poses))
-
-    def _goal_now(self, observation) -> Optional[tuple[np.ndarray, Optional[float]]]:
-        """(goal position, goal yaw or None to keep the yaw the gripper had when the goal appeared)."""
-        offset = np.asarray(self.get_parameter("goal_offset").value, dtype=np.float64)
-        if self.goal_source == "topic":
-            return self._topic_goal
-        if self.goal_source == "object_poses":
-            # The poses of the state's own instant (within sync_slop); else the newest older ones.
-            stamp_ns = round(observation.stamp * 1e9)
-            slop_ns = round(self.get_parameter("sync_slop").value * 1e9)
-            with self._poses_lock:
-                candidates = [(s, poses) for s, poses in self._object_poses if s <= stamp_ns + slop_ns]
-            row = self.get_parameter("goal_object").value
-            if not candidates or row >= len(candidates[-1][1]):
-                return None
-            return candidates[-1][1][row, :3] + offset, None
-        if not observation.objects:
-            return None
-        nearest = observation.objects[0]
-        return nearest.centroid + np.array([0.0, 0.0, nearest.extents[2] / 2.0]) + offset, None
-
     def _clip_to_workspace(self, position: np.ndarray) -> np.ndarray:
         return np.clip(position, self.limits.workspace_low, self.limits.workspace_high)
 
@@ -305,22 +244,21 @@ class MPPINode(ObservationController):
     def observation_config(self):
         """The object-centric state (clustering) only when the goal comes from it."""
         config = self.observations.config
-        return replace(config, compute_object_state=self.goal_source == "nearest_object")
+        return replace(config, compute_object_state=self.goals.source == "nearest_object")
 
     def on_episode_start(self) -> None:
         self.planner.reset()
         self._goal = None
-        with self._poses_lock:
-            self._object_poses.clear()  # the old scene's poses must not steer the new one
+        self.goals.reset()
 
     def act(self, observation) -> np.ndarray:
         self._apply_pending()
         gripper_mode = self.get_parameter("gripper").value
         hold_gripper = {"open": 1.0, "closed": 0.0}.get(gripper_mode, observation.gripper_aperture)
-        goal = self._goal_now(observation)
+        goal = self.goals.goal_at(observation.stamp, observation.objects)
         if goal is None:
             self._waiting_for_goal += 1
-            self._log.warning("no-goal", f"no goal yet ({self._goal_wait_text()}): holding still")
+            self._log.warning("no-goal", f"no goal yet ({self.goals.wait_text()}): holding still")
             return np.array([hold_gripper, 0.0, 0.0, 0.0, 0.0])
         position, yaw = self._clip_to_workspace(np.asarray(goal[0], dtype=np.float64)), goal[1]
         if self._goal is None or np.linalg.norm(position - self._goal[0]) > GOAL_JUMP:
@@ -339,10 +277,6 @@ class MPPINode(ObservationController):
         if self.get_parameter("publish_path").value:
             self._publish_path(observation)
         return action
-
-    def _goal_wait_text(self) -> str:
-        return {"topic": "publish a PoseStamped on ~/goal", "object_poses": f"{topics.SIM_OBJECT_POSES} of this "
-                "state's instant", "nearest_object": "no object detected in the cloud"}[self.goal_source]
 
     def _publish_path(self, observation) -> None:
         states = self.planner.path(observation.ee_pose, observation.gripper_aperture)
@@ -372,7 +306,7 @@ class MPPINode(ObservationController):
 
     def readiness(self) -> tuple[bool, str]:
         ready, waiting = super().readiness()
-        if ready and self.goal_source == "topic" and self._topic_goal is None:
+        if ready and self.goals.waiting_on_topic():
             return False, "a goal on ~/goal (geometry_msgs/PoseStamped in the base frame)"
         return ready, waiting
 
@@ -384,7 +318,7 @@ class MPPINode(ObservationController):
             data["planner"] = {"mppi": {f.name: getattr(s.mppi, f.name) for f in fields(MPPIConfig)},
                                "cost": {f.name: getattr(s.cost, f.name) for f in fields(EndEffectorCostConfig)},
                                "obstacles": {f.name: getattr(s.obstacles, f.name) for f in fields(ObstacleSettings)},
-                               "samples": planner.mppi.num_rollouts, "goal_source": self.goal_source}
+                               "samples": planner.mppi.num_rollouts, "goal_source": self.goals.source}
         return data
 
     def diagnostics(self):
@@ -392,7 +326,7 @@ class MPPINode(ObservationController):
         timings = np.asarray(self._timings) if self._timings else np.full((1, 2), np.nan)
         plan = self.planner.last_plan
         goal = "none" if self._goal is None else str(np.round(self._goal[0], 3).tolist())
-        values = {"goal_source": self.goal_source, "goal": goal, "waiting_for_goal": self._waiting_for_goal,
+        values = {"goal_source": self.goals.source, "goal": goal, "waiting_for_goal": self._waiting_for_goal,
                   "samples": self.planner.mppi.num_rollouts, "group": self.planner.settings.mppi.group,
                   "device": self.planner.settings.mppi.device,
                   "field_ms_p50": f"{np.median(timings[:, 0]):.2f}", "plan_ms_p50": f"{np.median(timings[:, 1]):.2f}",

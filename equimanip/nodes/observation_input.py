@@ -184,11 +184,11 @@ class ObservationInput:
             raise ValueError(f"non-finite gripper joint positions {fingers.tolist()}")
         return gripper_aperture(fingers, self._open_position)
 
-    def build(self, cloud, ee_pose: PoseStamped, joint_states, config: Optional[ObservationConfig] = None
-              ) -> Observation:
+    def build(self, cloud, ee_pose: PoseStamped, joint_states, config: Optional[ObservationConfig] = None,
+              goal_xy=None) -> Observation:
         """Observation of one (cloud, end-effector pose, joint states) set, with the node's settings
-        or ``config``. Raises FrameError, PointCloud2Error, KeyError (missing joints) or ValueError
-        (NaN state) for bad input."""
+        or ``config`` (and the goal its goal channel shows, if it has one). Raises FrameError,
+        PointCloud2Error, KeyError (missing joints) or ValueError (NaN state) for bad input."""
         points = cloud_msg_to_base_points(cloud, self.resolver)
         pose = msgs.pose7(ee_pose.pose)
         stamp = msgs.seconds(ee_pose.header.stamp)
@@ -196,4 +196,4 @@ class ObservationInput:
         if not math.isfinite(stamp):
             raise ValueError("the end-effector pose has a non-finite stamp")
         return build_observation(points, pose, self.aperture(joint_states), stamp, config or self.config,
-                                 cloud_stamp=cloud_stamp, device=self._device)
+                                 cloud_stamp=cloud_stamp, device=self._device, goal_xy=goal_xy)

@@ -17,6 +17,12 @@ Health. Besides the runtime's diagnostics, once a second the node runs the netwo
 observation turned by a quarter turn about the gripper and turns the answer back: for an exactly
 equivariant network the difference is rounding; for a relaxed one it shows how far from symmetric
 the policy has drifted, and for a plain CNN how far it is from symmetric at all.
+
+Goals. A network trained with the goal channel (block_pushing: the goal on the table as a
+heightmap channel, ``ObservationConfig.goal_channel``) needs the goal at every decision. It comes
+from ``goal_source`` (``equimanip.nodes.goal_input``): ``~/goal`` on a real cell (the default), or
+the simulated cell's object poses (``config/sim.yaml`` sets ``object_poses``; ``goal_object`` -1
+takes the task's goal row). Without a goal the node holds the arm and says what it waits for.
 """
 from __future__ import annotations
 
@@ -34,17 +40,21 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.parameter import Parameter
 
 from equimanip import symmetry as sym
+from equimanip.nodes import topics
 from equimanip.nodes.controller import ObservationController
 from equimanip.nodes.devices import check_device, resolve_device
+from equimanip.nodes.goal_input import GoalInput, goal_params
 from equimanip.nodes.params import TASK, ParamSpec
 from equimanip.nodes.spin import freeze_start_up_objects, spin_node
+from equimanip.sim.task_names import TABLE_GOAL_ROWS
 
 # Where `make checkpoints` puts the shipped policies: one per task, used when `checkpoint` is empty.
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 # The settings a network's input depends on: they come from the checkpoint, whatever the node's
 # parameters said (the rest, such as the table height and the crop box, belong to the cell).
 NETWORK_OBSERVATION_FIELDS = ("heightmap_size", "heightmap_side", "heightmap_mode", "gripper_depth_max",
-                              "robot_removal", "fill_empty", "max_objects", "compute_object_state")
+                              "robot_removal", "fill_empty", "max_objects", "compute_object_state",
+                              "goal_channel", "goal_radius")
 WARM_UP_RUNS = 3
 QUARTER_TURN = sym.GroupElement(math.pi / 2)
 
@@ -63,6 +73,9 @@ PARAMS = [
               "networks on a busy small CPU (more threads were 10-100x slower on 2 cores).", min=1, max=64),
     ParamSpec("equivariance_check", True, "Once a second, report in /diagnostics how far the policy's "
               "answer to the observation turned by 90 degrees is from its turned answer."),
+    *goal_params(sources=("topic", "object_poses"), default_object=-1,
+                 object_help="; -1: the task's goal (block_pushing: row 1). Only for a policy trained with "
+                             "the goal channel"),
 ]
 
 
@@ -87,6 +100,9 @@ class PolicyNode(ObservationController):
         # A policy that cannot be loaded at start-up is a configuration error: the node says why
         # in one line and does not start (spin_node, exit code 2).
         self._loaded: Optional[LoadedPolicy] = None
+        self._waiting_for_goal = 0
+        self.goals = GoalInput(self, default_row=lambda: TABLE_GOAL_ROWS.get(self._deciding_with.policy.task),
+                               planar=True)
         self._install(LoadedPolicy(self._build(path), path))
         self._deciding_with = self._loaded
         self.add_on_set_parameters_callback(self._check_parameters)
@@ -127,8 +143,10 @@ class PolicyNode(ObservationController):
         self._loaded = loaded
         self._equivariance_error = None
         config = loaded.policy.observation_config
+        # The goal channel is not an observation.* parameter: only a checkpoint turns it on (a node
+        # with it on needs a goal source), and the node's goal_* parameters say where the goal comes from.
         updates = [Parameter(f"observation.{name}", value=_param_value(getattr(config, name)))
-                   for name in NETWORK_OBSERVATION_FIELDS]
+                   for name in NETWORK_OBSERVATION_FIELDS if self.has_parameter(f"observation.{name}")]
         self._installing = True
         try:
             results = self.set_parameters(updates)
@@ -154,6 +172,12 @@ class PolicyNode(ObservationController):
     def is_warmed_up(self) -> bool:
         return self._loaded is not None
 
+    def readiness(self) -> tuple[bool, str]:
+        ready, waiting = super().readiness()
+        if ready and self.needs_goal() and self.goals.waiting_on_topic():
+            return False, "a goal on ~/goal (geometry_msgs/PoseStamped in the base frame): the policy takes one"
+        return ready, waiting
+
     def observation_config(self):
         """The cell's perception settings with the ones the network depends on from its checkpoint.
         A heightmap policy skips the object-centric state (about 10 ms of a 640 x 480 cloud)."""
@@ -166,7 +190,27 @@ class PolicyNode(ObservationController):
     def action_for(self, inputs) -> np.ndarray:
         loaded = self._loaded             # one policy for the whole decision, whatever swaps meanwhile
         self._deciding_with = loaded
+        if self.needs_goal() and self.table_goal(self._state_stamp(inputs)) is None:
+            self._waiting_for_goal += 1
+            self._log.warning("no-goal", f"the policy takes the task's goal and there is none yet "
+                                         f"({self.goals.wait_text()}): holding still")
+            aperture = self.observations.aperture(inputs.messages[topics.JOINT_STATES])
+            return np.array([aperture, 0.0, 0.0, 0.0, 0.0])
         return super().action_for(inputs)
+
+    def needs_goal(self) -> bool:
+        """Whether the deciding policy's network shows the goal on the table (its goal channel)."""
+        return bool(self._deciding_with.policy.observation_config.goal_channel)
+
+    def table_goal(self, stamp: float):
+        if not self.needs_goal():
+            return None
+        goal = self.goals.goal_at(stamp)
+        return None if goal is None else goal[0][:2]
+
+    def on_episode_start(self) -> None:
+        super().on_episode_start()
+        self.goals.reset()
 
     def act(self, observation) -> np.ndarray:
         return self._deciding_with.policy.act(observation)
@@ -251,6 +295,9 @@ class PolicyNode(ObservationController):
         error = self._equivariance_error
         status.values.append(KeyValue(key="equivariance_error", value="n/a" if error is None else f"{error:.3g}"))
         status.values.append(KeyValue(key="checkpoint", value=str(self._loaded.path)))
+        if self.needs_goal():
+            status.values.append(KeyValue(key="goal_source", value=self.goals.source))
+            status.values.append(KeyValue(key="waiting_for_goal", value=str(self._waiting_for_goal)))
         if self._load_error:
             status.values.append(KeyValue(key="last_load_error", value=self._load_error[:300]))
         return status

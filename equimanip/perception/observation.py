@@ -246,7 +246,8 @@ def _checked_goal(goal_xy, config: ObservationConfig) -> np.ndarray | None:
         raise ValueError("this observation configuration has a goal channel (goal_channel): a goal (x, y) is needed")
     goal = np.asarray(goal_xy, dtype=np.float64).reshape(-1)
     if goal.shape != (2,) or not np.all(np.isfinite(goal)):
-        raise ValueError(f"goal_xy must be 2 finite numbers (x, y in the base frame, m), got {np.ravel(goal_xy).tolist()}")
+        raise ValueError(f"goal_xy must be 2 finite numbers (x, y in the base frame, m), "
+                         f"got {np.ravel(goal_xy).tolist()}")
     if np.any(np.abs(goal) > MAX_COORDINATE_M):
         raise ValueError(f"goal {goal.tolist()} is beyond {MAX_COORDINATE_M:g} m: not in a robot's cell")
     return goal
