@@ -3,9 +3,12 @@
 ``ManipulationGymEnv`` wraps :class:`~equimanip.sim.env.ManipulationEnv` (the PyBullet arm, task
 and depth camera) and :func:`~equimanip.perception.observation.build_observation` (what a policy
 sees on the robot), so anything trained here sees exactly what the ROS nodes will give it, and
-never the ground-truth object poses:
+never the ground-truth object poses (block_pushing's goal, the task's specification rather than
+something to perceive, is the exception: ``ObservationConfig.goal_channel`` draws it in, as the
+policy node does from ``~/goal``):
 
-* observation: the heightmap ``(2, S, S)`` float32 (``observation="heightmap"``, a Box), the
+* observation: the heightmap ``(2, S, S)`` float32 (``(3, S, S)`` with the goal channel;
+  ``observation="heightmap"``, a Box), the
   object-centric state ``(D,)`` (``"state"``), or both (``"both"``, a Dict with keys
   ``heightmap`` and ``state``); S and every other perception setting come from ``ObservationConfig``;
 * action: ``Box(ACTION_LOW, ACTION_HIGH)`` in ``equimanip.action`` order ``[p, dx, dy, dz, dyaw]``
