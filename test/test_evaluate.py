@@ -75,6 +75,8 @@ def test_results_rows_tables_and_plot(tmp_path):
     views = [results.sac_row(summary() | {"heightmap_mode": "gripper"} | extra)["network"].split(",")[0]
              for extra in ({}, {"robot_removal": "above_grasp_point"}, {"robot_removal": "hand_boxes"})]
     assert views == ["64x64 gripper view"] * 2 + ["64x64 gripper (hand boxes) view"]
+    assert results.sac_row(summary() | {"goal_channel": True})["network"].endswith(", goal channel")
+    assert "goal" not in results.sac_row(summary() | {"goal_channel": False})["network"]
     with pytest.raises(ValueError, match="columns"):
         results.append_row(csv_path, {"task": "x"}, ["task"])
     with pytest.raises(ValueError, match="does not have"):

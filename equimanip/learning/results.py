@@ -109,6 +109,8 @@ def sac_row(summary: dict, **provenance) -> dict:
         view += f" ({summary['robot_removal'].replace('_', ' ')})"      # the view since 2026-11-26
     size = net["heightmap_size"]
     network = f"{size}x{size} {view} view, n_hidden {net['n_hidden']}, {net['top']} top"
+    if summary.get("goal_channel"):
+        network += ", goal channel"
     return {
         "experiment": "yaw_sector" if summary.get("yaw_sector") else "sample_efficiency",
         "task": summary["task"], "group": summary["group"], "relaxed": summary["relaxed"], "network": network,
@@ -294,6 +296,7 @@ def main(argv=None) -> int:
                 observation = load_checkpoint(run / "last.pt").observation_config
                 provenance["heightmap_mode"] = observation.heightmap_mode
                 provenance["robot_removal"] = observation.robot_removal
+                provenance["goal_channel"] = observation.goal_channel
             append_row(args.results, sac_row(summary, **provenance), SAC_FIELDS)
             print(f"{run}: row appended to {args.results}")
         return 0
