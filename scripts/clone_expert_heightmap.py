@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="block_pushing")
     parser.add_argument("--group", default="c8")
+    parser.add_argument("--n-hidden", type=int, default=None, help="override the CPU preset's width (8)")
     parser.add_argument("--goal-channel", choices=["auto", "on", "off"], default="auto")
     parser.add_argument("--demos", type=int, default=60)
     parser.add_argument("--steps", type=int, default=3000, help="gradient steps")
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    config = SACConfig(task=args.task, group=args.group, seed=args.seed,
+    config = SACConfig(task=args.task, group=args.group, seed=args.seed, n_hidden=args.n_hidden,
                        goal_channel={"auto": None, "on": True, "off": False}[args.goal_channel]).validate()
     env = ManipulationGymEnv(config.task, **config.env_options())
     started = time.perf_counter()
@@ -74,7 +75,8 @@ def main(argv=None) -> int:
         return unnormalize_action(torch.tanh(mean)[0].numpy())
 
     result = run_episodes(act, env, args.episodes, seed=EVAL_SEED_BASE, progress=True)
-    summary = {"task": args.task, "group": args.group, "goal_channel": config.shows_goal(), "demos": len(demos),
+    summary = {"task": args.task, "group": args.group, "n_hidden": config.network_config().n_hidden,
+               "goal_channel": config.shows_goal(), "demos": len(demos),
                "samples": len(actions), "steps": args.steps, "final_loss": loss.item(),
                "success": result.success_rate, "episodes": result.episodes,
                "wall_s": round(time.perf_counter() - started, 1)}

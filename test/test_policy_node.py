@@ -198,14 +198,14 @@ def test_a_policy_with_a_goal_channel_waits_for_its_goal_and_sees_it_where_it_is
     pub.publish(msgs.pose_stamped([0.6, 0.1, 0.0, 0.0, 0.0, 0.0, 1.0], "base_link", 0.0))   # on the table
     ros.spin_until(lambda: loop.policy.goals.topic_goal is not None, 10.0, "the goal")
     loop.sim.republish()
-    loop.steps(2)
+    ros.spin_until(lambda: loop.policy.last_observation is not None, 30.0, "a decision with the goal")
     observation = loop.policy.last_observation
     np.testing.assert_allclose(observation.goal_xy, [0.6, 0.1])
     assert observation.heightmap.shape == (3, SIZE, SIZE) and observation.heightmap[2].sum() > 0
     assert loop.policy.stats.failures == 0
 
     from_sim = Loop(ros, checkpoint, task="block_pushing", goal_source="object_poses")
-    from_sim.steps(2)
+    ros.spin_until(lambda: from_sim.policy.last_observation is not None, 30.0, "a decision with the goal")
     goal = from_sim.sim.env.observe(render=False).object_poses[1, :2]
     np.testing.assert_allclose(from_sim.policy.last_observation.goal_xy, goal, atol=1e-6)
 
