@@ -111,6 +111,8 @@ def sac_row(summary: dict, **provenance) -> dict:
     network = f"{size}x{size} {view} view, n_hidden {net['n_hidden']}, {net['top']} top"
     if summary.get("goal_channel"):
         network += ", goal channel"
+    if summary.get("pretrain_steps"):
+        network += f", {summary['pretrain_steps']} pre-training updates"
     return {
         "experiment": "yaw_sector" if summary.get("yaw_sector") else "sample_efficiency",
         "task": summary["task"], "group": summary["group"], "relaxed": summary["relaxed"], "network": network,

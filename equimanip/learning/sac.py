@@ -96,6 +96,10 @@ class SACConfig:
     # --- demonstrations (SACfD)
     demos: int = 20
     sacfd_weight: float = 1.0
+    # SAC updates on the demonstrations alone before the first environment step (equi_rl's
+    # pre_train_step, 0 there by default): the actor starts from a cloned expert, the critic from
+    # the demonstrations' returns.
+    pretrain_steps: int = 0
     # --- replay
     augment_copies: int = 4                     # rotated copies stored with every transition
     prioritized: bool = False
@@ -131,6 +135,8 @@ class SACConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not (0 <= self.gamma <= 1 and 0 < self.tau <= 1 and self.init_alpha > 0):
             raise ValueError("gamma must be in [0, 1], tau in (0, 1], init_alpha > 0")
+        if self.pretrain_steps < 0 or (self.pretrain_steps and not self.demos):
+            raise ValueError("pretrain_steps must be >= 0, and pre-training needs demonstrations (--demos)")
         if self.demos < 0 or self.augment_copies < 0 or self.final_eval_episodes < 0 or self.sacfd_weight < 0:
             raise ValueError("demos, augment_copies, final_eval_episodes and sacfd_weight must be >= 0")
         if self.goal_channel and not self.shows_goal_possible():
@@ -488,6 +494,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                 buffer.add(obs, normalize_action(action), reward, next_obs, terminated, is_expert=True)
         print(f"{len(demos)} expert demonstrations, {sum(len(d) for d in demos)} transitions "
               f"({len(buffer)} buffer items with the rotated copies)", flush=True)
+        state.wall_s += pretrain(learner, buffer, config, device, progress)   # counted in the run's time
 
     log = RunLog(out)
     envs = make_vector_env(config.task, config.num_envs, **config.env_options())
@@ -572,7 +579,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                "yaw_sector": list(config.yaw_sector) if config.yaw_sector else None,
                "heightmap_mode": observation_config.heightmap_mode,
                "robot_removal": observation_config.robot_removal,
-               "goal_channel": observation_config.goal_channel,
+               "goal_channel": observation_config.goal_channel, "pretrain_steps": config.pretrain_steps,
                "best_success": state.best_success, "best_step": state.best_step}
     if config.final_eval_episodes:
         success, result = evaluate_now(config.final_eval_episodes, eval_env)
@@ -655,6 +662,27 @@ def _load_training_state(out: Path, learner: SAC, buffer: ReplayBuffer, config: 
     return progress
 
 
+def pretrain(learner: "SAC", buffer: ReplayBuffer, config: SACConfig, device: str, progress: bool) -> float:
+    """``config.pretrain_steps`` SAC updates on the buffer while it holds only demonstrations;
+    returns the seconds they took."""
+    from tqdm import tqdm
+
+    if not config.pretrain_steps:
+        return 0.0
+    started = time.perf_counter()
+    losses = []
+    for _ in tqdm(range(config.pretrain_steps), desc="pre-training on the demonstrations", disable=not progress,
+                  leave=False):
+        batch = buffer.sample(config.batch_size, beta=config.per_beta_start, device=device)
+        stats = learner.update(batch)
+        buffer.update_priorities(batch.indices, stats.pop("td_errors"))
+        losses.append(stats["sacfd_loss"])
+    print(f"pre-trained on the demonstrations: {config.pretrain_steps} updates in "
+          f"{time.perf_counter() - started:.0f} s, SACfD loss {np.mean(losses[:50]):.3g} -> "
+          f"{np.mean(losses[-50:]):.3g}", flush=True)
+    return time.perf_counter() - started
+
+
 # ------------------------------------------------------------------------------------ the command
 
 
@@ -685,6 +713,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--goal-channel", choices=["auto", "on", "off"], default="auto",
                         help="the task's goal on the table as a heightmap channel (auto: on for the tasks "
                              "with one, block_pushing)")
+    parser.add_argument("--pretrain-steps", type=int, default=d.pretrain_steps,
+                        help="SAC updates on the demonstrations before the first environment step (equi_rl's "
+                             "pre_train_step)")
     parser.add_argument("--prioritized", action="store_true", help="prioritized replay (alpha 0.6, beta 0.4 -> 1)")
     parser.add_argument("--recompute-critic-features", action="store_true",
                         help="run the critic's encoder again for the actor's loss (equi_rl; about 30%% slower)")
@@ -712,6 +743,7 @@ def config_from_args(args) -> SACConfig:
                      seed=args.seed, max_episode_steps=args.max_episode_steps or None,
                      yaw_sector=tuple(args.yaw_sector) if args.yaw_sector else None, prioritized=args.prioritized,
                      goal_channel={"auto": None, "on": True, "off": False}[args.goal_channel],
+                     pretrain_steps=args.pretrain_steps,
                      reuse_critic_features=not args.recompute_critic_features,
                      augment_copies=args.augment_copies, batch_size=args.batch_size,
                      learning_starts=args.learning_starts, lr=args.lr,
