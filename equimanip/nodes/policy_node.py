@@ -162,8 +162,9 @@ class PolicyNode(ObservationController):
         network = loaded.policy.checkpoint.network
         trained = loaded.policy.metadata.get("best_success")
         record = "" if trained is None else f", {float(trained):.0%} success in its best training evaluation"
+        goal = f", the task's goal from {self.goals.source}" if loaded.policy.observation_config.goal_channel else ""
         return (f"'{loaded.policy.checkpoint.kind}' policy from {loaded.path} (task {loaded.policy.task}, "
-                f"group {network.get('group', 'none')}, {loaded.policy.input_kind} input{record})")
+                f"group {network.get('group', 'none')}, {loaded.policy.input_kind} input{goal}{record})")
 
     @property
     def policy(self):
