@@ -21,8 +21,9 @@ the policy has drifted, and for a plain CNN how far it is from symmetric at all.
 Goals. A network trained with the goal channel (block_pushing: the goal on the table as a
 heightmap channel, ``ObservationConfig.goal_channel``) needs the goal at every decision. It comes
 from ``goal_source`` (``equimanip.nodes.goal_input``): ``~/goal`` on a real cell (the default), or
-the simulated cell's object poses (``config/sim.yaml`` sets ``object_poses``; ``goal_object`` -1
-takes the task's goal row). Without a goal the node holds the arm and says what it waits for.
+the simulated cell's object poses (``equimanip run`` and ``sim.launch.py`` set ``object_poses``;
+``goal_object`` -1 takes the task's goal row). Without a goal the node holds the arm and says what
+it waits for (and, waiting for ``~/goal``, is not ready).
 """
 from __future__ import annotations
 
