@@ -307,6 +307,10 @@ def _sac_policy(checkpoint: Checkpoint, device: str, optimize: bool) -> Policy:
         cfg = NetworkConfig.from_dict(checkpoint.network)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: network settings: {e}") from None
+    if cfg.in_channels != checkpoint.observation_config.heightmap_channels:
+        raise ValueError(f"{where}: the network takes {cfg.in_channels} heightmap channels but the observation "
+                         f"settings make {checkpoint.observation_config.heightmap_channels} (goal_channel "
+                         f"{checkpoint.observation_config.goal_channel})")
     if cfg.heightmap_size != checkpoint.observation_config.heightmap_size:
         raise ValueError(f"{where}: the network takes {cfg.heightmap_size} x {cfg.heightmap_size} heightmaps but the "
                          f"observation settings make {checkpoint.observation_config.heightmap_size} x "

@@ -40,7 +40,7 @@ def generate_launch_description():
         DeclareLaunchArgument("device", default_value="auto", description="auto, cpu or cuda[:n] (policy, mppi)"),
         DeclareLaunchArgument("goal_source", default_value="object_poses",
                               description="policy, mppi: the goal from the simulation's object poses, "
-                                          "or topic (~/goal)"),
+                                          "topic (~/goal), or nearest_object (mppi)"),
         DeclareLaunchArgument("auto_reset", default_value="true",
                               description="start a new episode when one ends (nobody else resets here)"),
         Node(package="equimanip", executable="sim_node", name="sim_node", output="screen",

@@ -40,6 +40,8 @@ def main(argv=None) -> int:
     parser.add_argument("--episodes", type=int, default=30, help="held-out evaluation episodes")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.steps < 1 or args.demos < 1 or args.episodes < 1:
+        parser.error("--steps, --demos and --episodes must be positive")
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     config = SACConfig(task=args.task, group=args.group, seed=args.seed, n_hidden=args.n_hidden,

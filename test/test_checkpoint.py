@@ -123,6 +123,9 @@ def test_bad_files_are_refused_clearly(tmp_path):
     with pytest.raises(ValueError, match="observation settings make 32 x 32"):
         ckpt.load_policy(save(tmp_path / "obs32.pt", actor, critic,
                               observation_config=ObservationConfig(heightmap_size=32)))
+    with pytest.raises(ValueError, match="observation settings make 3 .goal_channel True"):
+        ckpt.load_policy(save(tmp_path / "goal.pt", actor, critic,
+                              observation_config=ObservationConfig(heightmap_size=16, goal_channel=True)))
     with pytest.raises(ValueError, match="low < high"):
         save(tmp_path / "limits.pt", actor, critic, action_low=ACTION_HIGH, action_high=ACTION_LOW)
     with pytest.raises(TypeError, match=r"metadata.when"):

@@ -175,7 +175,7 @@ def test_a_task_without_a_shipped_policy_is_a_clear_start_up_error(ros, tmp_path
 def test_a_policy_with_a_goal_channel_waits_for_its_goal_and_sees_it_where_it_is(ros, tmp_path):
     """A pushing policy trained with the goal channel: from ~/goal it holds the arm (and says why)
     until a goal comes, then decides with the goal drawn where it is; from the simulation's object
-    poses (what config/sim.yaml sets) it sees the scene's own goal."""
+    poses (what `equimanip run` and sim.launch.py set) it sees the scene's own goal."""
     from geometry_msgs.msg import PoseStamped
     from rclpy.node import Node
 

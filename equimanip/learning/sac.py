@@ -140,7 +140,10 @@ class SACConfig:
         if self.demos < 0 or self.augment_copies < 0 or self.final_eval_episodes < 0 or self.sacfd_weight < 0:
             raise ValueError("demos, augment_copies, final_eval_episodes and sacfd_weight must be >= 0")
         if self.goal_channel and not self.shows_goal_possible():
-            raise ValueError(f"--goal-channel on: {self.task} has no goal on the table (block_pushing has)")
+            from equimanip.sim.task_names import TABLE_GOAL_ROWS
+
+            raise ValueError(f"--goal-channel on: {self.task} has no goal on the table (tasks with one: "
+                             f"{', '.join(TABLE_GOAL_ROWS)})")
         training_seeds(self.seed)                 # run seeds must stay clear of evaluation seeds
         self.network_config()                     # group, width and size checked by the models
         return self

@@ -27,6 +27,8 @@ from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.params import ParamSpec
 
 GOAL_SOURCES = ("topic", "object_poses", "nearest_object")
+# Longest wait (s) of a decision for the simulated cell's object poses of its own state (goal_at).
+POSES_WAIT_S = 0.05
 _SOURCE_HELP = {
     "topic": "'topic' (~/goal, PoseStamped in the base frame)",
     "object_poses": "'object_poses' (row goal_object of /sim_node/object_poses: the simulated cell's ground truth)",
@@ -60,7 +62,9 @@ class GoalInput:
         self._default_row = default_row
         self.topic_goal: Optional[tuple[np.ndarray, float]] = None        # (position, yaw)
         self._object_poses: deque = deque(maxlen=20)      # (stamp_ns, (K, 7) poses) of this episode
-        self._lock = threading.Lock()                     # inputs and decisions run on different threads
+        # Inputs and decisions run on different threads; a decision may wait for its poses.
+        self._lock = threading.Lock()
+        self._poses_arrived = threading.Condition(self._lock)
         if self.source == "topic":
             node.create_subscription(PoseStamped, "~/goal", self._on_goal, qos.LATCHED,
                                      callback_group=node._inputs_group)
@@ -94,8 +98,9 @@ class GoalInput:
         poses = msgs.poses7(msg)
         if np.all(np.isfinite(poses)):
             stamp = msg.header.stamp
-            with self._lock:
+            with self._poses_arrived:
                 self._object_poses.append((stamp.sec * 1_000_000_000 + stamp.nanosec, poses))
+                self._poses_arrived.notify_all()
 
     def reset(self) -> None:
         """A new episode: the old scene's poses must not steer the new one."""
@@ -103,9 +108,15 @@ class GoalInput:
             self._object_poses.clear()
 
     # ------------------------------------------------------------------ the goal
-    def goal_at(self, stamp: float, objects=()) -> Optional[tuple[np.ndarray, Optional[float]]]:
+    def goal_at(self, stamp: float, objects=(), wait_s: float = POSES_WAIT_S
+                ) -> Optional[tuple[np.ndarray, Optional[float]]]:
         """(goal position, goal yaw or None when the source has no yaw) for a state taken at ``stamp``
-        (seconds) whose detected objects are ``objects``; None while there is none."""
+        (seconds) whose detected objects are ``objects``; None while there is none.
+
+        ``object_poses``: the simulated cell publishes the poses just after the state they belong
+        to, and they are not part of the synchronised inputs, so a decision on the first state of
+        an episode can come before them; it waits up to ``wait_s`` for the poses of its own instant
+        (call it from the decision thread, never from an executor's)."""
         node = self._node
         offset = np.asarray(node.get_parameter("goal_offset").value, dtype=np.float64)
         if self.source == "topic":
@@ -113,7 +124,9 @@ class GoalInput:
         if self.source == "object_poses":
             stamp_ns = round(stamp * 1e9)
             slop_ns = round(node.get_parameter("sync_slop").value * 1e9)
-            with self._lock:
+            with self._poses_arrived:
+                self._poses_arrived.wait_for(
+                    lambda: any(abs(s - stamp_ns) <= slop_ns for s, _ in self._object_poses), timeout=wait_s)
                 candidates = [(s, poses) for s, poses in self._object_poses if s <= stamp_ns + slop_ns]
             row = node.get_parameter("goal_object").value
             if row < 0:

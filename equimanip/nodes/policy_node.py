@@ -102,6 +102,7 @@ class PolicyNode(ObservationController):
         # in one line and does not start (spin_node, exit code 2).
         self._loaded: Optional[LoadedPolicy] = None
         self._waiting_for_goal = 0
+        self._decision_goal: Optional[np.ndarray] = None
         self.goals = GoalInput(self, default_row=lambda: TABLE_GOAL_ROWS.get(self._deciding_with.policy.task),
                                planar=True)
         self._install(LoadedPolicy(self._build(path), path))
@@ -143,6 +144,7 @@ class PolicyNode(ObservationController):
         """Swap ``loaded`` in between two decisions; show its observation settings as parameters."""
         self._loaded = loaded
         self._equivariance_error = None
+        self.last_observation = None      # shaped for the old network: not for the new one's check
         config = loaded.policy.observation_config
         # The goal channel is not an observation.* parameter: only a checkpoint turns it on (a node
         # with it on needs a goal source), and the node's goal_* parameters say where the goal comes from.
@@ -176,7 +178,7 @@ class PolicyNode(ObservationController):
 
     def readiness(self) -> tuple[bool, str]:
         ready, waiting = super().readiness()
-        if ready and self.needs_goal() and self.goals.waiting_on_topic():
+        if ready and self.needs_goal(self._loaded) and self.goals.waiting_on_topic():
             return False, "a goal on ~/goal (geometry_msgs/PoseStamped in the base frame): the policy takes one"
         return ready, waiting
 
@@ -192,7 +194,10 @@ class PolicyNode(ObservationController):
     def action_for(self, inputs) -> np.ndarray:
         loaded = self._loaded             # one policy for the whole decision, whatever swaps meanwhile
         self._deciding_with = loaded
-        if self.needs_goal() and self.table_goal(self._state_stamp(inputs)) is None:
+        # The goal is looked up once per decision: what decides between holding and deciding is
+        # what the observation shows (table_goal below).
+        self._decision_goal = self._goal_for(self._state_stamp(inputs)) if self.needs_goal() else None
+        if self.needs_goal() and self._decision_goal is None:
             self._waiting_for_goal += 1
             self._log.warning("no-goal", f"the policy takes the task's goal and there is none yet "
                                          f"({self.goals.wait_text()}): holding still")
@@ -200,15 +205,16 @@ class PolicyNode(ObservationController):
             return np.array([aperture, 0.0, 0.0, 0.0, 0.0])
         return super().action_for(inputs)
 
-    def needs_goal(self) -> bool:
-        """Whether the deciding policy's network shows the goal on the table (its goal channel)."""
-        return bool(self._deciding_with.policy.observation_config.goal_channel)
+    def needs_goal(self, loaded: Optional[LoadedPolicy] = None) -> bool:
+        """Whether a policy's network (by default the deciding one's) shows the goal on the table."""
+        return bool((loaded or self._deciding_with).policy.observation_config.goal_channel)
 
-    def table_goal(self, stamp: float):
-        if not self.needs_goal():
-            return None
+    def _goal_for(self, stamp: float) -> Optional[np.ndarray]:
         goal = self.goals.goal_at(stamp)
         return None if goal is None else goal[0][:2]
+
+    def table_goal(self, stamp: float):
+        return self._decision_goal if self.needs_goal() else None
 
     def on_episode_start(self) -> None:
         super().on_episode_start()
@@ -297,7 +303,7 @@ class PolicyNode(ObservationController):
         error = self._equivariance_error
         status.values.append(KeyValue(key="equivariance_error", value="n/a" if error is None else f"{error:.3g}"))
         status.values.append(KeyValue(key="checkpoint", value=str(self._loaded.path)))
-        if self.needs_goal():
+        if self.needs_goal(self._loaded):
             status.values.append(KeyValue(key="goal_source", value=self.goals.source))
             status.values.append(KeyValue(key="waiting_for_goal", value=str(self._waiting_for_goal)))
         if self._load_error:
