@@ -55,6 +55,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from equimanip.sim.task_names import TABLE_GOAL_ROWS, TASK_NAMES
+
 from .evaluate import EVAL_SEED_BASE, run_episodes, training_seeds
 from .replay import Batch, ReplayBuffer, normalize_action, unnormalize_action
 
@@ -120,8 +122,6 @@ class SACConfig:
     threads: int = 1
 
     def validate(self) -> "SACConfig":
-        from equimanip.sim.task_names import TASK_NAMES
-
         if self.task not in TASK_NAMES:
             raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(TASK_NAMES)}")
         if self.network not in ("cpu", "paper", "auto"):
@@ -139,9 +139,7 @@ class SACConfig:
             raise ValueError("pretrain_steps must be >= 0, and pre-training needs demonstrations (--demos)")
         if self.demos < 0 or self.augment_copies < 0 or self.final_eval_episodes < 0 or self.sacfd_weight < 0:
             raise ValueError("demos, augment_copies, final_eval_episodes and sacfd_weight must be >= 0")
-        if self.goal_channel and not self.shows_goal_possible():
-            from equimanip.sim.task_names import TABLE_GOAL_ROWS
-
+        if self.goal_channel and self.task not in TABLE_GOAL_ROWS:
             raise ValueError(f"--goal-channel on: {self.task} has no goal on the table (tasks with one: "
                              f"{', '.join(TABLE_GOAL_ROWS)})")
         training_seeds(self.seed)                 # run seeds must stay clear of evaluation seeds
@@ -167,13 +165,9 @@ class SACConfig:
         preset = self.network if self.network != "auto" else ("paper" if self.resolved_device() == "cuda" else "cpu")
         return NetworkConfig.paper(**overrides) if preset == "paper" else NetworkConfig.cpu(**overrides)
 
-    def shows_goal_possible(self) -> bool:
-        from equimanip.sim.task_names import TABLE_GOAL_ROWS
-
-        return self.task in TABLE_GOAL_ROWS
-
     def shows_goal(self) -> bool:
-        return self.shows_goal_possible() if self.goal_channel is None else self.goal_channel
+        """Whether the networks see the goal channel (by default: the task has a goal on the table)."""
+        return self.task in TABLE_GOAL_ROWS if self.goal_channel is None else self.goal_channel
 
     def observation_config(self):
         from equimanip.perception.observation import ObservationConfig
@@ -536,10 +530,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
             for _ in range(config.num_envs * config.updates_per_step):
                 fraction = min(1.0, state.step / config.steps)
                 beta = config.per_beta_start + fraction * (config.per_beta_end - config.per_beta_start)
-                batch = buffer.sample(config.batch_size, beta=beta, device=device)
-                stats = learner.update(batch)
-                buffer.update_priorities(batch.indices, stats.pop("td_errors"))
-                stats_window.append(stats)
+                stats_window.append(learn_step(learner, buffer, config.batch_size, beta, device))
 
         # --- log, evaluate, checkpoint
         state.wall_s = wall_before + time.perf_counter() - session_start
@@ -665,6 +656,15 @@ def _load_training_state(out: Path, learner: SAC, buffer: ReplayBuffer, config: 
     return progress
 
 
+def learn_step(learner: "SAC", buffer: ReplayBuffer, batch_size: int, beta: float, device: str) -> dict:
+    """One SAC update on a batch sampled from ``buffer``, whose priorities it then updates; the
+    update's statistics."""
+    batch = buffer.sample(batch_size, beta=beta, device=device)
+    stats = learner.update(batch)
+    buffer.update_priorities(batch.indices, stats.pop("td_errors"))
+    return stats
+
+
 def pretrain(learner: "SAC", buffer: ReplayBuffer, config: SACConfig, device: str, progress: bool) -> float:
     """``config.pretrain_steps`` SAC updates on the buffer while it holds only demonstrations;
     returns the seconds they took."""
@@ -676,10 +676,7 @@ def pretrain(learner: "SAC", buffer: ReplayBuffer, config: SACConfig, device: st
     losses = []
     for _ in tqdm(range(config.pretrain_steps), desc="pre-training on the demonstrations", disable=not progress,
                   leave=False):
-        batch = buffer.sample(config.batch_size, beta=config.per_beta_start, device=device)
-        stats = learner.update(batch)
-        buffer.update_priorities(batch.indices, stats.pop("td_errors"))
-        losses.append(stats["sacfd_loss"])
+        losses.append(learn_step(learner, buffer, config.batch_size, config.per_beta_start, device)["sacfd_loss"])
     print(f"pre-trained on the demonstrations: {config.pretrain_steps} updates in "
           f"{time.perf_counter() - started:.0f} s, SACfD loss {np.mean(losses[:50]):.3g} -> "
           f"{np.mean(losses[-50:]):.3g}", flush=True)

@@ -739,27 +739,21 @@ class ObservationController(ControllerNode):
         network depends on with its checkpoint's)."""
         return self.observations.config
 
-    def table_goal(self, stamp: float):
-        """The goal on the table (x, y, base frame) that the next observation's goal channel shows,
-        for the state taken at ``stamp``; None when its network has no goal channel (a policy node
-        whose checkpoint has one overrides this)."""
-        return None
-
-    @staticmethod
-    def _state_stamp(inputs: InputSet) -> float:
-        return msgs.seconds(inputs.messages[topics.EE_POSE].header.stamp)
-
-    def action_for(self, inputs: InputSet) -> np.ndarray:
+    def observe(self, inputs: InputSet, goal_xy=None):
+        """The Observation of one input set (``goal_xy``: the goal its goal channel shows, for a
+        network that has one). Raises ValueError for a blind camera, as for any bad input."""
         m = inputs.messages
         observation = self.observations.build(m[topics.CLOUD], m[topics.EE_POSE], m[topics.JOINT_STATES],
-                                              self.observation_config(),
-                                              goal_xy=self.table_goal(self._state_stamp(inputs)))
+                                              self.observation_config(), goal_xy=goal_xy)
         if observation.points_in_workspace == 0:
             # An empty heightmap is not "an empty table": a policy must not act on a blind camera.
             raise ValueError("the cloud has no valid point inside the observation crop box "
                              "(observation.workspace_min/max): is the camera covered, or its pose wrong?")
         self.last_observation = observation
-        return self.act(observation)
+        return observation
+
+    def action_for(self, inputs: InputSet) -> np.ndarray:
+        return self.act(self.observe(inputs))
 
     def ready_to_decide(self, inputs: InputSet) -> bool:
         """Not before any camera pose is known: the latched camera pose may come in after the first

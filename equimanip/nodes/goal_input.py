@@ -118,9 +118,9 @@ class GoalInput:
         an episode can come before them; it waits up to ``wait_s`` for the poses of its own instant
         (call it from the decision thread, never from an executor's)."""
         node = self._node
-        offset = np.asarray(node.get_parameter("goal_offset").value, dtype=np.float64)
         if self.source == "topic":
             return self.topic_goal
+        offset = np.asarray(node.get_parameter("goal_offset").value, dtype=np.float64)
         if self.source == "object_poses":
             stamp_ns = round(stamp * 1e9)
             slop_ns = round(node.get_parameter("sync_slop").value * 1e9)

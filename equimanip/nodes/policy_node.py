@@ -41,7 +41,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.parameter import Parameter
 
 from equimanip import symmetry as sym
-from equimanip.nodes import topics
+from equimanip.nodes import msgs, topics
 from equimanip.nodes.controller import ObservationController
 from equimanip.nodes.devices import check_device, resolve_device
 from equimanip.nodes.goal_input import GoalInput, goal_params
@@ -102,7 +102,6 @@ class PolicyNode(ObservationController):
         # in one line and does not start (spin_node, exit code 2).
         self._loaded: Optional[LoadedPolicy] = None
         self._waiting_for_goal = 0
-        self._decision_goal: Optional[np.ndarray] = None
         self.goals = GoalInput(self, default_row=lambda: TABLE_GOAL_ROWS.get(self._deciding_with.policy.task),
                                planar=True)
         self._install(LoadedPolicy(self._build(path), path))
@@ -194,27 +193,20 @@ class PolicyNode(ObservationController):
     def action_for(self, inputs) -> np.ndarray:
         loaded = self._loaded             # one policy for the whole decision, whatever swaps meanwhile
         self._deciding_with = loaded
-        # The goal is looked up once per decision: what decides between holding and deciding is
-        # what the observation shows (table_goal below).
-        self._decision_goal = self._goal_for(self._state_stamp(inputs)) if self.needs_goal() else None
-        if self.needs_goal() and self._decision_goal is None:
-            self._waiting_for_goal += 1
-            self._log.warning("no-goal", f"the policy takes the task's goal and there is none yet "
-                                         f"({self.goals.wait_text()}): holding still")
-            aperture = self.observations.aperture(inputs.messages[topics.JOINT_STATES])
-            return np.array([aperture, 0.0, 0.0, 0.0, 0.0])
-        return super().action_for(inputs)
+        goal = None
+        if self.needs_goal():
+            goal = self.goals.goal_at(msgs.seconds(inputs.messages[topics.EE_POSE].header.stamp))
+            if goal is None:
+                self._waiting_for_goal += 1
+                self._log.warning("no-goal", f"the policy takes the task's goal and there is none yet "
+                                             f"({self.goals.wait_text()}): holding still")
+                aperture = self.observations.aperture(inputs.messages[topics.JOINT_STATES])
+                return np.array([aperture, 0.0, 0.0, 0.0, 0.0])
+        return self.act(self.observe(inputs, goal_xy=None if goal is None else goal[0][:2]))
 
     def needs_goal(self, loaded: Optional[LoadedPolicy] = None) -> bool:
         """Whether a policy's network (by default the deciding one's) shows the goal on the table."""
         return bool((loaded or self._deciding_with).policy.observation_config.goal_channel)
-
-    def _goal_for(self, stamp: float) -> Optional[np.ndarray]:
-        goal = self.goals.goal_at(stamp)
-        return None if goal is None else goal[0][:2]
-
-    def table_goal(self, stamp: float):
-        return self._decision_goal if self.needs_goal() else None
 
     def on_episode_start(self) -> None:
         super().on_episode_start()
