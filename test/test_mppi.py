@@ -109,7 +109,7 @@ def test_plain_sampling_is_not_equivariant():
 def test_symmetric_sample_set_is_closed_under_the_group():
     planner = point_mass_planner("d4", rest_share=0.0, include_nominal=False)
     planner._plan.zero_()
-    samples = planner._sample()                                      # (T, K, 2), around zero
+    samples = planner._sample(planner._draw_noise(), planner.nominal)   # (T, K, 2), around zero
     K = samples.shape[1]
     as_set = samples.permute(1, 0, 2).reshape(K, -1)
     for g in symmetry.group("d4").elements():
@@ -140,7 +140,7 @@ def test_every_sample_is_inside_the_bounds():
     config = MPPIConfig.for_end_effector(num_samples=400, horizon=5, seed=0, group="d8",
                                          noise_sigma=(2.0, 0.5, 0.5, 0.5, 3.0))
     planner = MPPI(KinematicEndEffector(), config, trajectory_cost=EndEffectorCost(), action_layout=ACTION_LAYOUT)
-    samples = planner._sample()
+    samples = planner._sample(planner._draw_noise(), planner.nominal)
     assert planner.bounds.contains(samples)
     assert float(torch.hypot(samples[..., 1], samples[..., 2]).max()) == pytest.approx(0.05, abs=1e-6)
     assert float(samples[..., 3].abs().max()) == pytest.approx(0.05, abs=1e-6)
@@ -334,12 +334,32 @@ def test_benchmark_ends_with_one_json_line(capsys):
 
     from equimanip.bench import mppi as bench
 
-    assert bench.main(["--blocks", "1", "--repeats", "1", "--json"]) == 0
+    assert bench.main(["--blocks", "1", "--repeats", "1", "--no-compile", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("ours_ms", "pytorch_mppi_ms", "speedup_vs_pytorch_mppi", "symmetric_vs_plain", "threads"):
         assert key in result
     assert [(c["samples"], c["horizon"]) for c in result["configurations"]][:3] == [(1000, 20), (4096, 30), (256, 15)]
     assert result["ours_ms"] > 0 and result["threads"] == 1
+
+
+def test_compiled_cycle_plans_what_the_eager_one_plans():
+    """MPPIConfig.compile compiles the whole cycle after the random draw: from the same seed it
+    plans what eager PyTorch plans, cycle after cycle (warm start included), plain and symmetric, and
+    the compiled point-mass model and cost (their element-wise form) agree with the eager ones."""
+    def planner(compile_, group):
+        config = MPPIConfig(action_low=(-1.0, -1.0), action_high=(1.0, 1.0), noise_sigma=(0.5, 0.5),
+                            num_samples=64, horizon=6, group=group, seed=3, compile=compile_)
+        return MPPI(PointMass(), config, running_cost=QuadraticCost((1, 1, 0.1, 0.1), (0.01, 0.01)),
+                    action_layout=PointMass.action_layout)
+
+    for group in ("none", "d4"):
+        eager, compiled = planner(False, group), planner(True, group)
+        state = torch.tensor([1.0, -0.8, 0.2, 0.0])
+        for _ in range(3):
+            a, b = eager.plan(state), compiled.plan(state)
+            assert torch.allclose(a.actions, b.actions, atol=1e-5)
+            assert torch.allclose(a.costs, b.costs, rtol=1e-5)
+            state = PointMass()(state[None], a.action[None])[0]
 
 
 def test_reaches_a_goal_behind_a_post_without_touching_it():

@@ -111,8 +111,8 @@ PLANNER_PARAMS = [
               validate=check_device),
     ParamSpec("torch_threads", 1, "Torch intra-op threads on the CPU (1 is fastest on a busy small CPU).",
               min=1, max=64),
-    ParamSpec("compile", False, "torch.compile the rollout and cost (the first cycle of each new shape "
-              "takes seconds; see docs/mppi.md)."),
+    ParamSpec("compile", False, "torch.compile each planning cycle (faster; the first cycle of each new "
+              "shape compiles for seconds and needs a C++ compiler; see docs/mppi.md)."),
 ]
 COST_PARAMS = [_cost_spec(f.name) for f in fields(EndEffectorCostConfig)]
 OBSTACLE_PARAMS = [

@@ -42,7 +42,13 @@ class PointMass:
         self._Bt = torch.as_tensor(B.T, dtype=torch.float32, device=device)
 
     def __call__(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return state @ self._At + action @ self._Bt   # faster on a CPU than one addmm
+        if torch.compiler.is_compiling():
+            # Under torch.compile the same map entry by entry: inductor fuses element-wise steps
+            # into the loops around them but calls a library kernel for every matrix product.
+            position, velocity = state[..., :2], state[..., 2:]
+            return torch.cat([position + self.dt * velocity + (0.5 * self.dt * self.dt) * action,
+                              velocity + self.dt * action], dim=-1)
+        return state @ self._At + action @ self._Bt   # eager: faster on a CPU than one addmm
 
 
 # ----------------------------------------------------------------------------------- end effector
