@@ -340,6 +340,7 @@ def test_benchmark_ends_with_one_json_line(capsys):
         assert key in result
     assert [(c["samples"], c["horizon"]) for c in result["configurations"]][:3] == [(1000, 20), (4096, 30), (256, 15)]
     assert result["ours_ms"] > 0 and result["threads"] == 1
+    assert result["ours_mode"] == "eager" and result["ours_ms"] == result["ours_eager_ms"]
 
 
 def test_compiled_cycle_plans_what_the_eager_one_plans():
