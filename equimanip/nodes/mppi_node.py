@@ -235,6 +235,11 @@ class MPPINode(ObservationController):
             self.planner.update(pending)
         except (ValueError, TypeError, RuntimeError) as e:   # checked when set; kept safe regardless
             self._log.error("settings", f"planner settings not applied, the old ones stay: {e}")
+            return
+        if pending.mppi.compile:
+            # torch.compile specialises on shapes and settings: the next cycle compiles again.
+            self._log.warning("compile", "planner settings changed with compile on: the next cycle recompiles "
+                                         "(seconds, during which decisions are late)")
 
     # ------------------------------------------------------------------ goals
     def _clip_to_workspace(self, position: np.ndarray) -> np.ndarray:
