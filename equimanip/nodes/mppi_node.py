@@ -237,9 +237,9 @@ class MPPINode(ObservationController):
             self._log.error("settings", f"planner settings not applied, the old ones stay: {e}")
             return
         if pending.mppi.compile:
-            # torch.compile specialises on shapes and settings: the next cycle compiles again.
-            self._log.warning("compile", "planner settings changed with compile on: the next cycle recompiles "
-                                         "(seconds, during which decisions are late)")
+            # torch.compile specialises on shapes and settings: the next cycle may compile again.
+            self._log.warning("compile", "planner settings changed with compile on: the next cycle may compile "
+                                         "again (seconds, during which decisions are late)")
 
     # ------------------------------------------------------------------ goals
     def _clip_to_workspace(self, position: np.ndarray) -> np.ndarray:
@@ -301,9 +301,11 @@ class MPPINode(ObservationController):
         centre = (np.asarray(s.workspace_low) + np.asarray(s.workspace_high)) / 2.0
         pose = np.array([*centre, *down_quat_xyzw(0.0)])
         post = centre + np.random.default_rng(0).uniform(-0.02, 0.02, size=(200, 3)) + [0.08, 0.0, -0.05]
-        for _ in range(WARM_UP_CYCLES):
-            self.planner.plan(pose, 1.0, post, centre + [0.1, 0.05, 0.0], 0.0)
-        self.planner.reset()
+        # With and without obstacles: the cost differs, and with compile on each compiles once.
+        for points in (post, None):
+            for _ in range(WARM_UP_CYCLES):
+                self.planner.plan(pose, 1.0, points, centre + [0.1, 0.05, 0.0], 0.0)
+            self.planner.reset()
         self._warm = True
 
     def is_warmed_up(self) -> bool:

@@ -271,6 +271,7 @@ class EndEffectorCost:
                  workspace_high=WORKSPACE_HIGH, device: str = "cpu"):
         config.validate()
         self.config, self.device = config, torch.device(device)
+        self._goal_yaw_tensor = torch.zeros((), dtype=torch.float32, device=self.device)
         self.goal_position = goal_position
         self.goal_yaw = goal_yaw
         self.obstacles = obstacles
@@ -294,6 +295,23 @@ class EndEffectorCost:
             raise ValueError(f"goal_position must be 3 finite numbers, got {goal.tolist()}")
         self._goal_position = goal
 
+    @property
+    def goal_yaw(self) -> Optional[float]:
+        return self._goal_yaw
+
+    @goal_yaw.setter
+    def goal_yaw(self, value: Optional[float]) -> None:
+        if value is not None:
+            value = float(value)
+            if not math.isfinite(value):
+                raise ValueError(f"goal_yaw must be a finite number or None, got {value}")
+            # The cost reads the yaw from a tensor, updated in place: a compiled planning cycle
+            # (MPPIConfig.compile) would otherwise take a Python float as a constant and compile
+            # again for every new goal.
+            self._goal_yaw_tensor.fill_(value)
+        self._goal_yaw = value
+        self._has_goal_yaw = value is not None      # what the cost branches on (a bool, not the float)
+
     def __call__(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         c = self.config
         after = states[:, 1:]                                          # (K, T, 5)
@@ -303,8 +321,8 @@ class EndEffectorCost:
         if c.goal_position:
             distance = torch.linalg.vector_norm(after[..., :3] - self._goal_position, dim=-1)
             total = total + c.goal_position * (distance @ per_step_weights)
-        if c.goal_yaw and self.goal_yaw is not None:
-            error = (after[..., 3] - self.goal_yaw) * (2 * math.pi / c.yaw_period)
+        if c.goal_yaw and self._has_goal_yaw:
+            error = (after[..., 3] - self._goal_yaw_tensor) * (2 * math.pi / c.yaw_period)
             total = total + c.goal_yaw * ((1.0 - torch.cos(error)) @ per_step_weights)
         if (c.collision or c.contact) and self.obstacles is not None:
             total = total + self.collision_cost(states)

@@ -33,6 +33,11 @@ Callables (the pytorch-mppi convention, so existing models plug in):
 * ``trajectory_cost(states (K, T + 1, nx), actions (K, T, nu)) -> (K,)`` on whole rollouts,
   ``states[:, 0]`` being the current state: for costs that look at consecutive steps (smoothness,
   swept volumes).
+
+With ``compile`` the callables are traced into the compiled cycle: keep what changes from cycle to
+cycle (a goal, an obstacle field) in tensors. torch.compile takes a Python number it reads as a
+constant, so a new value would compile the cycle again (``EndEffectorCost.goal_yaw`` is stored in a
+tensor for this reason).
 """
 from __future__ import annotations
 
@@ -79,7 +84,7 @@ class MPPIConfig:
     group: str = "none"                  # symmetric sampling: none, c4, c8, c16, d4, d8
     seed: Optional[int] = None           # of the planner's own random generator
     device: str = "cpu"
-    compile: bool = False                # torch.compile each cycle after the random draw (see _apply_config)
+    compile: bool = False                # torch.compile each cycle after the random draw (docs/mppi.md, Speed)
 
     @property
     def action_dim(self) -> int:
@@ -268,6 +273,11 @@ class MPPI:
         centre_map[nu, split:] = rest
         self._centre_map = tensor(centre_map.reshape(nu + 1, -1))
         self._ones = torch.ones(T, 1, dtype=self.dtype, device=self.device)
+        if group.is_trivial:
+            self._scaled_orbit = None
+            self._sigma_full = tensor(sigma).expand(T, self.num_base, nu).contiguous()
+        else:
+            self._scaled_orbit = tensor(np.diag(sigma) @ orbit_matrix(matrices))
         # With ``compile`` the whole cycle after the random draw (centring, bounds, rollout, costs,
         # weights, average) is one compiled function: inductor fuses the element-wise steps into a few
         # loops over the samples, and the C++ wrapper (COMPILE_OPTIONS) calls them without Python in
@@ -275,13 +285,8 @@ class MPPI:
         # the first cycle of every new shape compiles for seconds (a C++ compiler must be installed).
         # So it is the user's choice, off by default.
         options = COMPILE_OPTIONS if self.device.type == "cpu" else None
-        self._cycle = (torch.compile(self._cycle_eager, dynamic=False, options=options)
-                       if config.compile else self._cycle_eager)
-        if group.is_trivial:
-            self._scaled_orbit = None
-            self._sigma_full = tensor(sigma).expand(T, self.num_base, nu).contiguous()
-        else:
-            self._scaled_orbit = tensor(np.diag(sigma) @ orbit_matrix(matrices))
+        self._cycle = (torch.compile(self._cycle_body, dynamic=False, options=options)
+                       if config.compile else self._cycle_body)
 
     def _make_generator(self) -> None:
         self._generator = torch.Generator(device=self.device)
@@ -351,7 +356,7 @@ class MPPI:
             total = torch.nan_to_num(total, nan=torch.inf, posinf=torch.inf)
             if not bool(torch.isfinite(total.min())):
                 raise FloatingPointError("every sampled sequence has an infinite or NaN cost; the plan is kept")
-            weights = torch.softmax(total * (-1.0 / self.config.temperature), dim=0)
+            weights = self._weights(total)
             plan = self._weighted_mean(actions, weights)
         self._plan = plan
         return Plan(plan, weights, task_cost)
@@ -370,7 +375,7 @@ class MPPI:
                 noise[:, self.num_around_plan] = 0.0
         return noise
 
-    def _cycle_eager(self, state: torch.Tensor, noise: torch.Tensor, plan: torch.Tensor):
+    def _cycle_body(self, state: torch.Tensor, noise: torch.Tensor, plan: torch.Tensor):
         """One pass from perturbations to the new plan: (plan, weights, task cost, total cost,
         candidate actions). With ``compile`` this whole function is compiled (see _apply_config)."""
         T, K, nu = self.config.horizon, self.num_rollouts, self.config.action_dim
@@ -385,8 +390,12 @@ class MPPI:
             per_entry = (weighted_plan @ actions.view(T, K * nu)).view(nu, K, nu)
             control = per_entry.diagonal(dim1=0, dim2=2).sum(-1)
             total = torch.add(total, control, alpha=self.config.control_cost_scale * self.config.temperature)
-        weights = torch.softmax(total * (-1.0 / self.config.temperature), dim=0)
+        weights = self._weights(total)
         return self._weighted_mean(actions, weights), weights, task_cost, total, actions
+
+    def _weights(self, total: torch.Tensor) -> torch.Tensor:
+        """MPPI's sample weights softmax(-cost / lambda) (K,)."""
+        return torch.softmax(total * (-1.0 / self.config.temperature), dim=0)
 
     def _weighted_mean(self, actions: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """sum_k w_k V[t, k, :] (T, nu) as one matrix product: (T, K nu) @ (w kron I) (K nu, nu)."""

@@ -107,17 +107,25 @@ class ActionBounds:
 
     def _on(self, like: torch.Tensor):
         """Bounds as tensors of ``like``'s full shape: a clamp between equal-shaped contiguous tensors
-        is several times faster on a CPU than one that broadcasts a (nu,) vector."""
+        is several times faster on a CPU than one that broadcasts a (nu,) vector. Under torch.compile
+        (nu,) vectors that broadcast, which inductor fuses just as well; filling the cache there would
+        change what the compiled code was traced with and make it compile a second time."""
+        if torch.compiler.is_compiling():
+            return (*(torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in self._box),
+                    self._vector_index(like.device))
         key = (tuple(like.shape), like.device, like.dtype)
         if key not in self._tensors:
             if len(self._tensors) > 8:
                 self._tensors.clear()
             low, high = (torch.as_tensor(b, dtype=like.dtype, device=like.device).expand(like.shape).contiguous()
                          for b in self._box)
-            vector_index = torch.tensor([i for i, _, _ in self.pairs] + [j for _, j, _ in self.pairs],
-                                        dtype=torch.long, device=like.device)
-            self._tensors[key] = (low, high, vector_index)
+            self._tensors[key] = (low, high, self._vector_index(like.device))
         return self._tensors[key]
+
+    def _vector_index(self, device) -> torch.Tensor:
+        """Indices of the vectors' first entries, then of their second entries."""
+        return torch.tensor([i for i, _, _ in self.pairs] + [j for _, j, _ in self.pairs], dtype=torch.long,
+                            device=device)
 
     def project(self, actions: torch.Tensor) -> torch.Tensor:
         """Actions (..., nu) moved into the allowed set (a new tensor)."""
