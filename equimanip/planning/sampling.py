@@ -105,21 +105,28 @@ class ActionBounds:
         self._box = (box_low, box_high)
         self._tensors: dict = {}
 
-    def _on(self, like: torch.Tensor):
-        """Bounds as tensors of ``like``'s full shape: a clamp between equal-shaped contiguous tensors
-        is several times faster on a CPU than one that broadcasts a (nu,) vector. Under torch.compile
-        (nu,) vectors that broadcast, which inductor fuses just as well; filling the cache there would
-        change what the compiled code was traced with and make it compile a second time."""
-        if torch.compiler.is_compiling():
-            return (*(torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in self._box),
-                    self._vector_index(like.device))
-        key = (tuple(like.shape), like.device, like.dtype)
+    def prepare(self, shape: tuple, device, dtype=torch.float32) -> None:
+        """Build the full-shape bounds for actions of ``shape`` now, outside torch.compile: a compiled
+        planning cycle then reads them and never fills the cache while traced (which changes what it
+        was traced with, so torch.compile would trace it a second time)."""
+        key = (tuple(shape), torch.device(device), dtype)
         if key not in self._tensors:
             if len(self._tensors) > 8:
                 self._tensors.clear()
-            low, high = (torch.as_tensor(b, dtype=like.dtype, device=like.device).expand(like.shape).contiguous()
+            low, high = (torch.as_tensor(b, dtype=dtype, device=device).expand(shape).contiguous()
                          for b in self._box)
-            self._tensors[key] = (low, high, self._vector_index(like.device))
+            self._tensors[key] = (low, high, self._vector_index(device))
+
+    def _on(self, like: torch.Tensor):
+        """Bounds as tensors of ``like``'s full shape: a clamp between equal-shaped contiguous tensors
+        is several times faster on a CPU than one that broadcasts a (nu,) vector (and, compiled, a
+        clamp fused with the broadcast was measured 5x slower than a clamp of full-shape inputs)."""
+        key = (tuple(like.shape), like.device, like.dtype)
+        if key not in self._tensors:
+            if torch.compiler.is_compiling():    # not prepared: (nu,) bounds, no cache write while traced
+                return (*(torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in self._box),
+                        self._vector_index(like.device))
+            self.prepare(like.shape, like.device, like.dtype)
         return self._tensors[key]
 
     def _vector_index(self, device) -> torch.Tensor:
