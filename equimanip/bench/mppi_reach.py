@@ -105,7 +105,8 @@ def run_env(args) -> Outcome:
     torch.set_num_threads(1)
     base = EndEffectorPlannerSettings()
     settings = with_changes(base, mppi=base.mppi.replace(group=args.group, num_samples=args.samples,
-                                                         horizon=args.horizon, seed=args.seed),
+                                                         horizon=args.horizon, seed=args.seed,
+                                                         compile=args.compile),
                             obstacles=replace(base.obstacles, enabled=args.collision_cost,
                                               resolution=args.resolution or base.obstacles.resolution))
     planner = EndEffectorPlanner(settings)
@@ -140,7 +141,8 @@ def run_env(args) -> Outcome:
 
 def _mppi_parameters(args) -> dict:
     values = {"task": TASK, "goal_source": "object_poses", "group": args.group, "num_samples": args.samples,
-              "horizon": args.horizon, "seed": args.seed, "obstacles.enabled": bool(args.collision_cost)}
+              "horizon": args.horizon, "seed": args.seed, "obstacles.enabled": bool(args.collision_cost),
+              "compile": bool(args.compile)}
     if args.resolution:
         values["obstacles.resolution"] = args.resolution
     if args.realtime:
@@ -262,7 +264,8 @@ def results_row(args, summary: dict, wall_s: float, load: float) -> dict:
 def results_table(rows: list[dict]) -> str:
     from equimanip.learning.results import markdown_table
 
-    header = ["run through", "arm", "episodes (seeds)", "group", "K x T", "field voxel (mm)", "collision cost",
+    header = ["run through", "arm", "episodes (seeds)", "group", "K x T", "compiled", "field voxel (mm)",
+              "collision cost",
               "success", "episodes with a collision", "closest approach (mm)", "mean steps",
               "decision latency p50 / p99 (ms)", "missed cycles / decisions", "load average", "date"]
     body = []
@@ -273,7 +276,8 @@ def results_table(rows: list[dict]) -> str:
         words = r["command"].split()
         voxel = float(words[words.index("--resolution") + 1]) if "--resolution" in words else 0.0075
         body.append([through, r["arm"], f"{r['episodes']} ({first}-{first + int(r['episodes']) - 1})", r["group"],
-                     f"{r['samples']} x {r['horizon']}", f"{voxel * 1000:g}",
+                     f"{r['samples']} x {r['horizon']}", "yes" if "--compile" in words else "no",
+                     f"{voxel * 1000:g}",
                      "yes" if r["collision_cost"] == "True" else "no",
                      f"{float(r['success']):.0%}", r["collisions"], r["min_clearance_mm"], r["mean_steps"],
                      f"{r['latency_p50_ms']} / {r['latency_p99_ms']}", f"{r['missed_cycles']} / {r['decisions']}",
@@ -299,6 +303,8 @@ def main(argv=None) -> int:
     parser.add_argument("--group", default="none", help="symmetric sampling group (none, c4, c8, d4, d8)")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--horizon", type=int, default=15)
+    parser.add_argument("--compile", action="store_true",
+                        help="the planner's compile setting (torch.compile each cycle; see docs/mppi.md, Speed)")
     parser.add_argument("--resolution", type=float, default=None,
                         help="voxel of the distance field (m; default the planner's, 0.0075)")
     parser.add_argument("--no-collision-cost", dest="collision_cost", action="store_false",
