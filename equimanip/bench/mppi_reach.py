@@ -146,7 +146,7 @@ def _mppi_parameters(args) -> dict:
     if args.resolution:
         values["obstacles.resolution"] = args.resolution
     if args.realtime:
-        values.update({"trigger": "timer", "rate_hz": 10.0})
+        values.update({"trigger": args.trigger, "rate_hz": 10.0})
     return values
 
 
@@ -270,10 +270,11 @@ def results_table(rows: list[dict]) -> str:
               "decision latency p50 / p99 (ms)", "missed cycles / decisions", "load average", "date"]
     body = []
     for r in rows:
-        through = "ROS, real time 10 Hz" if r["through"] == "ros" and r["realtime"] == "True" else \
+        words = r["command"].split()
+        trigger = "state" if "--trigger" in words and words[words.index("--trigger") + 1] == "state" else "timer"
+        through = f"ROS, real time 10 Hz ({trigger})" if r["through"] == "ros" and r["realtime"] == "True" else \
             "ROS, sync" if r["through"] == "ros" else "ManipulationEnv"
         first = int(r["seed"])
-        words = r["command"].split()
         voxel = float(words[words.index("--resolution") + 1]) if "--resolution" in words else 0.0075
         body.append([through, r["arm"], f"{r['episodes']} ({first}-{first + int(r['episodes']) - 1})", r["group"],
                      f"{r['samples']} x {r['horizon']}", "yes" if "--compile" in words else "no",
@@ -303,6 +304,9 @@ def main(argv=None) -> int:
     parser.add_argument("--group", default="none", help="symmetric sampling group (none, c4, c8, d4, d8)")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--horizon", type=int, default=15)
+    parser.add_argument("--trigger", choices=("timer", "state"), default="timer",
+                        help="with --realtime: decide rate_hz times a second on the newest inputs (timer, as on an "
+                             "arm) or once per new set of inputs (state)")
     parser.add_argument("--compile", action="store_true",
                         help="the planner's compile setting (torch.compile each cycle; see docs/mppi.md, Speed)")
     parser.add_argument("--resolution", type=float, default=None,
