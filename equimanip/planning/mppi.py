@@ -273,7 +273,8 @@ class MPPI:
         centre_map[nu, split:] = rest
         self._centre_map = tensor(centre_map.reshape(nu + 1, -1))
         self._ones = torch.ones(T, 1, dtype=self.dtype, device=self.device)
-        self.bounds.prepare((T, self.num_rollouts, nu), self.device, self.dtype)
+        # the device of a tensor, as ActionBounds keys it ("cuda" is "cuda:0" there)
+        self.bounds.prepare((T, self.num_rollouts, nu), self._ones.device, self.dtype)
         if group.is_trivial:
             self._scaled_orbit = None
             self._sigma_full = tensor(sigma).expand(T, self.num_base, nu).contiguous()
