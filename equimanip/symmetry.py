@@ -34,7 +34,8 @@ from typing import Optional, Union
 import numpy as np
 
 from equimanip.action import ACTION_NAMES
-from equimanip.perception.object_state import GRIPPER_FIELDS, SLOT_FIELDS
+from equimanip.perception.object_state import GOAL_FIELDS, GRIPPER_FIELDS, SLOT_FIELDS
+from equimanip.perception.object_state import object_state_layout as object_state_names
 
 # ----------------------------------------------------------------------------------- the groups
 
@@ -253,10 +254,11 @@ ACTION_LAYOUT = Layout((scalar("p"), vector("dx", "dy"), scalar("dz"), pseudosca
 assert tuple(ACTION_LAYOUT.names) == ACTION_NAMES
 
 
-def object_state_layout(max_objects: int) -> Layout:
+def object_state_layout(max_objects: int, goal: bool = False) -> Layout:
     """The object-centric state of ``equimanip.perception.object_state``: the gripper's yaw as a
     frequency-1 pair, its aperture; per object slot its presence, offset from the gripper, the
-    box's yaw as a frequency-2 pair (a box looks the same turned by 180 degrees) and its extents."""
+    box's yaw as a frequency-2 pair (a box looks the same turned by 180 degrees) and its extents;
+    with ``goal`` (``ObservationConfig.goal_in_state``) the goal's offset from the gripper last."""
     cos_g, sin_g, aperture = GRIPPER_FIELDS
     fields = [vector(cos_g, sin_g, 1), scalar(aperture)]
     for k in range(max_objects):
@@ -264,9 +266,11 @@ def object_state_layout(max_objects: int) -> Layout:
         fields += [scalar(n["present"]), vector(n["dx"], n["dy"], 1), scalar(n["dz"]),
                    vector(n["cos2yaw"], n["sin2yaw"], 2), scalar(n["long"]), scalar(n["short"]),
                    scalar(n["height"])]
+    if goal:
+        fields.append(vector(*GOAL_FIELDS, 1))
     layout = Layout(tuple(fields))
     # The order must be the perception module's; a change there has to change this too.
-    assert len(layout.names) == len(GRIPPER_FIELDS) + len(SLOT_FIELDS) * max_objects
+    assert list(layout.names) == object_state_names(max_objects, goal)
     return layout
 
 
@@ -274,8 +278,8 @@ def transform_action(g: GroupElement, action: Array) -> Array:
     return transform(ACTION_LAYOUT, g, action)
 
 
-def transform_object_state(g: GroupElement, state: Array, max_objects: int) -> Array:
-    return transform(object_state_layout(max_objects), g, state)
+def transform_object_state(g: GroupElement, state: Array, max_objects: int, goal: bool = False) -> Array:
+    return transform(object_state_layout(max_objects, goal), g, state)
 
 
 # ----------------------------------------------------------------------------------- images

@@ -167,7 +167,7 @@ def test_a_goal_channel_needs_a_sane_goal_and_is_off_by_default():
     points = np.zeros((10, 3))
     ee = np.r_[0.45, 0.0, 0.25, down_quat_xyzw(0.0)]
     with_goal = ObservationConfig(heightmap_size=32, goal_channel=True, compute_object_state=False)
-    with pytest.raises(ValueError, match="goal channel"):
+    with pytest.raises(ValueError, match="goal_channel or goal_in_state"):
         build_observation(points, ee, 1.0, 0.0, with_goal)
     for bad in ([0.4, np.nan], [0.4], [1e9, 0.0]):
         with pytest.raises(ValueError, match="goal"):

@@ -7,6 +7,9 @@ For each episode (see :mod:`equimanip.data.episode` for what a bag holds):
    of the nodes' ``ObservationInput``) and turned into an ``Observation`` by
    ``build_observation``, the function the controller nodes call: the cloud is moved into the
    base frame with the recorded ``/camera/pose``, the aperture read from the finger joints.
+   Observation settings that show the task's goal (``goal_channel``, ``goal_in_state``) take it
+   from the recorded ``/sim_node/object_poses`` of the same instant (the task's goal row): a
+   simulated cell's recordings have it; an episode without it is reported.
 2. **Actions.** The stamped action on ``/equimanip/action`` carries the stamp of the state it was
    computed from, so it pairs with that state exactly.
 3. **Transitions.** State ``k`` with its action and state ``k + 1`` is a sample when the two states
@@ -38,6 +41,7 @@ from equimanip.data import episode as ep
 from equimanip.data.bag import Bag, list_bags, list_partial, read_bag
 from equimanip.perception.frames import CameraPoseResolver
 from equimanip.perception.observation import ObservationConfig, build_observation, cloud_msg_to_base_points
+from equimanip.sim.task_names import TABLE_GOAL_ROWS
 
 CACHE_DIR = ".equimanip_cache"
 CACHE_FORMAT = 2
@@ -172,11 +176,29 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
     if report.control_period is None:
         report.problems.append("no control period recorded (no run metadata)")
         return empty
+    # The task's goal, for observation settings that show it (goal_channel, goal_in_state): the
+    # goal's row of the recorded object poses (the simulation's; a real cell records none).
+    goal_row = TABLE_GOAL_ROWS.get(report.task) if config.observation.takes_goal else None
+    if config.observation.takes_goal:
+        if goal_row is None:
+            report.problems.append(f"the observation settings show the task's goal on the table and task "
+                                   f"'{report.task}' has none (tasks with one: {', '.join(TABLE_GOAL_ROWS)})")
+            return empty
+        if bag.topics.get(ep.OBJECT_POSES) is None:
+            report.problems.append(f"the observation settings show the task's goal and {ep.OBJECT_POSES}, "
+                                   "where it is read from, was not recorded")
+            return empty
 
     # Pass 1: the small messages, indexed by their header stamps.
-    ee, joints, actions, camera = {}, {}, {}, None
-    for topic, _, msg in bag.messages([ep.EE_POSE, ep.JOINT_STATES, ep.ACTION, ep.CAMERA_POSE]):
-        if topic == ep.EE_POSE:
+    ee, joints, actions, goals, camera = {}, {}, {}, {}, None
+    small = [ep.EE_POSE, ep.JOINT_STATES, ep.ACTION, ep.CAMERA_POSE]
+    small += [ep.OBJECT_POSES] if goal_row is not None else []
+    for topic, _, msg in bag.messages(small):
+        if topic == ep.OBJECT_POSES:
+            if len(msg.poses) > goal_row:
+                goals[_ns(msg.header.stamp)] = np.array([msg.poses[goal_row].position.x,
+                                                         msg.poses[goal_row].position.y])
+        elif topic == ep.EE_POSE:
             ee[_ns(msg.header.stamp)] = _pose7(msg.pose)
         elif topic == ep.JOINT_STATES:
             joints[_ns(msg.header.stamp)] = msg
@@ -220,8 +242,15 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
                 resolver.set_pose(cloud.header.frame_id, camera_pose)
             points = cloud_msg_to_base_points(cloud, resolver)
             aperture = _aperture(joints[int(joint_stamps[j])], config)
+            goal = None
+            if goal_row is not None:
+                goal = goals.get(t_state)
+                if goal is None:
+                    report.problems.append(f"state at {t_state * 1e-9:.3f} s has no object poses (the goal) "
+                                           "of its instant")
+                    continue
             obs = build_observation(points, ee[t_state], aperture, t_state * 1e-9, config.observation,
-                                    cloud_stamp=t_cloud * 1e-9)
+                                    cloud_stamp=t_cloud * 1e-9, goal_xy=goal)
         except (LookupError, ValueError) as e:   # FrameError, PointCloud2Error, missing joints, NaN
             report.problems.append(f"state at {t_state * 1e-9:.3f} s unusable: {e}")
             continue

@@ -46,7 +46,8 @@ EPISODE_TOPICS = (
                  "episode start/end from the simulation"),
     EpisodeTopic(SIM_METADATA, "std_msgs/msg/String", LATCHED, False, "the run's metadata (JSON)"),
     EpisodeTopic(OBJECT_POSES, "geometry_msgs/msg/PoseArray", RELIABLE, False,
-                 "ground-truth object poses (simulation only; for analysis, never a policy input)"),
+                 "ground-truth object poses (simulation only; for analysis, and the task's goal of "
+                 "observation settings that show it, never the objects themselves)"),
 )
 TOPICS_BY_NAME = {t.name: t for t in EPISODE_TOPICS}
 

@@ -4,8 +4,8 @@
 and depth camera) and :func:`~equimanip.perception.observation.build_observation` (what a policy
 sees on the robot), so anything trained here sees exactly what the ROS nodes will give it, and
 never the ground-truth object poses (block_pushing's goal, the task's specification rather than
-something to perceive, is the exception: ``ObservationConfig.goal_channel`` draws it in, as the
-policy node does from ``~/goal``):
+something to perceive, is the exception: ``ObservationConfig.goal_channel`` draws it in, and
+``goal_in_state`` appends it to the object-centric state, as the policy node does from ``~/goal``):
 
 * observation: the heightmap ``(2, S, S)`` float32 (``(3, S, S)`` with the goal channel;
   ``observation="heightmap"``, a Box), the
@@ -75,9 +75,9 @@ class EnvConfig:
         if not isinstance(self.observation_config, ObservationConfig):
             raise ValueError("observation_config must be an ObservationConfig")
         self.observation_config.validate()
-        if self.observation_config.goal_channel and self.task not in TABLE_GOAL_ROWS:
-            raise ValueError(f"goal_channel shows a goal on the table; {self.task} has none (tasks with one: "
-                             f"{', '.join(TABLE_GOAL_ROWS)})")
+        if self.observation_config.takes_goal and self.task not in TABLE_GOAL_ROWS:
+            raise ValueError(f"goal_channel and goal_in_state show a goal on the table; {self.task} has none "
+                             f"(tasks with one: {', '.join(TABLE_GOAL_ROWS)})")
         if self.max_episode_steps is not None and (not isinstance(self.max_episode_steps, (int, np.integer))
                                                    or self.max_episode_steps < 1):
             raise ValueError(f"max_episode_steps must be a positive integer or None, got {self.max_episode_steps!r}")
@@ -156,8 +156,8 @@ class ManipulationGymEnv(gym.Env):
         return {"heightmap": observation.heightmap, "state": observation.object_state}
 
     def _table_goal(self, sim_obs):
-        """The task's goal on the table (x, y) for the goal channel; None when not shown or none."""
-        if not self.config.observation_config.goal_channel:
+        """The task's goal on the table (x, y) for the goal channel or state; None when not shown."""
+        if not self.config.observation_config.takes_goal:
             return None
         return sim_obs.object_poses[TABLE_GOAL_ROWS[self.config.task], :2]
 

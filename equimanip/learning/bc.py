@@ -15,7 +15,13 @@ the gripper's height above the table. The height is added because the state is r
 gripper: with the default overhead camera the hand hides the object once it is above it, and
 without the height the policy cannot tell when to stop descending and close. Under a rotation
 about the gripper's vertical axis the height is invariant, so the equivariant layout is
-``object_state_layout(n)`` plus one scalar.
+``object_state_layout(n)`` plus one scalar. A policy trained with ``goal_in_state`` (block_pushing)
+also sees the goal's offset from the gripper.
+
+**Inputs are standardised** (``standardise_inputs``, on by default; not in the reference) with
+statistics of the demonstrations, per field so the symmetry survives (``input_standardisation``).
+Measured on block_pushing, 10 demonstrations, goal in the state, 50 in-distribution episodes:
+plain BC 4 % raw and 26 % standardised, c8 24 % and 30 %.
 
 **Actions** are learnt in a normalised space: each entry divided by its half-range (the in-plane
 pair by the same number, so rotations commute with the scaling; the aperture also shifted to
@@ -45,9 +51,10 @@ from equimanip.perception.observation import Observation, ObservationConfig
 # ------------------------------------------------------------------------------------ features
 
 
-def state_layout(max_objects: int) -> sym.Layout:
-    """The imitation state: the object-centric state and the gripper's height above the table."""
-    return sym.Layout(sym.object_state_layout(max_objects).fields + (sym.scalar("ee_height"),))
+def state_layout(max_objects: int, goal: bool = False) -> sym.Layout:
+    """The imitation state: the object-centric state (with the goal entries when ``goal``, the
+    observation's ``goal_in_state``) and the gripper's height above the table."""
+    return sym.Layout(sym.object_state_layout(max_objects, goal).fields + (sym.scalar("ee_height"),))
 
 
 def state_features(object_state: np.ndarray, ee_pose: np.ndarray, table_z: float) -> np.ndarray:
@@ -59,6 +66,29 @@ def state_features(object_state: np.ndarray, ee_pose: np.ndarray, table_z: float
 
 def observation_features(observation: Observation, config: ObservationConfig) -> np.ndarray:
     return state_features(observation.object_state, observation.ee_pose, config.table_z)
+
+
+def input_standardisation(layout: sym.Layout, features: np.ndarray) -> tuple[list, list]:
+    """(shift, scale) per input entry, from the demonstrations' features: the network sees
+    ``(x - shift) * scale``. Offsets in metres (a few centimetres) and unit cosines otherwise reach
+    the first layer at very different sizes. Chosen so the symmetry survives: a scalar is centred
+    and scaled to unit deviation; a vector or a pseudoscalar, which turns or flips with the scene
+    (its mean must stay zero), is only scaled, by its root-mean-square norm. Entries that do not
+    vary in the data (an empty slot) are left as they are."""
+    features = np.asarray(features, dtype=np.float64)
+    shift, scale = np.zeros(layout.size), np.ones(layout.size)
+    for f in layout.fields:
+        idx = [layout.index(n) for n in f.names]
+        x = features[:, idx]
+        if f.kind == "scalar":
+            spread = float(x.std())
+            if spread > 1e-6:
+                shift[idx], scale[idx] = float(x.mean()), 1.0 / spread
+        else:
+            norm = float(np.sqrt(np.mean(np.sum(x ** 2, axis=1))))
+            if norm > 1e-6:
+                scale[idx] = 1.0 / norm
+    return shift.tolist(), scale.tolist()
 
 
 # ------------------------------------------------------------------------------------ the policy
@@ -73,6 +103,10 @@ class PolicySpec:
     depth: int = 4                       # linear layers: 3 hidden layers of ``hidden``
     max_objects: int = 4
     observation: ObservationConfig = field(default_factory=ObservationConfig)
+    # input_standardisation's (shift, scale), one per input entry; None: raw features (checkpoints
+    # trained before it, or BCConfig.standardise_inputs off).
+    input_shift: Optional[list] = None
+    input_scale: Optional[list] = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -83,6 +117,17 @@ class PolicySpec:
         obs = d.pop("observation", {})
         obs = {k: tuple(v) if isinstance(v, list) else v for k, v in obs.items()}
         return cls(observation=ObservationConfig(**obs), **d)
+
+
+def standardisation_tensors(spec: PolicySpec, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spec's input (shift, scale) as float32 tensors of ``size`` (zeros and ones without one)."""
+    if spec.input_shift is None or spec.input_scale is None:
+        return torch.zeros(size), torch.ones(size)
+    shift, scale = (torch.as_tensor(v, dtype=torch.float32) for v in (spec.input_shift, spec.input_scale))
+    finite = bool(torch.isfinite(shift).all() and torch.isfinite(scale).all())
+    if shift.shape != (size,) or scale.shape != (size,) or not finite:
+        raise ValueError(f"input_shift and input_scale must be {size} finite numbers each (the policy's inputs)")
+    return shift, scale
 
 
 def make_mlp(in_layout: sym.Layout, out_layout: sym.Layout, group: str, hidden: int, depth: int) -> nn.Module:
@@ -99,11 +144,14 @@ class ImitationPolicy(nn.Module):
             raise ValueError(f"the policy's max_objects ({spec.max_objects}) must be the observation's "
                              f"({spec.observation.max_objects})")
         self.spec = spec
-        self.layout = state_layout(spec.max_objects)
+        self.layout = state_layout(spec.max_objects, spec.observation.goal_in_state)
+        shift, scale = standardisation_tensors(spec, self.layout.size)
+        self.register_buffer("input_shift", shift, persistent=False)   # kept in the spec, not the weights
+        self.register_buffer("input_scale", scale, persistent=False)
         self.net = make_mlp(self.layout, sym.ACTION_LAYOUT, spec.group, spec.hidden, spec.depth)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        return self.net(states)
+        return self.net((states - self.input_shift) * self.input_scale)
 
     @torch.no_grad()
     def act(self, observation: Observation) -> np.ndarray:
@@ -112,7 +160,7 @@ class ImitationPolicy(nn.Module):
         self.eval()
         try:
             x = torch.as_tensor(observation_features(observation, self.spec.observation))[None]
-            a = unnormalize_action(self.net(x)[0].numpy()).astype(np.float64)
+            a = unnormalize_action(self(x)[0].numpy()).astype(np.float64)
         finally:
             self.train(was_training)
         return np.clip(a, ACTION_LOW, ACTION_HIGH)
@@ -134,6 +182,7 @@ class BCConfig:
     steps_per_epoch: int = 100
     seed: int = 0
     threads: int = 1             # torch threads: 1 is fastest for these small nets on a shared CPU
+    standardise_inputs: bool = True   # input_standardisation from the demonstrations (not the reference's)
 
     def validate(self) -> "BCConfig":
         from equimanip.symmetry import GROUPS
@@ -170,8 +219,13 @@ class DemoArrays:
 
 def policy_spec(config, dataset) -> PolicySpec:
     observation = dataset.config.observation
-    return PolicySpec(group=config.group, hidden=config.hidden, depth=config.depth,
+    spec = PolicySpec(group=config.group, hidden=config.hidden, depth=config.depth,
                       max_objects=observation.max_objects, observation=observation)
+    if config.standardise_inputs:
+        features = state_features(dataset.states, dataset.ee_poses, observation.table_z)
+        spec.input_shift, spec.input_scale = input_standardisation(
+            state_layout(observation.max_objects, observation.goal_in_state), features)
+    return spec
 
 
 def bc_step(policy: ImitationPolicy, optimiser, states: torch.Tensor, actions: torch.Tensor) -> float:
@@ -245,6 +299,7 @@ def _build_policy(checkpoint, device: str, optimize: bool):
                          f"{' '.join(str(e).split())[:200]}") from None
     network = policy.net.export().to(device)
     table_z = checkpoint.observation_config.table_z
+    shift, scale = policy.input_shift.numpy(), policy.input_scale.numpy()
 
     class _ImitationPolicy(Policy):
         def network_input(self, observation) -> torch.Tensor:
@@ -253,7 +308,8 @@ def _build_policy(checkpoint, device: str, optimize: bool):
             state = super().network_input(observation.object_state)[0].cpu().numpy()
             if not np.all(np.isfinite(observation.ee_pose)):
                 raise ValueError("the end-effector pose has non-finite entries; no action for it")
-            return torch.from_numpy(state_features(state, observation.ee_pose, table_z))[None].to(self.device)
+            features = (state_features(state, observation.ee_pose, table_z) - shift) * scale
+            return torch.from_numpy(features.astype(np.float32))[None].to(self.device)
 
     return _ImitationPolicy(network, checkpoint, device)
 
@@ -284,6 +340,8 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--threads", type=int, default=d.threads)
+    parser.add_argument("--raw-inputs", action="store_true", help="feed the features as they are (no "
+                        "standardisation from the demonstrations; the reference's way)")
     parser.add_argument("--observation", action="append", default=[], metavar="NAME=VALUE",
                         help="an ObservationConfig setting (e.g. cluster_eps=0.02), as the policy will see")
     parser.add_argument("--demo-count", type=int, default=None, help="use only the first N usable episodes")
@@ -308,7 +366,7 @@ def observation_config_from(settings: list[str]) -> ObservationConfig:
 def bc_config_from(args) -> BCConfig:
     return BCConfig(group=args.group, hidden=args.hidden, depth=args.depth, lr=args.lr, batch_size=args.batch_size,
                     epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
-                    threads=args.threads).validate()
+                    threads=args.threads, standardise_inputs=not args.raw_inputs).validate()
 
 
 def load_demos(args):

@@ -32,7 +32,7 @@ import torch
 
 from equimanip import symmetry as sym
 from equimanip.learning.backward import BackwardConfig, BackwardModels, trace_length
-from equimanip.learning.bc import BCConfig, DemoArrays, ImitationPolicy, bc_step, policy_spec, state_layout
+from equimanip.learning.bc import BCConfig, DemoArrays, ImitationPolicy, bc_step, policy_spec
 
 
 @dataclass
@@ -85,7 +85,7 @@ def train_bmil(dataset, config: Optional[BMILConfig] = None, progress: bool = Fa
     demos = DemoArrays.from_dataset(dataset)
     spec = policy_spec(pc, dataset)
     policy = ImitationPolicy(spec)
-    models = BackwardModels(state_layout(spec.max_objects), sym.ACTION_LAYOUT, pc.group, config.backward)
+    models = BackwardModels(policy.layout, sym.ACTION_LAYOUT, pc.group, config.backward)
     optimiser = torch.optim.Adam(policy.parameters(), lr=pc.lr)
     starts = demos.states.repeat(config.samples_per_start, 1)
     # The reference fills its buffer with every demonstration 10 times and refits the backwards

@@ -12,8 +12,10 @@ quarter of the episodes each), and append one row to ``docs/results/bmil.csv``.
 
 Setting (see docs/imitation.md for why): the side camera of ``config/side_camera.yaml`` without
 its noise (160 x 120, looking at the workspace at about 40 degrees), the object-centric state with
-that file's clustering settings (block_pushing: objects from 1 mm above the table, so that the 2 mm
-goal patch is seen), episodes cut at 50 steps (the expert needs 10 to 17).
+that file's clustering settings, episodes cut at 50 steps (the expert needs 10 to 17).
+block_pushing's goal is given in the state (``--goal given``, the default: ``goal_in_state``, the
+goal patch is table to the clustering) or perceived as an object (``--goal perceived``: objects
+from 1 mm above the table, so that the 2 mm patch is seen; the earlier rows).
 """
 from __future__ import annotations
 
@@ -35,9 +37,11 @@ DOC = REPO / "docs" / "imitation.md"
 PLOT = REPO / "docs" / "results" / "bmil_success.png"
 DEMO_CACHE = REPO / "runs" / "bmil_demos"
 # eval_episodes: "in / perturbed / rotated" episode counts.
-FIELDS = ["task", "method", "group", "arm", "demos", "seed", "epochs", "success_in", "success_perturbed",
-          "success_rotated", "eval_episodes", "perturb_gripper", "rotations", "max_steps", "train_wall_s",
-          "eval_wall_s", "samples", "machine", "date", "revision", "command"]
+# goal: how block_pushing's goal reaches the policy ("given" or "perceived"; "none" for block_picking).
+# inputs: "standardised" (BCConfig.standardise_inputs) or "raw" (the rows from before it).
+FIELDS = ["task", "method", "group", "arm", "goal", "inputs", "demos", "seed", "epochs", "success_in",
+          "success_perturbed", "success_rotated", "eval_episodes", "perturb_gripper", "rotations", "max_steps",
+          "train_wall_s", "eval_wall_s", "samples", "machine", "date", "revision", "command"]
 METHODS = {"bc": ("bc", "none"), "bmil": ("bmil", "none"), "equi_bc": ("bc", "c8"), "equi_bmil": ("bmil", "c8"),
            # BMIL sampling from the learnt Gaussians as they are (variance exp(logvar), standard
            # deviation as the scale) instead of the reference's "entropy" spread (an ablation).
@@ -45,30 +49,41 @@ METHODS = {"bc": ("bc", "none"), "bmil": ("bmil", "none"), "equi_bc": ("bc", "c8
 ROTATIONS = (45.0, 90.0, 180.0, 270.0)
 MAX_STEPS = 50
 PERTURB = 0.15
+GOAL_INPUTS = ("given", "perceived")
 
 
-def side_camera(task: str = "block_picking"):
-    """config/side_camera.yaml's camera without its noise, and its clustering settings. For
-    block_pushing the table clearance drops to 1 mm: the goal patch is 2 mm thick and would
-    otherwise count as table (the policy would never see where to push)."""
+def side_camera(task: str = "block_picking", goal: str = "given"):
+    """config/side_camera.yaml's camera without its noise, and its clustering settings.
+
+    block_pushing's goal ``given``: the goal's offset from the gripper ends the state
+    (``goal_in_state``), as a real cell gives it on ``~/goal``. ``perceived``: the table clearance
+    drops to 1 mm, so that the 2 mm goal patch is clustered as an object (at 8 mm it is table)."""
     from equimanip.perception.observation import ObservationConfig
     from equimanip.sim.camera import CameraConfig
 
+    if goal not in GOAL_INPUTS:
+        raise ValueError(f"goal must be one of {', '.join(GOAL_INPUTS)}, got {goal!r}")
     camera = CameraConfig(width=160, height=120, fov_deg=58.0, near=0.1, far=3.0,
                           pose=(1.05, -0.35, 0.62, -0.798198, -0.438168, 0.198925, 0.362377))
+    pushing = task == "block_pushing"
     observation = ObservationConfig(cluster_eps=0.02, cluster_min_points=5, min_object_points=8,
-                                    table_clearance=0.001 if task == "block_pushing" else 0.008)
+                                    table_clearance=0.001 if pushing and goal == "perceived" else 0.008,
+                                    goal_in_state=pushing and goal == "given")
     return camera, observation
 
 
-def demonstrations(task: str, seed: int, count: int):
+def goal_label(task: str, goal: str) -> str:
+    return goal if task == "block_pushing" else "none"
+
+
+def demonstrations(task: str, seed: int, count: int, goal: str = "given"):
     """The first ``count`` expert episodes of the run seed's demonstration seeds (recorded once)."""
     from equimanip.data.dataset import DatasetConfig, load_dataset, select_episodes
     from equimanip.data.sim_writer import record_expert_episodes
     from equimanip.learning.evaluate import training_seeds
     from equimanip.sim.world import ARM_CONTROL_VERSION
 
-    camera, observation = side_camera(task)
+    camera, observation = side_camera(task, goal)
     # Demonstrations are recorded per arm control: the expert's trajectories follow the arm's tracking.
     out = DEMO_CACHE / f"{task}_s{seed}_arm{ARM_CONTROL_VERSION}"
     if not out.is_dir() or len(list(out.glob("episode_*"))) < 20:
@@ -77,11 +92,11 @@ def demonstrations(task: str, seed: int, count: int):
     return select_episodes(load_dataset(out, DatasetConfig(observation=observation)), count)
 
 
-def evaluate(policy, task: str, episodes: int, in_episodes: int, rotated_episodes: int) -> dict:
+def evaluate(policy, task: str, episodes: int, in_episodes: int, rotated_episodes: int, goal: str = "given") -> dict:
     from equimanip.envs import ManipulationGymEnv
     from equimanip.learning.evaluate import EVAL_SEED_BASE, run_episodes
 
-    camera, observation = side_camera(task)
+    camera, observation = side_camera(task, goal)
 
     def success(episodes: int, seed: int = EVAL_SEED_BASE, **scene) -> float:
         env = ManipulationGymEnv(task, observation_config=observation, camera=camera, observation="state",
@@ -97,7 +112,7 @@ def evaluate(policy, task: str, episodes: int, in_episodes: int, rotated_episode
 
 
 def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: int, in_episodes: int,
-        rotated_episodes: int, demo_repeat: int = 10) -> dict:
+        rotated_episodes: int, demo_repeat: int = 10, goal: str = "given", standardise: bool = True) -> dict:
     import torch
 
     from equimanip.learning.backward import BackwardConfig
@@ -107,8 +122,8 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
     torch.set_num_threads(1)   # shared 2-core machine: one thread is also the fastest for these nets
     revision = res.git_revision()  # the tree this run starts from, not one committed while it trains
     kind, group = METHODS[method]
-    data = demonstrations(task, seed, demos)
-    policy_config = BCConfig(group=group, epochs=epochs, seed=seed)
+    data = demonstrations(task, seed, demos, goal)
+    policy_config = BCConfig(group=group, epochs=epochs, seed=seed, standardise_inputs=standardise)
     start = time.perf_counter()
     if kind == "bc":
         policy, _ = train_bc(data, policy_config, progress=True)
@@ -120,10 +135,11 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
         policy, _, _ = train_bmil(data, config, progress=True)
     train_wall = time.perf_counter() - start
     start = time.perf_counter()
-    success = evaluate(policy, task, episodes, in_episodes, rotated_episodes)
+    success = evaluate(policy, task, episodes, in_episodes, rotated_episodes, goal)
     from equimanip.sim.world import ARM_CONTROL_VERSION
 
-    return {"task": task, "method": method, "group": group, "arm": ARM_CONTROL_VERSION, "demos": demos,
+    return {"task": task, "method": method, "group": group, "arm": ARM_CONTROL_VERSION,
+            "goal": goal_label(task, goal), "inputs": "standardised" if standardise else "raw", "demos": demos,
             "seed": seed, "epochs": epochs,
             **{k: round(v, 3) for k, v in success.items()},
             "eval_episodes": f"{in_episodes}/{episodes}/{len(ROTATIONS) * max(1, rotated_episodes // 4)}",
@@ -137,32 +153,39 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
 # ------------------------------------------------------------------------------------ table and plot
 
 
+def setting(row: dict) -> tuple:
+    """What a row's numbers depend on besides method and demonstrations: task, arm, goal, inputs."""
+    return row["task"], int(row["arm"]), row["goal"], row["inputs"]
+
+
 def tables(rows: list[dict]) -> str:
     groups: dict = {}
     for r in rows:
-        groups.setdefault((r["task"], int(r["arm"]), int(r["demos"]), r["method"]), []).append(r)
+        groups.setdefault(setting(r) + (int(r["demos"]), r["method"]), []).append(r)
     body = []
-    for (task, arm, demos, method), rs in sorted(groups.items()):
+    for (task, arm, goal, inputs, demos, method), rs in sorted(groups.items()):
         def cell(key):
             values = [float(r[key]) for r in rs]
             return f"{100 * np.mean(values):.0f} %" + (f" ± {100 * np.std(values):.0f}" if len(values) > 1 else "")
-        body.append([task, arm, demos, method, len(rs), cell("success_in"), cell("success_perturbed"),
-                     cell("success_rotated"), f"{np.mean([float(r['train_wall_s']) for r in rs]) / 60:.1f} min"])
-    header = ["task", "arm", "demos", "method", "seeds", "in distribution", "perturbed gripper (±0.15 m)",
-              "rotated scenes", "training"]
+        body.append([task, arm, "–" if goal == "none" else goal, inputs, demos, method, len(rs), cell("success_in"),
+                     cell("success_perturbed"), cell("success_rotated"),
+                     f"{np.mean([float(r['train_wall_s']) for r in rs]) / 60:.1f} min"])
+    header = ["task", "arm", "goal", "inputs", "demos", "method", "seeds", "in distribution",
+              "perturbed gripper (±0.15 m)", "rotated scenes", "training"]
     return res.markdown_table(header, body)
 
 
 def goals(rows: list[dict]) -> str:
     """The issue's goals against what the rows reached (at 10 demonstrations, per task and arm)."""
     def mean(task, method, key):
-        values = [float(r[key]) for r in rows if r["task"] == task and r["method"] == method
-                  and int(r["demos"]) == 10 and int(r["arm"]) == arm]
+        values = [float(r[key]) for r in rows if setting(r) == here and r["method"] == method
+                  and int(r["demos"]) == 10]
         return (float(np.mean(values)), len(values)) if values else (None, 0)
 
     lines = []
-    for task, arm in sorted({(r["task"], int(r["arm"])) for r in rows}):
-        task_label = f"{task} (arm {arm})"
+    for here in sorted({setting(r) for r in rows}):
+        task, arm, goal, inputs = here
+        task_label = f"{task} (arm {arm}{'' if goal == 'none' else ', goal ' + goal}, {inputs} inputs)"
         bc, n_bc = mean(task, "bc", "success_perturbed")
         bmil, n_bmil = mean(task, "bmil", "success_perturbed")
         if bc is not None and bmil is not None:
@@ -194,16 +217,16 @@ def plot(rows: list[dict], path: Path = PLOT) -> Path:
 
     keys = ["success_in", "success_perturbed", "success_rotated"]
     labels = ["in distribution", "perturbed", "rotated"]
-    configs = sorted({(r["task"], int(r["arm"]), int(r["demos"]), r["method"]) for r in rows})
+    configs = sorted({setting(r) + (int(r["demos"]), r["method"]) for r in rows})
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(configs)), 3.5))
     width = 0.8 / len(keys)
     for i, (key, label) in enumerate(zip(keys, labels)):
-        means = [np.mean([float(r[key]) for r in rows if (r["task"], int(r["arm"]), int(r["demos"]), r["method"]) == c])
+        means = [np.mean([float(r[key]) for r in rows if setting(r) + (int(r["demos"]), r["method"]) == c])
                  for c in configs]
         ax.bar(np.arange(len(configs)) + i * width, np.array(means) * 100, width, label=label)
     ax.set_xticks(np.arange(len(configs)) + width)
-    ax.set_xticklabels([f"{t.replace('block_', '')}, arm {a}\n{d} demos\n{m}" for t, a, d, m in configs],
-                       fontsize=8)
+    ax.set_xticklabels([f"{t.replace('block_', '')}, arm {a}{'' if g == 'none' else ', goal ' + g}\n"
+                        f"{i}\n{d} demos\n{m}" for t, a, g, i, d, m in configs], fontsize=7)
     ax.set_ylabel("success (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8)
@@ -242,6 +265,9 @@ def main(argv=None) -> int:
                    "(split evenly over the four angles)")
     r.add_argument("--demo-repeat", type=int, default=10, help="BMIL: copies of each demonstration in the "
                    "backwards models' data (the reference: 10; 1 costs a tenth of the refits)")
+    r.add_argument("--goal", default="given", choices=GOAL_INPUTS, help="block_pushing: the goal given in the "
+                   "state (goal_in_state) or perceived as an object (the 2 mm patch, 1 mm table clearance)")
+    r.add_argument("--raw-inputs", action="store_true", help="no input standardisation (the earlier rows)")
     r.add_argument("--no-append", action="store_true", help="print the row only")
     sub.add_parser("table", help="regenerate docs/results/bmil.md, the table in docs/imitation.md and the plot")
     args = parser.parse_args(argv)
@@ -249,7 +275,7 @@ def main(argv=None) -> int:
         print(regenerate())
         return 0
     row = run(args.task, args.method, args.demos, args.seed, args.epochs, args.episodes, args.in_episodes,
-              args.rotated_episodes, args.demo_repeat)
+              args.rotated_episodes, args.demo_repeat, args.goal, not args.raw_inputs)
     if not args.no_append:
         res.append_row(RESULTS, row, FIELDS)
     print(json.dumps(row))

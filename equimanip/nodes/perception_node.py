@@ -93,8 +93,9 @@ class PerceptionNode(Node):
 
     def _publish_state(self, state: np.ndarray) -> None:
         msg = Float32MultiArray()
-        msg.layout.dim = [MultiArrayDimension(label=",".join(object_state_layout(
-            self.observations.config.max_objects)), size=len(state), stride=len(state))]
+        config = self.observations.config
+        names = object_state_layout(config.max_objects, config.goal_in_state)
+        msg.layout.dim = [MultiArrayDimension(label=",".join(names), size=len(state), stride=len(state))]
         msg.data = state.astype(np.float32).tolist()
         self._pub_state.publish(msg)
 

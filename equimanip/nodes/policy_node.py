@@ -19,7 +19,8 @@ equivariant network the difference is rounding; for a relaxed one it shows how f
 the policy has drifted, and for a plain CNN how far it is from symmetric at all.
 
 Goals. A network trained with the goal channel (block_pushing: the goal on the table as a
-heightmap channel, ``ObservationConfig.goal_channel``) needs the goal at every decision. It comes
+heightmap channel, ``ObservationConfig.goal_channel``, or an imitation policy trained with it in its
+object-centric state, ``goal_in_state``) needs the goal at every decision. It comes
 from ``goal_source`` (``equimanip.nodes.goal_input``): ``~/goal`` on a real cell (the default), or
 the simulated cell's object poses (``equimanip run`` and ``sim.launch.py`` set ``object_poses``;
 ``goal_object`` -1 takes the task's goal row). Without a goal the node holds the arm and says what
@@ -55,7 +56,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 # parameters said (the rest, such as the table height and the crop box, belong to the cell).
 NETWORK_OBSERVATION_FIELDS = ("heightmap_size", "heightmap_side", "heightmap_mode", "gripper_depth_max",
                               "robot_removal", "fill_empty", "max_objects", "compute_object_state",
-                              "goal_channel", "goal_radius")
+                              "goal_channel", "goal_radius", "goal_in_state")
 WARM_UP_RUNS = 3
 QUARTER_TURN = sym.GroupElement(math.pi / 2)
 
@@ -145,8 +146,8 @@ class PolicyNode(ObservationController):
         self._equivariance_error = None
         self.last_observation = None      # shaped for the old network: not for the new one's check
         config = loaded.policy.observation_config
-        # The goal channel is not an observation.* parameter: only a checkpoint turns it on (a node
-        # with it on needs a goal source), and the node's goal_* parameters say where the goal comes from.
+        # goal_channel and goal_in_state are not observation.* parameters: only a checkpoint turns them on
+        # (a node with one on needs a goal source), and the node's goal_* parameters say where it comes from.
         updates = [Parameter(f"observation.{name}", value=_param_value(getattr(config, name)))
                    for name in NETWORK_OBSERVATION_FIELDS if self.has_parameter(f"observation.{name}")]
         self._installing = True
@@ -164,7 +165,7 @@ class PolicyNode(ObservationController):
         network = loaded.policy.checkpoint.network
         trained = loaded.policy.metadata.get("best_success")
         record = "" if trained is None else f", {float(trained):.0%} success in its best training evaluation"
-        goal = f", the task's goal from {self.goals.source}" if loaded.policy.observation_config.goal_channel else ""
+        goal = f", the task's goal from {self.goals.source}" if self.needs_goal(loaded) else ""
         return (f"'{loaded.policy.checkpoint.kind}' policy from {loaded.path} (task {loaded.policy.task}, "
                 f"group {network.get('group', 'none')}, {loaded.policy.input_kind} input{goal}{record})")
 
@@ -206,7 +207,7 @@ class PolicyNode(ObservationController):
 
     def needs_goal(self, loaded: Optional[LoadedPolicy] = None) -> bool:
         """Whether a policy's network (by default the deciding one's) shows the goal on the table."""
-        return bool((loaded or self._deciding_with).policy.observation_config.goal_channel)
+        return bool((loaded or self._deciding_with).policy.observation_config.takes_goal)
 
     def on_episode_start(self) -> None:
         super().on_episode_start()
@@ -328,7 +329,8 @@ def equivariance_error(policy, observation, g: sym.GroupElement = QUARTER_TURN) 
         turned = replace(observation, heightmap=sym.transform_heightmap(g, np.asarray(observation.heightmap)))
     else:
         state = sym.transform_object_state(g, np.asarray(observation.object_state, dtype=np.float64),
-                                           policy.observation_config.max_objects).astype(np.float32)
+                                           policy.observation_config.max_objects,
+                                           policy.observation_config.goal_in_state).astype(np.float32)
         turned = replace(observation, object_state=state)
     answer = policy.act(observation)
     back = sym.transform_action(g.inverse(), policy.act(turned))

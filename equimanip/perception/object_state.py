@@ -35,9 +35,14 @@ The state vector layout (``object_state_layout`` gives the names):
   Slots hold the detected objects nearest the gripper in (x, y) first; unused slots are all zeros
   (``present`` 0). Distance to the gripper is invariant under rotations about the gripper, so the
   slot order is too.
+* with ``ObservationConfig.goal_in_state`` two more: ``goal.dx, goal.dy``, the task's goal on the
+  table minus the gripper position. The goal is the task's specification, given rather than
+  perceived (block_pushing's goal patch is 2 mm thick: it is table to the clustering, and a block
+  pushed onto it would hide it anyway).
 
-Under a rotation by theta about the vertical axis through the gripper: (dx, dy) rotate by theta,
-(cos, sin)(gripper yaw) by theta, (cos, sin)(2 yaw) by 2 theta; everything else is unchanged.
+Under a rotation by theta about the vertical axis through the gripper: (dx, dy) and the goal's
+(dx, dy) rotate by theta, (cos, sin)(gripper yaw) by theta, (cos, sin)(2 yaw) by 2 theta;
+everything else is unchanged.
 """
 from __future__ import annotations
 
@@ -64,15 +69,17 @@ class PerceptionLimitWarning(UserWarning):
 
 SLOT_FIELDS = ("present", "dx", "dy", "dz", "cos2yaw", "sin2yaw", "long", "short", "height")
 GRIPPER_FIELDS = ("cos_gripper_yaw", "sin_gripper_yaw", "gripper_aperture")
+GOAL_FIELDS = ("goal.dx", "goal.dy")
 
 
-def object_state_dim(max_objects: int) -> int:
-    return len(GRIPPER_FIELDS) + len(SLOT_FIELDS) * max_objects
+def object_state_dim(max_objects: int, goal: bool = False) -> int:
+    return len(GRIPPER_FIELDS) + len(SLOT_FIELDS) * max_objects + (len(GOAL_FIELDS) if goal else 0)
 
 
-def object_state_layout(max_objects: int) -> list[str]:
+def object_state_layout(max_objects: int, goal: bool = False) -> list[str]:
     """The name of every entry of the state vector, e.g. ``obj0.dx``."""
-    return list(GRIPPER_FIELDS) + [f"obj{k}.{name}" for k in range(max_objects) for name in SLOT_FIELDS]
+    return (list(GRIPPER_FIELDS) + [f"obj{k}.{name}" for k in range(max_objects) for name in SLOT_FIELDS]
+            + (list(GOAL_FIELDS) if goal else []))
 
 
 @dataclass
@@ -267,9 +274,10 @@ def check_position(position, what: str) -> np.ndarray:
 
 
 def object_state_vector(objects: list[DetectedObject], ee_pose, gripper_aperture: float,
-                        max_objects: int) -> np.ndarray:
-    """The fixed-size float32 state vector documented in the module docstring."""
-    state = np.zeros(object_state_dim(max_objects), dtype=np.float32)
+                        max_objects: int, goal_xy=None) -> np.ndarray:
+    """The fixed-size float32 state vector documented in the module docstring (with the goal
+    entries when ``goal_xy``, the task's goal (x, y) in the base frame, is given)."""
+    state = np.zeros(object_state_dim(max_objects, goal_xy is not None), dtype=np.float32)
     gripper_yaw = yaw_of_quat_xyzw(np.asarray(ee_pose)[3:])
     state[:3] = (math.cos(gripper_yaw), math.sin(gripper_yaw), gripper_aperture)
     gripper_xyz = check_position(ee_pose[:3], "end-effector position")
@@ -277,4 +285,6 @@ def object_state_vector(objects: list[DetectedObject], ee_pose, gripper_aperture
         start = len(GRIPPER_FIELDS) + len(SLOT_FIELDS) * k
         state[start:start + len(SLOT_FIELDS)] = (
             1.0, *(obj.centroid - gripper_xyz), math.cos(2 * obj.yaw), math.sin(2 * obj.yaw), *obj.extents)
+    if goal_xy is not None:
+        state[-len(GOAL_FIELDS):] = np.asarray(goal_xy, dtype=np.float64)[:2] - gripper_xyz[:2]
     return state

@@ -34,7 +34,8 @@ as on the robot. Steps, in order:
    scene: exactly for quarter turns and mirrors (pixel centres map onto pixel centres);
 4. object-centric state (``equimanip.perception.object_state``, whose docstring gives the vector
    layout: gripper yaw and aperture, then ``max_objects`` fixed slots of presence flag, position
-   relative to the gripper, doubled-angle yaw and extents, zero-padded).
+   relative to the gripper, doubled-angle yaw and extents, zero-padded; with ``goal_in_state``
+   the task's goal relative to the gripper last, as the goal channel gives it to heightmaps).
 
 ``cloud_msg_to_base_points`` is the step before: decode a PointCloud2 and move it into the base
 frame with a resolver from ``equimanip.perception.frames``.
@@ -110,6 +111,9 @@ class ObservationConfig:
     compute_object_state: bool = True
     # The goal as heightmap channel 2 (module docstring, step 3): build_observation then needs goal_xy.
     goal_channel: bool = False
+    # The goal as two entries (goal minus gripper, x and y) at the end of the object-centric state
+    # (equimanip.perception.object_state): build_observation then needs goal_xy too.
+    goal_in_state: bool = False
     goal_radius: float = 0.05         # m; block_pushing's success distance
 
     def validate(self) -> "ObservationConfig":
@@ -148,7 +152,12 @@ class ObservationConfig:
 
     @property
     def object_state_dim(self) -> int:
-        return osm.object_state_dim(self.max_objects)
+        return osm.object_state_dim(self.max_objects, self.goal_in_state)
+
+    @property
+    def takes_goal(self) -> bool:
+        """Whether an observation shows the task's goal (heightmap channel or state entries)."""
+        return self.goal_channel or self.goal_in_state
 
     @property
     def heightmap_channels(self) -> int:
@@ -240,10 +249,11 @@ def heightmap_points(points: np.ndarray, ee_pose, config: ObservationConfig) -> 
 
 def _checked_goal(goal_xy, config: ObservationConfig) -> np.ndarray | None:
     """The goal as 2 finite float64 numbers when the configuration shows one, else None."""
-    if not config.goal_channel:
+    if not config.takes_goal:
         return None
     if goal_xy is None:
-        raise ValueError("this observation configuration has a goal channel (goal_channel): a goal (x, y) is needed")
+        raise ValueError("this observation configuration shows the goal (goal_channel or goal_in_state): "
+                         "a goal (x, y) is needed")
     goal = np.asarray(goal_xy, dtype=np.float64).reshape(-1)
     if goal.shape != (2,) or not np.all(np.isfinite(goal)):
         raise ValueError(f"goal_xy must be 2 finite numbers (x, y in the base frame, m), "
@@ -299,8 +309,11 @@ def _finger_pixels(ee_pose, gripper_aperture: float, size: int, side: float) -> 
     return (np.abs(across) <= FINGER_HALF_SIZE_M) & (np.abs(np.abs(along) - offset) <= FINGER_HALF_SIZE_M)
 
 
-def make_object_state(points: np.ndarray, ee_pose, gripper_aperture: float, config: ObservationConfig):
-    """``(state vector, detected objects)`` from cropped base-frame points."""
+def make_object_state(points: np.ndarray, ee_pose, gripper_aperture: float, config: ObservationConfig,
+                      goal_xy=None):
+    """``(state vector, detected objects)`` from cropped base-frame points (``goal_xy``: the task's
+    goal, needed when ``config.goal_in_state``)."""
+    goal = _checked_goal(goal_xy, config) if config.goal_in_state else None
     if not config.compute_object_state:
         return np.zeros(config.object_state_dim, dtype=np.float32), []
     objects = osm.detect_objects(
@@ -309,7 +322,7 @@ def make_object_state(points: np.ndarray, ee_pose, gripper_aperture: float, conf
         gripper_box_max=config.gripper_box_max, voxel_size=config.object_voxel_size,
         cluster_eps=config.cluster_eps, cluster_min_points=config.cluster_min_points,
         min_object_points=config.min_object_points, max_object_height=config.max_object_height)
-    return osm.object_state_vector(objects, ee_pose, gripper_aperture, config.max_objects), objects
+    return osm.object_state_vector(objects, ee_pose, gripper_aperture, config.max_objects, goal), objects
 
 
 def build_observation(points_base, ee_pose, gripper_aperture: float, stamp: float,
@@ -319,7 +332,7 @@ def build_observation(points_base, ee_pose, gripper_aperture: float, stamp: floa
 
     ``device``: a torch device for the heightmap's max-reduction ('cuda' where available); None
     uses numpy. Same result either way. ``goal_xy``: the task's goal (x, y) in the base frame,
-    needed when ``config.goal_channel`` is on and ignored otherwise."""
+    needed when ``config.goal_channel`` or ``config.goal_in_state`` is on and ignored otherwise."""
     ee_pose = np.asarray(ee_pose, dtype=np.float64)
     if ee_pose.shape != (7,) or not np.all(np.isfinite(ee_pose)):
         raise ValueError(f"ee_pose must be 7 finite numbers [x y z qx qy qz qw], got {ee_pose.tolist()}")
@@ -333,7 +346,7 @@ def build_observation(points_base, ee_pose, gripper_aperture: float, stamp: floa
     cropped = filter_cloud(cropped, config)
     seen = heightmap_points(cropped, ee_pose, config)
     image = _render_heightmap(seen, ee_pose, gripper_aperture, config, device, goal)
-    state, objects = make_object_state(cropped, ee_pose, gripper_aperture, config)
+    state, objects = make_object_state(cropped, ee_pose, gripper_aperture, config, goal)
     return Observation(heightmap=image, object_state=state, objects=objects, ee_pose=ee_pose,
                        gripper_aperture=float(gripper_aperture), stamp=float(stamp),
                        cloud_stamp=None if cloud_stamp is None else float(cloud_stamp),
