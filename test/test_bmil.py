@@ -186,3 +186,38 @@ def test_configs_reject_bad_values():
         BMILConfig(demo_ratio=1.5).validate()
     with pytest.raises(ValueError, match="noise_mode"):
         BackwardConfig(noise_mode="loud").validate()
+
+
+def test_standardised_inputs_keep_the_symmetry_and_the_checkpoint_reproduces_them(tmp_path):
+    """Inputs are standardised per field: scalars centred and scaled, vectors only scaled (a shift
+    would break the symmetry). The equivariant policy stays exact with them, and the exported policy
+    a checkpoint loads applies them as training did."""
+    from equimanip.checkpoint import load_policy
+    from equimanip.learning.bc import input_standardisation, save_policy, state_features
+    from equimanip.perception.observation import Observation
+
+    data = synthetic_dataset()
+    layout = state_layout(1)
+    features = state_features(data.states, data.ee_poses, 0.0)
+    shift, scale = input_standardisation(layout, features)
+    dx = layout.index("obj0.dx")
+    height = layout.index("obj0.dz")
+    assert shift[dx] == 0.0 and scale[dx] > 1.0                       # a vector: scaled, never shifted
+    assert shift[height] == pytest.approx(features[:, height].mean(), abs=1e-6)
+    aperture = layout.index("gripper_aperture")                      # constant in the data: left alone
+    assert (shift[aperture], scale[aperture]) == (0.0, 1.0)
+
+    policy, _ = train_bc(data, BCConfig(group="c4", epochs=2, steps_per_epoch=20, hidden=32))
+    assert policy.spec.input_shift == shift and policy.spec.input_scale == scale
+    x = torch.as_tensor(features[:8])
+    g = sym.GroupElement(math.pi / 2)
+    turned = policy(torch.as_tensor(sym.transform(layout, g, features[:8]).astype(np.float32))).detach()
+    assert (turned - sym.transform(sym.ACTION_LAYOUT, g, policy(x).detach())).abs().max() < 1e-5
+
+    loaded = load_policy(save_policy(tmp_path / "bc.pt", policy, "bc", "block_picking"))
+    for k in range(4):
+        observation = Observation(heightmap=np.zeros((2, 4, 4), np.float32), object_state=data.states[k],
+                                  ee_pose=data.ee_poses[k])
+        np.testing.assert_allclose(loaded.act(observation), policy.act(observation), atol=1e-5)
+    raw, _ = train_bc(data, BCConfig(epochs=1, steps_per_epoch=5, hidden=32, standardise_inputs=False))
+    assert raw.spec.input_shift is None and not raw.input_shift.any() and raw.input_scale.eq(1).all()

@@ -148,3 +148,26 @@ def test_heightmaps_and_a_subset_of_episodes(demos):
     np.testing.assert_array_equal(one.heightmaps, data.heightmaps[first])
     with pytest.raises(DatasetError, match="asked for 3 demonstrations; 2 usable"):
         select_episodes(data, 3)
+
+
+def test_a_goal_in_the_state_comes_from_the_recorded_object_poses(demos, tmp_path):
+    """goal_in_state: each state ends with the task's goal minus the gripper (x, y), the goal read
+    from the object poses recorded at the state's instant; an episode without them, or a task with
+    no goal on the table, is reported rather than given a made-up goal."""
+    pushing = tmp_path / "push"
+    record_expert_episodes(pushing, "block_pushing", 1, seed=0)
+    config = DatasetConfig(observation=ObservationConfig(goal_in_state=True))
+    data = load_dataset(pushing, config, use_cache=False)
+    assert data.states.shape == (len(data), 39 + 2)
+    poses = [np.array([m.poses[1].position.x, m.poses[1].position.y])
+             for _, _, m in read_bag(pushing / "episode_0000").messages([ep.OBJECT_POSES])]
+    np.testing.assert_allclose(data.states[:, -2:], poses[0] - data.ee_poses[:, :2], atol=1e-5)   # the goal stays put
+    without_goal = load_dataset(pushing, DatasetConfig(), use_cache=False)
+    np.testing.assert_array_equal(without_goal.states, data.states[:, :-2])
+
+    copy_bag(pushing / "episode_0000", tmp_path / "no_poses", "episode_0000",
+             skip=lambda topic, k: topic == ep.OBJECT_POSES)
+    with pytest.raises(DatasetError, match="object_poses"):
+        load_dataset(tmp_path / "no_poses", config, use_cache=False)
+    with pytest.raises(DatasetError, match="has none"):
+        load_dataset(demos, config, use_cache=False)           # block_picking: no goal on the table

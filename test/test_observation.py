@@ -177,3 +177,33 @@ def test_a_goal_channel_needs_a_sane_goal_and_is_off_by_default():
     assert plain.heightmap.shape == (2, 32, 32) and plain.goal_xy is None
     with pytest.raises(ValueError, match="goal_radius"):
         ObservationConfig(goal_radius=0.0).validate()
+
+
+def test_a_goal_in_the_state_is_its_offset_from_the_gripper_and_turns_with_the_scene():
+    """goal_in_state: the state ends with goal.dx, goal.dy (goal minus gripper); it needs a goal like
+    the channel does; a scene turned about the gripper, goal and gripper yaw with it, gives the
+    state its layout says."""
+    from equimanip import symmetry as sym
+
+    config = ObservationConfig(heightmap_size=32, goal_in_state=True, max_objects=2)
+    assert config.object_state_dim == 3 + 2 * 9 + 2 and config.takes_goal and config.heightmap_channels == 2
+    assert object_state_layout(2, goal=True)[-2:] == ["goal.dx", "goal.dy"]
+    ee = np.r_[0.45, 0.0, 0.25, down_quat_xyzw(0.3)]
+    cube = np.random.default_rng(0).uniform([0.5, 0.08, 0.0], [0.54, 0.12, 0.04], size=(2000, 3))
+    table = np.c_[np.random.default_rng(1).uniform([0.2, -0.3], [0.7, 0.3], size=(4000, 2)), np.zeros(4000)]
+    points = np.concatenate([cube, table])
+    goal = np.array([0.36, -0.14])
+    obs = build_observation(points, ee, 1.0, 0.0, config, goal_xy=goal)
+    np.testing.assert_allclose(obs.object_state[-2:], goal - ee[:2], atol=1e-6)
+    assert obs.object_state[3] == 1.0 and obs.heightmap.shape == (2, 32, 32)    # the cube, no goal channel
+    with pytest.raises(ValueError, match="goal_channel or goal_in_state"):
+        build_observation(points, ee, 1.0, 0.0, config)
+
+    quarter = sym.GroupElement(np.pi / 2)
+    turn = np.array([[0.0, -1.0], [1.0, 0.0]])
+    turned_points = points.copy()
+    turned_points[:, :2] = (points[:, :2] - ee[:2]) @ turn.T + ee[:2]
+    turned_ee = np.r_[ee[:3], down_quat_xyzw(0.3 + np.pi / 2)]
+    turned = build_observation(turned_points, turned_ee, 1.0, 0.0, config, goal_xy=turn @ (goal - ee[:2]) + ee[:2])
+    expected = sym.transform_object_state(quarter, obs.object_state.astype(np.float64), 2, goal=True)
+    np.testing.assert_allclose(turned.object_state, expected, atol=2e-3)

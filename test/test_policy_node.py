@@ -210,6 +210,24 @@ def test_a_policy_with_a_goal_channel_waits_for_its_goal_and_sees_it_where_it_is
     np.testing.assert_allclose(from_sim.policy.last_observation.goal_xy, goal, atol=1e-6)
 
 
+def test_an_imitation_policy_with_the_goal_in_its_state_sees_the_scenes_goal(ros, tmp_path):
+    """A BC policy trained with goal_in_state (the block_pushing imitation runs) takes the goal
+    like a goal-channel network: the node's object state ends with the goal's offset from the hand."""
+    from equimanip.learning.bc import ImitationPolicy, PolicySpec, save_policy
+
+    torch.manual_seed(0)
+    observation = ObservationConfig(heightmap_size=SIZE, max_objects=2, goal_in_state=True)
+    policy = ImitationPolicy(PolicySpec(hidden=16, depth=2, max_objects=2, observation=observation))
+    checkpoint = save_policy(tmp_path / "push_bc.pt", policy, "bc", "block_pushing")
+    loop = Loop(ros, checkpoint, task="block_pushing", goal_source="object_poses")
+    ros.spin_until(lambda: loop.policy.last_observation is not None, 30.0, "a decision with the goal")
+    seen = loop.policy.last_observation
+    goal = loop.sim.env.observe(render=False).object_poses[1, :2]
+    assert seen.object_state.shape == (3 + 2 * 9 + 2,)
+    np.testing.assert_allclose(seen.object_state[-2:], goal - seen.ee_pose[:2], atol=1e-5)
+    assert loop.policy.stats.failures == 0
+
+
 def test_out_of_range_parameters_are_refused_with_a_reason(ros, checkpoints):
     loop = Loop(ros, checkpoints["a"])
     cuda = "" if torch.cuda.is_available() else "torch sees no GPU"

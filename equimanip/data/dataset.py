@@ -184,7 +184,7 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
             report.problems.append(f"the observation settings show the task's goal on the table and task "
                                    f"'{report.task}' has none (tasks with one: {', '.join(TABLE_GOAL_ROWS)})")
             return empty
-        if bag.topics.get(ep.OBJECT_POSES) is None:
+        if getattr(bag.topics.get(ep.OBJECT_POSES), "count", 0) == 0:
             report.problems.append(f"the observation settings show the task's goal and {ep.OBJECT_POSES}, "
                                    "where it is read from, was not recorded")
             return empty
