@@ -216,14 +216,15 @@ class DemoArrays:
         return len(self.actions)
 
 
-def policy_spec(config, dataset) -> PolicySpec:
+def policy_spec(config, dataset, demos: DemoArrays) -> PolicySpec:
+    """The policy to train on ``dataset``; its input standardisation from ``demos.states`` (the
+    features the learner already built from it)."""
     observation = dataset.config.observation
     spec = PolicySpec(group=config.group, hidden=config.hidden, depth=config.depth,
                       max_objects=observation.max_objects, observation=observation)
     if config.standardise_inputs:
-        features = state_features(dataset.states, dataset.ee_poses, observation.table_z)
         spec.input_shift, spec.input_scale = input_standardisation(
-            state_layout(observation.max_objects, observation.goal_in_state), features)
+            state_layout(observation.max_objects, observation.goal_in_state), demos.states.numpy())
     return spec
 
 
@@ -246,7 +247,7 @@ def train_bc(dataset, config: Optional[BCConfig] = None, progress: bool = False,
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     demos = DemoArrays.from_dataset(dataset)
-    policy = ImitationPolicy(policy_spec(config, dataset))
+    policy = ImitationPolicy(policy_spec(config, dataset, demos))
     optimiser = torch.optim.Adam(policy.parameters(), lr=config.lr)
     log, start = [], time.perf_counter()
     bar = trange(config.epochs, desc="bc", disable=not progress)

@@ -83,7 +83,7 @@ def train_bmil(dataset, config: Optional[BMILConfig] = None, progress: bool = Fa
     torch.manual_seed(pc.seed)
     generator = torch.Generator().manual_seed(pc.seed)
     demos = DemoArrays.from_dataset(dataset)
-    spec = policy_spec(pc, dataset)
+    spec = policy_spec(pc, dataset, demos)
     policy = ImitationPolicy(spec)
     models = BackwardModels(policy.layout, sym.ACTION_LAYOUT, pc.group, config.backward)
     optimiser = torch.optim.Adam(policy.parameters(), lr=pc.lr)
