@@ -39,7 +39,8 @@ DEMO_CACHE = REPO / "runs" / "bmil_demos"
 # eval_episodes: "in / perturbed / rotated" episode counts.
 # goal: how block_pushing's goal reaches the policy ("given" or "perceived"; "none" for block_picking).
 # inputs: "standardised" (BCConfig.standardise_inputs) or "raw" (the rows from before it).
-FIELDS = ["task", "method", "group", "arm", "goal", "inputs", "demos", "seed", "epochs", "success_in",
+# bmil: the backwards-model settings of a BMIL row (``bmil_label``); empty for BC.
+FIELDS = ["task", "method", "group", "arm", "goal", "inputs", "bmil", "demos", "seed", "epochs", "success_in",
           "success_perturbed", "success_rotated", "eval_episodes", "perturb_gripper", "rotations", "max_steps",
           "train_wall_s", "eval_wall_s", "samples", "machine", "date", "revision", "command"]
 METHODS = {"bc": ("bc", "none"), "bmil": ("bmil", "none"), "equi_bc": ("bc", "c8"), "equi_bmil": ("bmil", "c8"),
@@ -111,8 +112,16 @@ def evaluate(policy, task: str, episodes: int, in_episodes: int, rotated_episode
             "success_rotated": float(np.mean([success(quarter, rotate_scene=a) for a in ROTATIONS]))}
 
 
+def bmil_label(trace_lengths: tuple[int, int], scale_coef: float, demo_repeat: int) -> str:
+    """The settings a BMIL row's numbers depend on, as the table shows them."""
+    return f"traces {trace_lengths[0]}-{trace_lengths[1]}, scale {scale_coef:g}, repeat {demo_repeat}"
+
+
 def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: int, in_episodes: int,
-        rotated_episodes: int, demo_repeat: int = 10, goal: str = "given", standardise: bool = True) -> dict:
+        rotated_episodes: int, demo_repeat: int = 10, goal: str = "given", standardise: bool = True,
+        trace_lengths: tuple[int, int] | None = None, scale_coef: float | None = None) -> dict:
+    """Train one method and evaluate it. ``trace_lengths`` and ``scale_coef`` default to the
+    reference's preset for the task (pick-and-place for block_picking, push for block_pushing)."""
     import torch
 
     from equimanip.learning.backward import BackwardConfig
@@ -124,14 +133,16 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
     kind, group = METHODS[method]
     data = demonstrations(task, seed, demos, goal)
     policy_config = BCConfig(group=group, epochs=epochs, seed=seed, standardise_inputs=standardise)
+    preset = PRESETS["pick" if task == "block_picking" else "push"]
+    trace_lengths = tuple(trace_lengths or preset["trace_lengths"])
+    scale_coef = scale_coef or preset["scale_coef"]
     start = time.perf_counter()
     if kind == "bc":
         policy, _ = train_bc(data, policy_config, progress=True)
     else:
-        preset = PRESETS["pick" if task == "block_picking" else "push"]
         noise = {"noise_mode": "plain", "noise_scale": "std"} if method == "bmil_gauss" else {}
-        config = BMILConfig(policy=policy_config, backward=BackwardConfig(scale_coef=preset["scale_coef"], **noise),
-                            trace_lengths=preset["trace_lengths"], demo_repeat=demo_repeat)
+        config = BMILConfig(policy=policy_config, backward=BackwardConfig(scale_coef=scale_coef, **noise),
+                            trace_lengths=trace_lengths, demo_repeat=demo_repeat).validate()
         policy, _, _ = train_bmil(data, config, progress=True)
     train_wall = time.perf_counter() - start
     start = time.perf_counter()
@@ -139,7 +150,8 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
     from equimanip.sim.world import ARM_CONTROL_VERSION
 
     return {"task": task, "method": method, "group": group, "arm": ARM_CONTROL_VERSION,
-            "goal": goal_label(task, goal), "inputs": "standardised" if standardise else "raw", "demos": demos,
+            "goal": goal_label(task, goal), "inputs": "standardised" if standardise else "raw",
+            "bmil": bmil_label(trace_lengths, scale_coef, demo_repeat) if kind == "bmil" else "", "demos": demos,
             "seed": seed, "epochs": epochs,
             **{k: round(v, 3) for k, v in success.items()},
             "eval_episodes": f"{in_episodes}/{episodes}/{len(ROTATIONS) * max(1, rotated_episodes // 4)}",
@@ -268,6 +280,10 @@ def main(argv=None) -> int:
     r.add_argument("--goal", default="given", choices=GOAL_INPUTS, help="block_pushing: the goal given in the "
                    "state (goal_in_state) or perceived as an object (the 2 mm patch, 1 mm table clearance)")
     r.add_argument("--raw-inputs", action="store_true", help="no input standardisation (the earlier rows)")
+    r.add_argument("--trace-lengths", type=int, nargs=2, default=None, metavar=("FIRST", "LAST"),
+                   help="BMIL: first and last imagined-trace length (default: the task's reference preset)")
+    r.add_argument("--scale-coef", type=float, default=None, help="BMIL: the backwards models' entropy "
+                   "spread (default: the task's reference preset, pick 30, push 3)")
     r.add_argument("--no-append", action="store_true", help="print the row only")
     sub.add_parser("table", help="regenerate docs/results/bmil.md, the table in docs/imitation.md and the plot")
     args = parser.parse_args(argv)
@@ -275,7 +291,8 @@ def main(argv=None) -> int:
         print(regenerate())
         return 0
     row = run(args.task, args.method, args.demos, args.seed, args.epochs, args.episodes, args.in_episodes,
-              args.rotated_episodes, args.demo_repeat, args.goal, not args.raw_inputs)
+              args.rotated_episodes, args.demo_repeat, args.goal, not args.raw_inputs, args.trace_lengths,
+              args.scale_coef)
     if not args.no_append:
         res.append_row(RESULTS, row, FIELDS)
     print(json.dumps(row))
