@@ -170,10 +170,15 @@ def setting(row: dict) -> tuple:
     return row["task"], int(row["arm"]), row["goal"], row["inputs"]
 
 
+def method_label(row: dict) -> str:
+    """The method, with its backwards-model settings for BMIL (``bmil_label``)."""
+    return f"{row['method']} ({row['bmil']})" if row.get("bmil") else row["method"]
+
+
 def tables(rows: list[dict]) -> str:
     groups: dict = {}
     for r in rows:
-        groups.setdefault(setting(r) + (int(r["demos"]), r["method"]), []).append(r)
+        groups.setdefault(setting(r) + (int(r["demos"]), method_label(r)), []).append(r)
     body = []
     for (task, arm, goal, inputs, demos, method), rs in sorted(groups.items()):
         def cell(key):
@@ -188,32 +193,36 @@ def tables(rows: list[dict]) -> str:
 
 
 def goals(rows: list[dict]) -> str:
-    """The issue's goals against what the rows reached (at 10 demonstrations, per task and arm)."""
-    def mean(task, method, key):
+    """The issue's goals against what the rows reached (at 10 demonstrations, per task and arm, and
+    per BMIL setting where more than one was run)."""
+    def mean(method, key, bmil=""):
         values = [float(r[key]) for r in rows if setting(r) == here and r["method"] == method
-                  and int(r["demos"]) == 10]
+                  and int(r["demos"]) == 10 and r.get("bmil", "") == bmil]
         return (float(np.mean(values)), len(values)) if values else (None, 0)
 
     lines = []
     for here in sorted({setting(r) for r in rows}):
         task, arm, goal, inputs = here
         task_label = f"{task} (arm {arm}{'' if goal == 'none' else ', goal ' + goal}, {inputs} inputs)"
-        bc, n_bc = mean(task, "bc", "success_perturbed")
-        bmil, n_bmil = mean(task, "bmil", "success_perturbed")
-        if bc is not None and bmil is not None:
-            gap = 100 * (bmil - bc)
-            lines.append(f"* {task_label}: BMIL beats BC from perturbed starts by at least 20 points: "
-                         f"{'met' if gap >= 20 else 'NOT met'} ({gap:+.0f} points; {n_bmil} and {n_bc} seeds)")
-        equi, n_equi = mean(task, "equi_bmil", "success_perturbed")
-        if equi is not None and bmil is not None:
-            lines.append(f"* {task_label}: equivariant BMIL at least as good as BMIL (perturbed starts): "
-                         f"{'met' if equi >= bmil else 'NOT met'} ({100 * equi:.0f} % vs {100 * bmil:.0f} %)")
-        rotated, _ = mean(task, "equi_bmil", "success_rotated")
-        inside, _ = mean(task, "equi_bmil", "success_in")
-        if rotated is not None:
-            lines.append(f"* {task_label}: equivariant BMIL keeps its success on rotated scenes: "
-                         f"{'met' if rotated >= inside - 0.1 else 'NOT met'} ({100 * rotated:.0f} % rotated vs "
-                         f"{100 * inside:.0f} % in distribution; met = within 10 points)")
+        bc, n_bc = mean("bc", "success_perturbed")
+        variants = sorted({r["bmil"] for r in rows if setting(r) == here and r["bmil"] and int(r["demos"]) == 10})
+        for variant in variants:
+            label = task_label + (f", BMIL {variant}" if len(variants) > 1 else "")
+            bmil, n_bmil = mean("bmil", "success_perturbed", variant)
+            if bc is not None and bmil is not None:
+                gap = 100 * (bmil - bc)
+                lines.append(f"* {label}: BMIL beats BC from perturbed starts by at least 20 points: "
+                             f"{'met' if gap >= 20 else 'NOT met'} ({gap:+.0f} points; {n_bmil} and {n_bc} seeds)")
+            equi, _ = mean("equi_bmil", "success_perturbed", variant)
+            if equi is not None and bmil is not None:
+                lines.append(f"* {label}: equivariant BMIL at least as good as BMIL (perturbed starts): "
+                             f"{'met' if equi >= bmil else 'NOT met'} ({100 * equi:.0f} % vs {100 * bmil:.0f} %)")
+            rotated, _ = mean("equi_bmil", "success_rotated", variant)
+            inside, _ = mean("equi_bmil", "success_in", variant)
+            if rotated is not None:
+                lines.append(f"* {label}: equivariant BMIL keeps its success on rotated scenes: "
+                             f"{'met' if rotated >= inside - 0.1 else 'NOT met'} ({100 * rotated:.0f} % rotated vs "
+                             f"{100 * inside:.0f} % in distribution; met = within 10 points)")
     slowest = [float(r["train_wall_s"]) for r in rows if int(r["demos"]) == 10]
     if slowest:
         met = "met" if max(slowest) < 600 else "NOT met"
@@ -229,16 +238,16 @@ def plot(rows: list[dict], path: Path = PLOT) -> Path:
 
     keys = ["success_in", "success_perturbed", "success_rotated"]
     labels = ["in distribution", "perturbed", "rotated"]
-    configs = sorted({setting(r) + (int(r["demos"]), r["method"]) for r in rows})
+    configs = sorted({setting(r) + (int(r["demos"]), method_label(r)) for r in rows})
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(configs)), 3.5))
     width = 0.8 / len(keys)
     for i, (key, label) in enumerate(zip(keys, labels)):
-        means = [np.mean([float(r[key]) for r in rows if setting(r) + (int(r["demos"]), r["method"]) == c])
+        means = [np.mean([float(r[key]) for r in rows if setting(r) + (int(r["demos"]), method_label(r)) == c])
                  for c in configs]
         ax.bar(np.arange(len(configs)) + i * width, np.array(means) * 100, width, label=label)
     ax.set_xticks(np.arange(len(configs)) + width)
     ax.set_xticklabels([f"{t.replace('block_', '')}, arm {a}{'' if g == 'none' else ', goal ' + g}\n"
-                        f"{i}\n{d} demos\n{m}" for t, a, g, i, d, m in configs], fontsize=7)
+                        f"{i}\n{d} demos\n{m.replace(' (', chr(10) + '(')}" for t, a, g, i, d, m in configs], fontsize=7)
     ax.set_ylabel("success (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8)
