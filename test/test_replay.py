@@ -124,6 +124,22 @@ def test_buffer_holds_each_transition_and_its_rotated_copies():
     assert np.all(np.abs(buffer.angles[:6, 1:]) > 0) and len(np.unique(buffer.angles[:6, 1:])) == 24
 
 
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_demo_fraction_keeps_a_fixed_share_of_each_batch_expert(prioritized):
+    buffer = make_buffer(prioritized=prioritized)     # 2 of 6 transitions are the expert's
+    batch = buffer.sample(64, expert_fraction=0.5)
+    expert = batch.is_expert.numpy()
+    # Half the batch is drawn from the expert items, the other half from everything (a third expert).
+    assert expert[32:].all() and 0 < expert.sum() < 64
+    transition, copy = np.divmod(batch.indices[32:], 5)
+    assert set(transition) <= {0, 1} and len(set(copy)) > 1            # the rotated copies too
+    assert np.all(batch.weights.numpy()[32:] == 1.0)
+    # Without demonstrations in the buffer the fraction has nothing to draw from: all uniform.
+    empty = ReplayBuffer(10, (2, 16, 16), copies=4, seed=1)
+    empty.add(np.zeros((2, 16, 16)), np.zeros(5), 0.0, np.zeros((2, 16, 16)), False)
+    assert len(empty.sample(8, expert_fraction=0.5).indices) == 8
+
+
 def test_prioritized_replay_prefers_large_td_errors_and_weights_them_down():
     buffer = make_buffer(prioritized=True)
     everything = np.arange(len(buffer))

@@ -165,6 +165,10 @@ def test_bad_configurations_are_refused():
         SACConfig(pretrain_steps=-1).validate()
     with pytest.raises(ValueError, match="needs demonstrations"):
         SACConfig(pretrain_steps=10, demos=0).validate()
+    with pytest.raises(ValueError, match="demo_fraction"):
+        SACConfig(demo_fraction=1.0).validate()
+    with pytest.raises(ValueError, match="demo_fraction"):
+        SACConfig(demo_fraction=0.25, demos=0).validate()
     with pytest.raises(ValueError, match="no goal on the table"):
         SACConfig(task="block_picking", goal_channel=True).validate()
     assert json.dumps(SACConfig().__dict__)        # plain data: goes into checkpoints and logs
@@ -189,11 +193,12 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
     from equimanip.cli import main as cli
 
     out = tmp_path / "run"
-    assert cli(["train", "sac", *TINY, "--steps", "6", "--pretrain-steps", "2", "--out", str(out), "--json"]) == 0
+    assert cli(["train", "sac", *TINY, "--steps", "6", "--pretrain-steps", "2", "--demo-fraction", "0.25",
+                "--out", str(out), "--json"]) == 0
     printed = capsys.readouterr().out
     assert "pre-trained on the demonstrations: 2 updates" in printed
     summary = json.loads(printed.strip().splitlines()[-1])
-    assert summary["pretrain_steps"] == 2
+    assert summary["pretrain_steps"] == 2 and summary["demo_fraction"] == 0.25
     assert summary["steps"] == 6 and [step for step, _ in summary["curve"]] == [3, 6]
     assert 0.0 <= summary["success"] <= 1.0 and summary["eval_episodes"] == 1
     for name in ("train.csv", "eval.csv", "best.pt", "last.pt", "train_state.pt", "replay.npz",

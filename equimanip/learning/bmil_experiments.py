@@ -247,7 +247,8 @@ def plot(rows: list[dict], path: Path = PLOT) -> Path:
         ax.bar(np.arange(len(configs)) + i * width, np.array(means) * 100, width, label=label)
     ax.set_xticks(np.arange(len(configs)) + width)
     ax.set_xticklabels([f"{t.replace('block_', '')}, arm {a}{'' if g == 'none' else ', goal ' + g}\n"
-                        f"{i}\n{d} demos\n{m.replace(' (', chr(10) + '(')}" for t, a, g, i, d, m in configs], fontsize=7)
+                        f"{i}\n{d} demos\n{m.replace(' (', chr(10) + '(')}"     # BMIL settings on a line
+                        for t, a, g, i, d, m in configs], fontsize=7)
     ax.set_ylabel("success (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8)

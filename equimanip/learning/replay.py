@@ -109,18 +109,28 @@ class ReplayBuffer:
         self.size = min(self.size + 1, self.capacity)
 
     # ----------------------------------------------------------------------------------- sampling
-    def sample(self, batch_size: int, beta: float = 0.4, device="cpu") -> Batch:
+    def sample(self, batch_size: int, beta: float = 0.4, device="cpu", expert_fraction: float = 0.0) -> Batch:
+        """``batch_size`` items; ``expert_fraction`` of them drawn uniformly from the expert items
+        (weight 1), the rest from the whole buffer as configured (uniform or prioritized)."""
         n = len(self)
         if n == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
+        experts = np.flatnonzero(self.is_expert[:self.size]) if expert_fraction > 0 else np.zeros(0, dtype=int)
+        n_expert = int(round(expert_fraction * batch_size)) if experts.size else 0
+        n_rest = batch_size - n_expert
         if self.prioritized:
             p = self.priorities[:self.size].reshape(-1)
             probs = p / p.sum()
-            indices = self.rng.choice(n, size=batch_size, p=probs)
+            indices = self.rng.choice(n, size=n_rest, p=probs)
             weights = (n * probs[indices]) ** (-beta) / (n * probs.min()) ** (-beta)
         else:
-            indices = self.rng.integers(0, n, size=batch_size)
-            weights = np.ones(batch_size)
+            indices = self.rng.integers(0, n, size=n_rest)
+            weights = np.ones(n_rest)
+        if n_expert:
+            # Any of an expert transition's items: the transition itself or one of its rotated copies.
+            item = self.rng.choice(experts, n_expert) * (1 + self.copies) + self.rng.integers(0, 1 + self.copies,
+                                                                                            n_expert)
+            indices, weights = np.concatenate([indices, item]), np.concatenate([weights, np.ones(n_expert)])
         transition, copy = np.divmod(indices, 1 + self.copies)
         obs = torch.as_tensor(self.obs[transition], dtype=torch.float32)
         next_obs = torch.as_tensor(self.next_obs[transition], dtype=torch.float32)

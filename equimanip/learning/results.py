@@ -113,6 +113,8 @@ def sac_row(summary: dict, **provenance) -> dict:
         network += ", goal channel"
     if summary.get("pretrain_steps"):
         network += f", {summary['pretrain_steps']} pre-training updates"
+    if summary.get("demo_fraction"):
+        network += f", demonstrations {summary['demo_fraction']:.0%} of each batch"
     return {
         "experiment": "yaw_sector" if summary.get("yaw_sector") else "sample_efficiency",
         "task": summary["task"], "group": summary["group"], "relaxed": summary["relaxed"], "network": network,

@@ -102,6 +102,11 @@ class SACConfig:
     # pre_train_step, 0 there by default): the actor starts from a cloned expert, the critic from
     # the demonstrations' returns.
     pretrain_steps: int = 0
+    # Fraction of every update's batch drawn from the demonstrations (and their rotated copies),
+    # the rest from the whole buffer. 0 (equi_rl): uniform over the buffer, where the
+    # demonstrations shrink to a few percent of the items and the SACfD term with them; a fixed
+    # share keeps the actor near the expert through the whole run (DDPGfD's separate demo buffer).
+    demo_fraction: float = 0.0
     # --- replay
     augment_copies: int = 4                     # rotated copies stored with every transition
     prioritized: bool = False
@@ -137,6 +142,9 @@ class SACConfig:
             raise ValueError("gamma must be in [0, 1], tau in (0, 1], init_alpha > 0")
         if self.pretrain_steps < 0 or (self.pretrain_steps and not self.demos):
             raise ValueError("pretrain_steps must be >= 0, and pre-training needs demonstrations (--demos)")
+        if not 0 <= self.demo_fraction < 1 or (self.demo_fraction and not self.demos):
+            raise ValueError(f"demo_fraction must be in [0, 1) and needs demonstrations (--demos), got "
+                             f"{self.demo_fraction}")
         if self.demos < 0 or self.augment_copies < 0 or self.final_eval_episodes < 0 or self.sacfd_weight < 0:
             raise ValueError("demos, augment_copies, final_eval_episodes and sacfd_weight must be >= 0")
         if self.goal_channel and self.task not in TABLE_GOAL_ROWS:
@@ -530,7 +538,8 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
             for _ in range(config.num_envs * config.updates_per_step):
                 fraction = min(1.0, state.step / config.steps)
                 beta = config.per_beta_start + fraction * (config.per_beta_end - config.per_beta_start)
-                stats_window.append(learn_step(learner, buffer, config.batch_size, beta, device))
+                stats_window.append(learn_step(learner, buffer, config.batch_size, beta, device,
+                                               config.demo_fraction))
 
         # --- log, evaluate, checkpoint
         state.wall_s = wall_before + time.perf_counter() - session_start
@@ -574,6 +583,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                "heightmap_mode": observation_config.heightmap_mode,
                "robot_removal": observation_config.robot_removal,
                "goal_channel": observation_config.goal_channel, "pretrain_steps": config.pretrain_steps,
+               "demo_fraction": config.demo_fraction,
                "best_success": state.best_success, "best_step": state.best_step}
     if config.final_eval_episodes:
         success, result = evaluate_now(config.final_eval_episodes, eval_env)
@@ -656,10 +666,11 @@ def _load_training_state(out: Path, learner: SAC, buffer: ReplayBuffer, config: 
     return progress
 
 
-def learn_step(learner: "SAC", buffer: ReplayBuffer, batch_size: int, beta: float, device: str) -> dict:
-    """One SAC update on a batch sampled from ``buffer``, whose priorities it then updates; the
-    update's statistics."""
-    batch = buffer.sample(batch_size, beta=beta, device=device)
+def learn_step(learner: "SAC", buffer: ReplayBuffer, batch_size: int, beta: float, device: str,
+               demo_fraction: float = 0.0) -> dict:
+    """One SAC update on a batch sampled from ``buffer`` (``demo_fraction`` of it from the
+    demonstrations), whose priorities it then updates; the update's statistics."""
+    batch = buffer.sample(batch_size, beta=beta, device=device, expert_fraction=demo_fraction)
     stats = learner.update(batch)
     buffer.update_priorities(batch.indices, stats.pop("td_errors"))
     return stats
@@ -716,6 +727,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrain-steps", type=int, default=d.pretrain_steps,
                         help="SAC updates on the demonstrations before the first environment step (equi_rl's "
                              "pre_train_step)")
+    parser.add_argument("--demo-fraction", type=float, default=d.demo_fraction,
+                        help="fraction of every batch drawn from the demonstrations (0: uniform over the "
+                             "buffer, as equi_rl)")
     parser.add_argument("--prioritized", action="store_true", help="prioritized replay (alpha 0.6, beta 0.4 -> 1)")
     parser.add_argument("--recompute-critic-features", action="store_true",
                         help="run the critic's encoder again for the actor's loss (equi_rl; about 30%% slower)")
@@ -743,7 +757,7 @@ def config_from_args(args) -> SACConfig:
                      seed=args.seed, max_episode_steps=args.max_episode_steps or None,
                      yaw_sector=tuple(args.yaw_sector) if args.yaw_sector else None, prioritized=args.prioritized,
                      goal_channel={"auto": None, "on": True, "off": False}[args.goal_channel],
-                     pretrain_steps=args.pretrain_steps,
+                     pretrain_steps=args.pretrain_steps, demo_fraction=args.demo_fraction,
                      reuse_critic_features=not args.recompute_critic_features,
                      augment_copies=args.augment_copies, batch_size=args.batch_size,
                      learning_starts=args.learning_starts, lr=args.lr,
