@@ -177,22 +177,23 @@ def test_services_start_stop_discard(tmp_path, ros):
     assert positions == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
-def test_record_train_bmil_and_run_it_in_the_ros_loop(recorded, tmp_path, ros):
-    """Record (above), train a small BMIL policy, save it, load it as any controller would, and let
-    it drive the simulated arm through the ROS topics."""
+def test_record_train_bmil_and_run_it_in_the_ros_loop(recorded, tmp_path, ros, capsys):
+    """Record (above), train a small BMIL policy with ``equimanip train bmil``, load its checkpoint
+    as any controller would, and let it drive the simulated arm through the ROS topics."""
     from equimanip.checkpoint import load_policy
-    from equimanip.learning.backward import BackwardConfig
-    from equimanip.learning.bc import BCConfig, save_policy
-    from equimanip.learning.bmil import BMILConfig, train_bmil
+    from equimanip.cli import main as cli
     from equimanip.nodes import topics
     from equimanip.nodes.policy_node import PolicyNode
     from equimanip.sim.sim_node import SimNode
 
     out, _ = recorded
-    data = load_dataset(out)
-    policy, _, log = train_bmil(data, BMILConfig(policy=BCConfig(epochs=2, steps_per_epoch=10, hidden=32),
-                                                 backward=BackwardConfig(hidden=32, depth=3), demo_repeat=1))
-    path = save_policy(tmp_path / "bmil.pt", policy, "bmil", "block_picking", metadata={"epochs": len(log)})
+    assert cli(["train", "bmil", "--demos", str(out), "--out", str(tmp_path / "bmil"), "--epochs", "2",
+                "--steps-per-epoch", "10", "--hidden", "32", "--backward-hidden", "32", "--backward-depth", "3",
+                "--demo-repeat", "1", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["config"]["demo_repeat"] == 1 and summary["task"] == "block_picking"
+    path = Path(summary["checkpoint"])
+    assert path == tmp_path / "bmil" / "policy.pt" and (tmp_path / "bmil" / "log.csv").is_file()
     loaded = load_policy(path)
     assert loaded.task == "block_picking" and loaded.input_kind == "object_state"
 

@@ -137,6 +137,9 @@ def main(argv=None) -> int:
     parser.add_argument("--demo-ratio", type=float, default=BMILConfig().demo_ratio)
     parser.add_argument("--trace-lengths", type=int, nargs=2, default=None, metavar=("FIRST", "LAST"))
     parser.add_argument("--samples-per-start", type=int, default=1)
+    parser.add_argument("--demo-repeat", type=int, default=BMILConfig().demo_repeat,
+                        help="copies of each demonstration in the backwards models' data (the reference: 10; "
+                             "1 refits about ten times faster, what docs/imitation.md's runs use)")
     parser.add_argument("--scale-coef", type=float, default=None)
     parser.add_argument("--noise-mode", choices=("entropy", "plain"), default=b.noise_mode)
     parser.add_argument("--noise-scale", choices=("variance", "std"), default=b.noise_scale)
@@ -161,7 +164,7 @@ def main(argv=None) -> int:
                                     noise_mode=args.noise_mode, noise_scale=args.noise_scale,
                                     logvar_clamp=args.logvar_clamp,
                                     scale_coef=scale_coef),
-            demo_ratio=args.demo_ratio, samples_per_start=args.samples_per_start,
+            demo_ratio=args.demo_ratio, samples_per_start=args.samples_per_start, demo_repeat=args.demo_repeat,
             trace_lengths=tuple(args.trace_lengths) if args.trace_lengths else preset["trace_lengths"]).validate()
     except ValueError as e:
         parser.error(str(e))
