@@ -66,10 +66,12 @@ def check_twist(linear: Sequence[float], angular: Sequence[float], frame_id: str
     fastest = float(np.max(np.abs(lin)))
     if fastest > limits.max_linear:
         lin = lin * (limits.max_linear / fastest)
-        notes.append(f"speed {fastest:.4g} m/s along an axis scaled to the limit {limits.max_linear:.4g} m/s")
+        notes.append(f"speed {fastest:.4g} m/s along an axis scaled to the limit {limits.max_linear:.4g} m/s "
+                     f"{_excess(fastest, limits.max_linear)}")
     yaw_rate = float(ang[2])
     if abs(yaw_rate) > limits.max_yaw_rate:
-        notes.append(f"yaw rate {yaw_rate:.4g} rad/s clamped to {limits.max_yaw_rate:.4g} rad/s")
+        notes.append(f"yaw rate {yaw_rate:.4g} rad/s clamped to {limits.max_yaw_rate:.4g} rad/s "
+                     f"{_excess(yaw_rate, limits.max_yaw_rate)}")
         yaw_rate = math.copysign(limits.max_yaw_rate, yaw_rate)
     if abs(ang[0]) > 1e-9 or abs(ang[1]) > 1e-9:
         notes.append("roll and pitch rates ignored: the gripper is kept pointing down")
@@ -187,6 +189,14 @@ def as_action(action) -> np.ndarray:
     return _finite(arr, "action")
 
 
+def _excess(value: float, limit: float) -> str:
+    """How far over its limit a value was, for the log line: a policy whose output is not squashed
+    (BC, BMIL) may pass a limit by a hair, which rounded figures alone would show as "3.93 clamped
+    to 3.93"."""
+    percent = 100 * (abs(value) / limit - 1)
+    return f"({percent:.0f}% over)" if percent >= 10 else f"({percent:.2g}% over)"
+
+
 def limit_action(action, ee_pose, control_period: float, limits: SafetyLimits) -> LimitedAction:
     """The controller-side safety layer for one action ``[p, dx, dy, dz, dyaw]`` (per step), given
     the measured end-effector pose ``[x y z qx qy qz qw]``.
@@ -220,11 +230,12 @@ def limit_action(action, ee_pose, control_period: float, limits: SafetyLimits) -
     fastest = float(np.max(np.abs(a[1:4])))
     if fastest > max_step:
         a[1:4] *= max_step / fastest
-        reductions.append(f"speed {fastest / control_period:.3g} m/s scaled to {max_step / control_period:.3g} m/s")
+        reductions.append(f"speed {fastest / control_period:.3g} m/s scaled to {max_step / control_period:.3g} m/s "
+                          f"{_excess(fastest, max_step)}")
     max_turn = min(limits.max_yaw_rate * control_period, MAX_STEP_YAW)
     if abs(a[4]) > max_turn:
         reductions.append(f"yaw rate {a[4] / control_period:.3g} rad/s clamped to "
-                          f"{max_turn / control_period:.3g} rad/s")
+                          f"{max_turn / control_period:.3g} rad/s {_excess(a[4], max_turn)}")
         a[4] = math.copysign(max_turn, a[4])
     low = np.asarray(limits.workspace_low, dtype=np.float64)
     high = np.asarray(limits.workspace_high, dtype=np.float64)

@@ -119,6 +119,11 @@ def test_layer_scales_speed_keeping_direction_and_holds_the_yaw():
     slow = SafetyLimits(max_linear_speed=0.2, max_yaw_rate=1.0)
     out = limit_action([0.5, 0.04, -0.02, 0.01, 0.3], _pose(0.5, 0.0, 0.2), 0.1, slow)
     np.testing.assert_allclose(out.action, [0.5, 0.02, -0.01, 0.005, 0.1])
+    assert out.reductions == ("speed 0.4 m/s scaled to 0.2 m/s (100% over)",
+                              "yaw rate 3 rad/s clamped to 1 rad/s (200% over)")
+    # A policy a hair over a limit (BC's outputs are not squashed): the line says by how much.
+    hair = limit_action([0.5, 0.0, 0.0, 0.0, 0.1 * 1.00002], _pose(0.5, 0.0, 0.2), 0.1, slow)
+    assert hair.reductions == ("yaw rate 1 rad/s clamped to 1 rad/s (0.002% over)",)
     out = limit_action([0.5, 0.0, 0.0, 0.0, 0.3], _pose(0.5, 0.0, 0.2, yaw=2.3), 0.1, LAYER_LIMITS)
     assert out.action[4] == pytest.approx(0.75 * math.pi - 2.3)
     out = limit_action([1.7, 0.0, 0.0, 0.0, 0.0], _pose(0.5, 0.0, 0.2), 0.1, LAYER_LIMITS)
