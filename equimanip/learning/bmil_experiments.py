@@ -195,39 +195,61 @@ def tables(rows: list[dict]) -> str:
 def goals(rows: list[dict]) -> str:
     """The issue's goals against what the rows reached (at 10 demonstrations, per task and arm, and
     per BMIL setting where more than one was run)."""
+    def by_seed(method, key, bmil=""):
+        return {int(r["seed"]): float(r[key]) for r in rows if setting(r) == here and r["method"] == method
+                and int(r["demos"]) == 10 and r.get("bmil", "") == bmil}
+
     def mean(method, key, bmil=""):
-        values = [float(r[key]) for r in rows if setting(r) == here and r["method"] == method
-                  and int(r["demos"]) == 10 and r.get("bmil", "") == bmil]
+        values = list(by_seed(method, key, bmil).values())
         return (float(np.mean(values)), len(values)) if values else (None, 0)
+
+    def verdict(met: bool, seeds: int) -> str:
+        # One or two seeds are too few to call a goal: the seeds' spread is 5-15 points.
+        return ("met" if met else "NOT met") if seeds >= 3 else f"not judged, {seeds} seed{'s' * (seeds > 1)}"
 
     lines = []
     for here in sorted({setting(r) for r in rows}):
         task, arm, goal, inputs = here
         task_label = f"{task} (arm {arm}{'' if goal == 'none' else ', goal ' + goal}, {inputs} inputs)"
-        bc, n_bc = mean("bc", "success_perturbed")
         variants = sorted({r["bmil"] for r in rows if setting(r) == here and r["bmil"] and int(r["demos"]) == 10})
         for variant in variants:
             label = task_label + (f", BMIL {variant}" if len(variants) > 1 else "")
-            bmil, n_bmil = mean("bmil", "success_perturbed", variant)
-            if bc is not None and bmil is not None:
-                gap = 100 * (bmil - bc)
+            # BMIL against BC over the seeds both have (a setting run on fewer seeds is compared
+            # with BC on those seeds only).
+            bmil_seeds, bc_seeds = by_seed("bmil", "success_perturbed", variant), by_seed("bc", "success_perturbed")
+            common = sorted(set(bmil_seeds) & set(bc_seeds))
+            if common:
+                gap = 100 * float(np.mean([bmil_seeds[s] - bc_seeds[s] for s in common]))
                 lines.append(f"* {label}: BMIL beats BC from perturbed starts by at least 20 points: "
-                             f"{'met' if gap >= 20 else 'NOT met'} ({gap:+.0f} points; {n_bmil} and {n_bc} seeds)")
-            equi, _ = mean("equi_bmil", "success_perturbed", variant)
+                             f"{verdict(gap >= 20, len(common))} ({gap:+.0f} points, seed{'s' * (len(common) > 1)} "
+                             f"{', '.join(map(str, common))})")
+            bmil, n_bmil = mean("bmil", "success_perturbed", variant)
+            equi, n_equi = mean("equi_bmil", "success_perturbed", variant)
             if equi is not None and bmil is not None:
                 lines.append(f"* {label}: equivariant BMIL at least as good as BMIL (perturbed starts): "
-                             f"{'met' if equi >= bmil else 'NOT met'} ({100 * equi:.0f} % vs {100 * bmil:.0f} %)")
+                             f"{verdict(equi >= bmil, min(n_equi, n_bmil))} ({100 * equi:.0f} % vs "
+                             f"{100 * bmil:.0f} %)")
             rotated, _ = mean("equi_bmil", "success_rotated", variant)
             inside, _ = mean("equi_bmil", "success_in", variant)
             if rotated is not None:
                 lines.append(f"* {label}: equivariant BMIL keeps its success on rotated scenes: "
-                             f"{'met' if rotated >= inside - 0.1 else 'NOT met'} ({100 * rotated:.0f} % rotated vs "
+                             f"{verdict(rotated >= inside - 0.1, n_equi)} ({100 * rotated:.0f} % rotated vs "
                              f"{100 * inside:.0f} % in distribution; met = within 10 points)")
-    slowest = [float(r["train_wall_s"]) for r in rows if int(r["demos"]) == 10]
+    # Training time, per method and setting: an ablation that is slow (the reference's demo
+    # repeat of 10) is named, not folded into the settings the results use.
+    slowest: dict = {}
+    for r in rows:
+        if int(r["demos"]) == 10:
+            label = method_label(r)
+            slowest[label] = max(slowest.get(label, 0.0), float(r["train_wall_s"]))
     if slowest:
-        met = "met" if max(slowest) < 600 else "NOT met"
-        lines.append(f"* training with 10 demonstrations under 10 minutes: {met} (slowest run "
-                     f"{max(slowest) / 60:.1f} min, on the shared machine)")
+        within = [s for label, s in slowest.items() if s < 600]
+        over = {label: s for label, s in slowest.items() if s >= 600}
+        line = (f"* training with 10 demonstrations under 10 minutes: "
+                f"{'met' if not over else 'NOT met for ' + ', '.join(sorted(over))}")
+        details = [f"slowest run {max(within) / 60:.1f} min" + (" of the others" if over else "")] if within else []
+        details += [f"{label}: {s / 60:.1f} min" for label, s in sorted(over.items())]
+        lines.append(line + f" ({'; '.join(details)}; on the shared machine)")
     return "\n".join(lines)
 
 
