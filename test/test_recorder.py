@@ -196,6 +196,7 @@ def test_record_train_bmil_and_run_it_in_the_ros_loop(recorded, tmp_path, ros, c
     assert path == tmp_path / "bmil" / "policy.pt" and (tmp_path / "bmil" / "log.csv").is_file()
     loaded = load_policy(path)
     assert loaded.task == "block_picking" and loaded.input_kind == "object_state"
+    assert loaded.metadata["command"].startswith(f"equimanip train bmil --demos {out} ")
 
     # The product's own way to run a checkpoint on an arm: policy_node, over the ROS topics.
     sim = ros.node(SimNode, task="block_picking", seed=7, sync=True, max_steps=5)

@@ -268,15 +268,18 @@ def train_bc(dataset, config: Optional[BCConfig] = None, progress: bool = False,
 # ------------------------------------------------------------------------------------ checkpoints
 
 
-def save_policy(path, policy: ImitationPolicy, kind: str, task: str, metadata: Optional[dict] = None):
+def save_policy(path, policy: ImitationPolicy, kind: str, task: str, metadata: Optional[dict] = None,
+                command: Optional[str] = None):
     """The policy as an equimanip checkpoint of ``kind`` ('bc' or 'bmil'): input kind
-    'object_state' (plus the gripper's height, see the module doc), network = the PolicySpec."""
+    'object_state' (plus the gripper's height, see the module doc), network = the PolicySpec;
+    ``command``: the command line that trained it (default: this process's)."""
     from equimanip.checkpoint import save_checkpoint
 
     spec = policy.spec
     network = {k: v for k, v in spec.to_dict().items() if k != "observation"}
     return save_checkpoint(path, kind, network_config=network, observation_config=spec.observation, task=task,
-                           input_kind="object_state", metadata=metadata or {}, policy=policy.net)
+                           input_kind="object_state", metadata=metadata or {}, command=command,
+                           policy=policy.net)
 
 
 def _build_policy(checkpoint, device: str, optimize: bool):
@@ -380,9 +383,18 @@ def load_demos(args):
     return dataset
 
 
-def run_command(kind: str, args, train) -> int:
+def command_line(kind: str, argv) -> str:
+    """``equimanip train <kind> ...`` as the user typed it, for the checkpoint (as SAC's)."""
+    import shlex
+    import sys
+
+    return f"equimanip train {kind} " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+
+
+def run_command(kind: str, args, train, command: Optional[str] = None) -> int:
     """Shared body of ``equimanip train bc|bmil``: load, train (``train(dataset) -> (policy, log,
-    config dict)``), write the epoch log (CSV), the checkpoint, and a summary."""
+    config dict)``), write the epoch log (CSV), the checkpoint (recording ``command``), and a
+    summary."""
     import csv
     import json
     import sys
@@ -412,7 +424,7 @@ def run_command(kind: str, args, train) -> int:
     summary = {"kind": kind, "task": tasks[0] if tasks else "", "demos": len(dataset.used_episodes),
                "samples": len(dataset), "train_wall_s": round(wall, 1), "final_loss": log[-1]["loss"],
                "config": config}
-    path = save_policy(out / "policy.pt", policy, kind, summary["task"], metadata=summary)
+    path = save_policy(out / "policy.pt", policy, kind, summary["task"], metadata=summary, command=command)
     print(f"{kind} ({args.group}) on {summary['demos']} demonstrations ({summary['samples']} steps): "
           f"final loss {summary['final_loss']:.4f}, {wall:.0f} s; checkpoint {path}")
     if args.json:
@@ -436,4 +448,4 @@ def main(argv=None) -> int:
         policy, log = train_bc(dataset, config, progress=not args.json)
         return policy, log, dataclasses.asdict(config)
 
-    return run_command("bc", args, train)
+    return run_command("bc", args, train, command_line("bc", argv))

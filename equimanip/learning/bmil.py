@@ -126,7 +126,7 @@ PRESETS = {"pick": {"trace_lengths": (1, 3), "scale_coef": 30.0}, "push": {"trac
 def main(argv=None) -> int:
     import argparse
 
-    from equimanip.learning.bc import add_common_arguments, bc_config_from, run_command
+    from equimanip.learning.bc import add_common_arguments, bc_config_from, command_line, run_command
 
     b = BackwardConfig()
     parser = argparse.ArgumentParser(prog="equimanip train bmil", description="BMIL: behaviour cloning with "
@@ -173,4 +173,4 @@ def main(argv=None) -> int:
         policy, _, log = train_bmil(dataset, config, progress=not args.json)
         return policy, log, config.to_dict()
 
-    return run_command("bmil", args, train)
+    return run_command("bmil", args, train, command_line("bmil", argv))
