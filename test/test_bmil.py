@@ -219,5 +219,9 @@ def test_standardised_inputs_keep_the_symmetry_and_the_checkpoint_reproduces_the
         observation = Observation(heightmap=np.zeros((2, 4, 4), np.float32), object_state=data.states[k],
                                   ee_pose=data.ee_poses[k])
         np.testing.assert_allclose(loaded.act(observation), policy.act(observation), atol=1e-5)
+    for pose in (None, np.full(7, np.nan)):          # no end-effector pose: a clear error, no action
+        with pytest.raises(ValueError, match="end-effector pose is missing or has non-finite"):
+            loaded.act(Observation(heightmap=np.zeros((2, 4, 4), np.float32), object_state=data.states[0],
+                                   ee_pose=pose))
     raw, _ = train_bc(data, BCConfig(epochs=1, steps_per_epoch=5, hidden=32, standardise_inputs=False))
     assert raw.spec.input_shift is None and not raw.input_shift.any() and raw.input_scale.eq(1).all()

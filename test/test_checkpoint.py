@@ -157,7 +157,8 @@ def test_every_task_ships_a_policy_the_node_can_run(task):
     assert len(policy.metadata["revision"]) >= 40
     size = policy.observation_config.heightmap_size
     blank = Observation(heightmap=np.zeros((2, size, size), dtype=np.float32),
-                        object_state=np.zeros(policy.observation_config.object_state_dim, dtype=np.float32))
+                        object_state=np.zeros(policy.observation_config.object_state_dim, dtype=np.float32),
+                        ee_pose=np.array([0.5, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0]))   # imitation policies need it
     action = policy.act(blank)
     assert action.shape == (5,) and np.all(np.isfinite(action))
     assert np.all(action >= ACTION_LOW - 1e-6) and np.all(action <= ACTION_HIGH + 1e-6)

@@ -309,8 +309,8 @@ def _build_policy(checkpoint, device: str, optimize: bool):
             if not isinstance(observation, Observation):
                 raise ValueError("an imitation policy needs the whole Observation (state and gripper height)")
             state = super().network_input(observation.object_state)[0].cpu().numpy()
-            if not np.all(np.isfinite(observation.ee_pose)):
-                raise ValueError("the end-effector pose has non-finite entries; no action for it")
+            if observation.ee_pose is None or not np.all(np.isfinite(np.asarray(observation.ee_pose, float))):
+                raise ValueError("the end-effector pose is missing or has non-finite entries; no action for it")
             features = (state_features(state, observation.ee_pose, table_z) - shift) * scale
             return torch.from_numpy(features.astype(np.float32))[None].to(self.device)
 
