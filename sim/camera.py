@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -59,6 +59,19 @@ class CameraConfig:
             raise ValueError(f"pose must be 7 finite numbers [x y z qx qy qz qw], got {list(self.pose)}")
         if abs(np.linalg.norm(pose[3:]) - 1.0) > 1e-3:
             raise ValueError(f"pose quaternion must have unit norm, got norm {np.linalg.norm(pose[3:]):.4f}")
+
+    @classmethod
+    def from_parameters(cls, params: dict, base: "CameraConfig | None" = None) -> "CameraConfig":
+        """The camera sim_node's parameters describe (``camera.width`` ... and ``camera_pose``,
+        e.g. ``equimanip.config.cell_parameters(["side_camera"])``), over ``base`` (the default
+        camera); checked with :meth:`validate`."""
+        from equimanip.config import settings_from_parameters
+
+        camera = settings_from_parameters(base or cls(), params, "camera.", skip=("pose",))
+        if "camera_pose" in params:
+            camera = replace(camera, pose=tuple(float(v) for v in params["camera_pose"]))
+        camera.validate()
+        return camera
 
     @property
     def focal_length_px(self) -> float:

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import yaml
 
-from equimanip.config import config_dir, config_file
+from equimanip.config import cell_parameters, config_dir, config_file
 from equimanip.nodes.params import markdown_table
 from equimanip.nodes.tables import NODE_PARAMETER_TABLES, README_TABLES
-from equimanip.sim.camera import SIDE_CAMERA
+from equimanip.sim.camera import SIDE_CAMERA, CameraConfig
 
 NODE_PARAMS = {node: {s.name: s for s in specs} for node, specs in NODE_PARAMETER_TABLES.items()}
 ROS_BUILTIN = {"use_sim_time"}
@@ -57,6 +57,28 @@ def test_side_camera_yaml_is_the_side_camera_preset():
     assert np.allclose(params["camera_pose"], SIDE_CAMERA.pose, atol=1e-5)
     assert (params["camera.width"], params["camera.height"]) == (SIDE_CAMERA.width, SIDE_CAMERA.height)
     assert params["camera.fov_deg"] == SIDE_CAMERA.fov_deg
+
+
+def test_cell_parameters_read_the_shared_sections_and_later_files_win(tmp_path):
+    """What `equimanip eval --params` and the experiments read: the /** sections, flattened, in order."""
+    mine = tmp_path / "my_cell.yaml"
+    mine.write_text("/**:\n  ros__parameters:\n    camera:\n      width: 200\n"
+                    "sim_node:\n  ros__parameters:\n    camera:\n      height: 10\n")
+    params = cell_parameters(["sim", "side_camera", str(mine)])
+    assert params["task"] == "block_picking" and params["observation.cluster_eps"] == 0.02
+    assert (params["camera.width"], params["camera.height"]) == (200, 120)     # a node's own section: not shared
+    camera = CameraConfig.from_parameters(cell_parameters(["side_camera"]))
+    np.testing.assert_allclose(camera.pose, SIDE_CAMERA.pose, atol=1e-5)
+    assert camera == CameraConfig(**{**SIDE_CAMERA.__dict__, "pose": camera.pose})
+    assert CameraConfig.from_parameters({}) == CameraConfig()
+    with pytest.raises(ValueError, match="image size"):
+        CameraConfig.from_parameters({"camera.width": -1})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("/**:\n  ros__parameters: 3\n")
+    with pytest.raises(ValueError, match="ros__parameters"):
+        cell_parameters([str(bad)])
+    with pytest.raises(FileNotFoundError, match="available"):
+        cell_parameters(["no_such_setup"])
 
 
 def test_missing_parameter_file_names_the_alternatives():

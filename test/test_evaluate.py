@@ -113,3 +113,21 @@ def test_equimanip_eval_runs_a_checkpoint(tmp_path, capsys):
     assert out["success_rate"] in (0.0, 0.5, 1.0) and out["seed"] == EVAL_SEED_BASE
     assert cli(["eval", "--checkpoint", str(tmp_path / "missing.pt")]) == 1
     assert cli(["eval", "--checkpoint", str(path), "--task", "stacking"]) == 2
+    # The cell of a parameter file, as `equimanip run --params` starts it.
+    assert cli(["eval", "--checkpoint", str(path), "--episodes", "1", "--params", "side_camera", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["episodes"] == 1
+    assert cli(["eval", "--checkpoint", str(path), "--params", "no_such_cell"]) == 2
+    assert "--params: no parameter file 'no_such_cell'" in capsys.readouterr().err
+
+
+def test_eval_cell_setup_keeps_what_the_network_was_trained_with(tmp_path):
+    from equimanip.learning.evaluate import cell_setup
+
+    cell = tmp_path / "cell.yaml"
+    cell.write_text("/**:\n  ros__parameters:\n    camera:\n      width: 96\n"
+                    "    observation:\n      heightmap_size: 64\n      cluster_eps: 0.05\n")
+    trained = ObservationConfig(heightmap_size=16, goal_in_state=True)
+    camera, observation = cell_setup([str(cell)], trained)
+    assert camera.width == 96 and camera.height == 128                  # the rest: the default camera
+    assert observation.cluster_eps == 0.05                               # the cell's perception
+    assert observation.heightmap_size == 16 and observation.goal_in_state   # the network's, from training

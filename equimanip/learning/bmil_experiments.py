@@ -59,18 +59,20 @@ def side_camera(task: str = "block_picking", goal: str = "given"):
     block_pushing's goal ``given``: the goal's offset from the gripper ends the state
     (``goal_in_state``), as a real cell gives it on ``~/goal``. ``perceived``: the table clearance
     drops to 1 mm, so that the 2 mm goal patch is clustered as an object (at 8 mm it is table)."""
+    from dataclasses import replace
+
+    from equimanip.config import cell_parameters, settings_from_parameters
     from equimanip.perception.observation import ObservationConfig
     from equimanip.sim.camera import CameraConfig
 
     if goal not in GOAL_INPUTS:
         raise ValueError(f"goal must be one of {', '.join(GOAL_INPUTS)}, got {goal!r}")
-    camera = CameraConfig(width=160, height=120, fov_deg=58.0, near=0.1, far=3.0,
-                          pose=(1.05, -0.35, 0.62, -0.798198, -0.438168, 0.198925, 0.362377))
+    params = cell_parameters(["side_camera"])
+    camera = replace(CameraConfig.from_parameters(params), depth_noise_std=0.0, dropout=0.0)
     pushing = task == "block_pushing"
-    observation = ObservationConfig(cluster_eps=0.02, cluster_min_points=5, min_object_points=8,
-                                    table_clearance=0.001 if pushing and goal == "perceived" else 0.008,
+    observation = ObservationConfig(table_clearance=0.001 if pushing and goal == "perceived" else 0.008,
                                     goal_in_state=pushing and goal == "given")
-    return camera, observation
+    return camera, settings_from_parameters(observation, params, "observation.")
 
 
 def goal_label(task: str, goal: str) -> str:

@@ -79,6 +79,20 @@ def run_episodes(act: Callable, env, episodes: int, seed: int = EVAL_SEED_BASE, 
 # ------------------------------------------------------------------------------------- the command
 
 
+def cell_setup(params_files, trained):
+    """The simulated cell's camera and the observation settings for a policy trained with
+    ``trained``, from parameter files as ``equimanip run --params`` reads them: the files' camera
+    (the default camera without files), their ``observation.*`` settings over ``trained`` except the
+    ones the network's input depends on, which stay the checkpoint's (as policy_node does)."""
+    from equimanip.config import cell_parameters, settings_from_parameters
+    from equimanip.perception.observation import NETWORK_OBSERVATION_FIELDS
+    from equimanip.sim.camera import CameraConfig
+
+    params = cell_parameters(params_files)
+    observation = settings_from_parameters(trained, params, "observation.", skip=NETWORK_OBSERVATION_FIELDS)
+    return CameraConfig.from_parameters(params), observation.validate()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="equimanip eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="shift each object's start by U(-M, M) metres in x and y")
     parser.add_argument("--yaw-sector", type=float, nargs=2, default=None, metavar=("START", "WIDTH"),
                         help="only scenes whose scene yaw lies in [START, START + WIDTH) degrees")
+    parser.add_argument("--params", action="append", default=[], metavar="YAML",
+                        help="the cell's parameter file (a path or a name in config/, e.g. side_camera), as "
+                             "`equimanip run --params` takes it: its camera, and its perception settings "
+                             "other than those the network was trained with")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (1: on a busy 2-core machine more threads are much slower)")
@@ -131,9 +149,14 @@ def main(argv=None) -> int:
         return 2
     max_steps = args.max_steps if args.max_steps is not None else policy.metadata.get("max_episode_steps")
     try:
+        camera, observation = cell_setup(args.params, policy.observation_config)
+    except (FileNotFoundError, OSError, ValueError, TypeError) as e:
+        print(f"equimanip eval: --params: {e}", file=sys.stderr)
+        return 2
+    try:
         # An object-state policy (bc, bmil) needs the environment to compute the state.
         mode = "state" if getattr(policy, "input_kind", "heightmap") == "object_state" else "heightmap"
-        env = ManipulationGymEnv(task, observation_config=policy.observation_config, max_episode_steps=max_steps,
+        env = ManipulationGymEnv(task, observation_config=observation, camera=camera, max_episode_steps=max_steps,
                                  observation=mode,
                                  rotate_scene=args.rotate_scene, perturb_gripper=args.perturb_gripper,
                                  perturb_objects=args.perturb_objects,

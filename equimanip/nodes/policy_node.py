@@ -48,15 +48,11 @@ from equimanip.nodes.devices import check_device, resolve_device
 from equimanip.nodes.goal_input import GoalInput, goal_params
 from equimanip.nodes.params import TASK, ParamSpec
 from equimanip.nodes.spin import freeze_start_up_objects, spin_node
+from equimanip.perception.observation import NETWORK_OBSERVATION_FIELDS
 from equimanip.sim.task_names import TABLE_GOAL_ROWS
 
 # Where `make checkpoints` puts the shipped policies: one per task, used when `checkpoint` is empty.
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-# The settings a network's input depends on: they come from the checkpoint, whatever the node's
-# parameters said (the rest, such as the table height and the crop box, belong to the cell).
-NETWORK_OBSERVATION_FIELDS = ("heightmap_size", "heightmap_side", "heightmap_mode", "gripper_depth_max",
-                              "robot_removal", "fill_empty", "max_objects", "compute_object_state",
-                              "goal_channel", "goal_radius", "goal_in_state")
 WARM_UP_RUNS = 3
 QUARTER_TURN = sym.GroupElement(math.pi / 2)
 

@@ -65,6 +65,11 @@ ROBOT_REMOVALS = ("hand_boxes", "above_grasp_point")
 # FINGER_GAP_M beyond the aperture's half-width along the hand's finger axis (its local y).
 FINGER_HALF_SIZE_M = 0.01
 FINGER_GAP_M = 0.01
+# The settings a network's input depends on: a policy's come from its checkpoint, whatever the
+# cell's parameters say (the rest, such as the table height and the crop box, belong to the cell).
+NETWORK_OBSERVATION_FIELDS = ("heightmap_size", "heightmap_side", "heightmap_mode", "gripper_depth_max",
+                              "robot_removal", "fill_empty", "max_objects", "compute_object_state",
+                              "goal_channel", "goal_radius", "goal_in_state")
 
 
 @dataclass
