@@ -54,16 +54,14 @@ demo: $(STAMP)
 #    (docs/equivariant_sac.md); imitation with the goal in the state does (docs/imitation.md).
 SHIPPED_TASKS ?= block_picking block_pushing drawer_opening reach reach_obstacles
 SHIPPED_STEPS ?= 5000
-SIDE_CAMERA_CLUSTERING := --observation cluster_eps=0.02 --observation cluster_min_points=5 \
-  --observation min_object_points=8
 checkpoints: $(STAMP)
 	for task in $(SHIPPED_TASKS); do \
 	  if [ $$task = block_pushing ]; then \
 	    rm -rf runs/shipped_block_pushing_demos && \
 	    $(BIN)/equimanip record --task block_pushing --episodes 20 --source expert --seed 500000 \
 	      --params side_camera --out runs/shipped_block_pushing_demos && \
-	    $(BIN)/equimanip train bmil --demos runs/shipped_block_pushing_demos --group c8 --preset push \
-	      --observation goal_in_state=true $(SIDE_CAMERA_CLUSTERING) --demo-repeat 1 --seed 0 \
+	    $(BIN)/equimanip train bmil --demos runs/shipped_block_pushing_demos --params side_camera \
+	      --observation goal_in_state=true --group c8 --preset push --demo-repeat 1 --seed 0 \
 	      --out runs/shipped_block_pushing && \
 	    cp runs/shipped_block_pushing/policy.pt equimanip/checkpoints/block_pushing.pt || exit 1; \
 	  else \

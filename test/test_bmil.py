@@ -225,3 +225,16 @@ def test_standardised_inputs_keep_the_symmetry_and_the_checkpoint_reproduces_the
                                    ee_pose=pose))
     raw, _ = train_bc(data, BCConfig(epochs=1, steps_per_epoch=5, hidden=32, standardise_inputs=False))
     assert raw.spec.input_shift is None and not raw.input_shift.any() and raw.input_scale.eq(1).all()
+
+
+def test_train_observation_settings_come_from_the_cells_parameter_file_then_the_flags():
+    """`equimanip train bc|bmil --params side_camera --observation cluster_eps=0.05`."""
+    from equimanip.learning.bc import observation_config_from
+
+    side = observation_config_from(["cluster_eps=0.05", "goal_in_state=true"], ["side_camera"])
+    assert (side.cluster_eps, side.cluster_min_points, side.min_object_points) == (0.05, 5, 8)
+    assert side.goal_in_state and observation_config_from([]) == ObservationConfig()
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        observation_config_from(["no_such_setting=1"])
+    with pytest.raises(FileNotFoundError, match="available"):
+        observation_config_from([], ["no_such_cell"])

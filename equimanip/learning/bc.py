@@ -345,15 +345,24 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=d.threads)
     parser.add_argument("--raw-inputs", action="store_true", help="feed the features as they are (no "
                         "standardisation from the demonstrations; the reference's way)")
+    parser.add_argument("--params", action="append", default=[], metavar="YAML",
+                        help="the cell's parameter file the demonstrations were recorded with (a path or a "
+                             "name in config/, e.g. side_camera): its observation.* settings")
     parser.add_argument("--observation", action="append", default=[], metavar="NAME=VALUE",
-                        help="an ObservationConfig setting (e.g. cluster_eps=0.02), as the policy will see")
+                        help="an ObservationConfig setting (e.g. cluster_eps=0.02), as the policy will see; "
+                             "over --params")
     parser.add_argument("--demo-count", type=int, default=None, help="use only the first N usable episodes")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
 
 
-def observation_config_from(settings: list[str]) -> ObservationConfig:
+def observation_config_from(settings: list[str], params_files=()) -> ObservationConfig:
+    """The observation settings of ``equimanip train bc|bmil``: the ``observation.*`` of the
+    parameter files (``--params``, as ``equimanip record`` took them), then ``--observation``."""
     import yaml
 
+    from equimanip.config import cell_parameters, settings_from_parameters
+
+    base = settings_from_parameters(ObservationConfig(), cell_parameters(params_files), "observation.")
     values = {}
     known = {f.name for f in dataclasses.fields(ObservationConfig)}
     for text in settings:
@@ -363,7 +372,7 @@ def observation_config_from(settings: list[str]) -> ObservationConfig:
                              f"got '{text}'")
         parsed = yaml.safe_load(value)
         values[name] = tuple(parsed) if isinstance(parsed, list) else parsed
-    return ObservationConfig(**values).validate()
+    return dataclasses.replace(base, **values).validate()
 
 
 def bc_config_from(args) -> BCConfig:
@@ -376,8 +385,8 @@ def load_demos(args):
     """The dataset the command trains on (``--demo-count``: the first N usable episodes)."""
     from equimanip.data.dataset import DatasetConfig, load_dataset, select_episodes
 
-    dataset = load_dataset(args.demos, DatasetConfig(observation=observation_config_from(args.observation)),
-                           progress=not args.json)
+    observation = observation_config_from(args.observation, args.params)
+    dataset = load_dataset(args.demos, DatasetConfig(observation=observation), progress=not args.json)
     if args.demo_count is not None:
         dataset = select_episodes(dataset, args.demo_count)
     return dataset
