@@ -118,6 +118,16 @@ def test_equimanip_eval_runs_a_checkpoint(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["episodes"] == 1
     assert cli(["eval", "--checkpoint", str(path), "--params", "no_such_cell"]) == 2
     assert "--params: no parameter file 'no_such_cell'" in capsys.readouterr().err
+    # A policy trained on demonstrations from another cell is evaluated there unless told otherwise.
+    side = save_checkpoint(tmp_path / "side.pt", kind="sac", actor=make_actor(net), critic=make_critic(net),
+                           network_config=net, observation_config=ObservationConfig(heightmap_size=16),
+                           task="reach", metadata={"max_episode_steps": 3, "cell_params": ["side_camera"]})
+    assert cli(["eval", "--checkpoint", str(side), "--episodes", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "evaluating in the cell the policy learnt in (--params side_camera)" in captured.err
+    assert json.loads(captured.out.strip().splitlines()[-1])["params"] == ["side_camera"]
+    assert cli(["eval", "--checkpoint", str(side), "--episodes", "1", "--params", "sim", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["params"] == ["sim"]
 
 
 def test_eval_cell_setup_keeps_what_the_network_was_trained_with(tmp_path):

@@ -189,9 +189,10 @@ def test_record_train_bmil_and_run_it_in_the_ros_loop(recorded, tmp_path, ros, c
     out, _ = recorded
     assert cli(["train", "bmil", "--demos", str(out), "--out", str(tmp_path / "bmil"), "--epochs", "2",
                 "--steps-per-epoch", "10", "--hidden", "32", "--backward-hidden", "32", "--backward-depth", "3",
-                "--demo-repeat", "1", "--json"]) == 0
+                "--demo-repeat", "1", "--params", "sim", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["config"]["demo_repeat"] == 1 and summary["task"] == "block_picking"
+    assert summary["cell_params"] == ["sim"]           # what `equimanip eval` sets up by default
     path = Path(summary["checkpoint"])
     assert path == tmp_path / "bmil" / "policy.pt" and (tmp_path / "bmil" / "log.csv").is_file()
     loaded = load_policy(path)

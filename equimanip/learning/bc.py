@@ -432,7 +432,8 @@ def run_command(kind: str, args, train, command: Optional[str] = None) -> int:
         writer.writerows(log)
     summary = {"kind": kind, "task": tasks[0] if tasks else "", "demos": len(dataset.used_episodes),
                "samples": len(dataset), "train_wall_s": round(wall, 1), "final_loss": log[-1]["loss"],
-               "config": config}
+               # The cell the demonstrations came from: `equimanip eval` sets it up again by default.
+               "cell_params": list(args.params), "config": config}
     path = save_policy(out / "policy.pt", policy, kind, summary["task"], metadata=summary, command=command)
     print(f"{kind} ({args.group}) on {summary['demos']} demonstrations ({summary['samples']} steps): "
           f"final loss {summary['final_loss']:.4f}, {wall:.0f} s; checkpoint {path}")

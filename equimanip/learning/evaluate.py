@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", action="append", default=[], metavar="YAML",
                         help="the cell's parameter file (a path or a name in config/, e.g. side_camera), as "
                              "`equimanip run --params` takes it: its camera, and its perception settings "
-                             "other than those the network was trained with")
+                             "other than those the network was trained with (default: the files the "
+                             "policy's demonstrations were trained with, if any)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (1: on a busy 2-core machine more threads are much slower)")
@@ -148,8 +149,12 @@ def main(argv=None) -> int:
         print(f"equimanip eval: unknown task '{task}'; available: {', '.join(sorted(TASKS))}", file=sys.stderr)
         return 2
     max_steps = args.max_steps if args.max_steps is not None else policy.metadata.get("max_episode_steps")
+    params = args.params or list(policy.metadata.get("cell_params") or [])
+    if params and not args.params:
+        print(f"note: evaluating in the cell the policy learnt in (--params {' '.join(params)}); "
+              "--params sim for the default one", file=sys.stderr)
     try:
-        camera, observation = cell_setup(args.params, policy.observation_config)
+        camera, observation = cell_setup(params, policy.observation_config)
     except (FileNotFoundError, OSError, ValueError, TypeError) as e:
         print(f"equimanip eval: --params: {e}", file=sys.stderr)
         return 2
@@ -168,7 +173,7 @@ def main(argv=None) -> int:
         print(f"note: seeds below {EVAL_SEED_BASE} may be scenes the policy was trained on", file=sys.stderr)
     result = run_episodes(policy.act, env, args.episodes, seed=args.seed, progress=not args.json)
     env.close()
-    summary = {"checkpoint": str(args.checkpoint), "task": task, "seed": args.seed,
+    summary = {"checkpoint": str(args.checkpoint), "task": task, "seed": args.seed, "params": params,
                "rotate_scene": args.rotate_scene, "perturb_gripper": args.perturb_gripper,
                "perturb_objects": args.perturb_objects, "yaw_sector": args.yaw_sector,
                "max_steps": max_steps, **result.summary()}

@@ -162,8 +162,12 @@ class PolicyNode(ObservationController):
         trained = loaded.policy.metadata.get("best_success")
         record = "" if trained is None else f", {float(trained):.0%} success in its best training evaluation"
         goal = f", the task's goal from {self.goals.source}" if self.needs_goal(loaded) else ""
+        # A policy sees the cell through its camera: say which cell it learnt in, so that a log
+        # shows a mismatch (the shipped pushing policy: side_camera).
+        cell = loaded.policy.metadata.get("cell_params")
+        learnt = f", learnt in the cell of --params {' '.join(cell)}" if cell else ""
         return (f"'{loaded.policy.checkpoint.kind}' policy from {loaded.path} (task {loaded.policy.task}, "
-                f"group {network.get('group', 'none')}, {loaded.policy.input_kind} input{goal}{record})")
+                f"group {network.get('group', 'none')}, {loaded.policy.input_kind} input{goal}{record}{learnt})")
 
     @property
     def policy(self):
