@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", action="append", default=[], metavar="YAML",
                         help="the cell's parameter file (a path or a name in config/, e.g. side_camera), as "
                              "`equimanip run --params` takes it: its camera, and its perception settings "
-                             "other than those the network was trained with (default: the files the "
-                             "policy's demonstrations were trained with, if any)")
+                             "other than those the network was trained with (default: the files a bc or bmil "
+                             "policy was trained with, its cell_params, if any)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (1: on a busy 2-core machine more threads are much slower)")
