@@ -247,10 +247,9 @@ class SimNode(Node):
 
     # ---------------------------------------------------------------- configuration
     def _camera_config(self, p: dict) -> CameraConfig:
-        return CameraConfig(
-            width=p["camera.width"], height=p["camera.height"], fov_deg=p["camera.fov_deg"],
-            pose=tuple(p["camera_pose"]), near=p["camera.near"], far=p["camera.far"],
-            depth_noise_std=p["camera.depth_noise_std"], dropout=p["camera.dropout"])
+        """The camera of the parameters (validated: ValueError); the same reading `equimanip eval
+        --params` does of a parameter file."""
+        return CameraConfig.from_parameters(p)
 
     def _camera_problem(self, p: dict) -> Optional[str]:
         """Why the camera parameters do not make a valid camera together, or None."""
@@ -258,7 +257,7 @@ class SimNode(Node):
             return (f"{p['camera.width']} x {p['camera.height']} pixels is more than the "
                     f"{MAX_CAMERA_PIXELS} (640 x 480) a camera may have")
         try:
-            self._camera_config(p).validate()
+            self._camera_config(p)
         except ValueError as e:
             return str(e)
         return None

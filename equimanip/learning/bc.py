@@ -362,17 +362,15 @@ def observation_config_from(settings: list[str], params_files=()) -> Observation
 
     from equimanip.config import cell_parameters, settings_from_parameters
 
-    base = settings_from_parameters(ObservationConfig(), cell_parameters(params_files), "observation.")
-    values = {}
+    params = cell_parameters(params_files)
     known = {f.name for f in dataclasses.fields(ObservationConfig)}
-    for text in settings:
+    for text in settings:          # a flag is one more observation.* parameter, read the same way
         name, sep, value = text.partition("=")
         if not sep or name not in known:
             raise ValueError(f"--observation takes NAME=VALUE with NAME one of {', '.join(sorted(known))}; "
                              f"got '{text}'")
-        parsed = yaml.safe_load(value)
-        values[name] = tuple(parsed) if isinstance(parsed, list) else parsed
-    return dataclasses.replace(base, **values).validate()
+        params[f"observation.{name}"] = yaml.safe_load(value)
+    return settings_from_parameters(ObservationConfig(), params, "observation.").validate()
 
 
 def bc_config_from(args) -> BCConfig:
