@@ -2,7 +2,7 @@
 themselves are benchmarks)."""
 from __future__ import annotations
 
-from equimanip.learning.bmil_experiments import goals, method_label, tables
+from equimanip.learning.bmil_experiments import bmil_label, goals, method_label, tables
 
 BMIL = "traces 1-1, scale 3, repeat 1"
 
@@ -33,3 +33,10 @@ def test_table_keeps_bmil_settings_apart():
     assert method_label(rows[2]) == "bc" and method_label(rows[0]) == f"bmil ({BMIL})"
     body = tables(rows).splitlines()[2:]
     assert len(body) == 3 and any(f"| bmil ({BMIL}) | 1 | 50 % | 40 % |" in x for x in body)
+
+
+def test_bmil_label_names_demo_ratio_and_samples_only_off_the_reference():
+    assert bmil_label((1, 1), 3.0, 1) == BMIL                       # the rows from before the options
+    assert bmil_label((1, 1), 3.0, 1, 0.5, 1) == BMIL
+    assert bmil_label((1, 3), 30.0, 10, 0.25, 4) == ("traces 1-3, scale 30, repeat 10, demo ratio 0.25, "
+                                                     "4 samples per start")

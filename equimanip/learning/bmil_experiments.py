@@ -114,16 +114,26 @@ def evaluate(policy, task: str, episodes: int, in_episodes: int, rotated_episode
             "success_rotated": float(np.mean([success(quarter, rotate_scene=a) for a in ROTATIONS]))}
 
 
-def bmil_label(trace_lengths: tuple[int, int], scale_coef: float, demo_repeat: int) -> str:
-    """The settings a BMIL row's numbers depend on, as the table shows them."""
-    return f"traces {trace_lengths[0]}-{trace_lengths[1]}, scale {scale_coef:g}, repeat {demo_repeat}"
+def bmil_label(trace_lengths: tuple[int, int], scale_coef: float, demo_repeat: int,
+               demo_ratio: float = 0.5, samples_per_start: int = 1) -> str:
+    """The settings a BMIL row's numbers depend on, as the table shows them (demo ratio and
+    samples per start only where they differ from the reference's 0.5 and 1, so rows from
+    before those options keep their labels)."""
+    label = f"traces {trace_lengths[0]}-{trace_lengths[1]}, scale {scale_coef:g}, repeat {demo_repeat}"
+    if demo_ratio != 0.5:
+        label += f", demo ratio {demo_ratio:g}"
+    if samples_per_start != 1:
+        label += f", {samples_per_start} samples per start"
+    return label
 
 
 def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: int, in_episodes: int,
         rotated_episodes: int, demo_repeat: int = 10, goal: str = "given", standardise: bool = True,
-        trace_lengths: tuple[int, int] | None = None, scale_coef: float | None = None) -> dict:
+        trace_lengths: tuple[int, int] | None = None, scale_coef: float | None = None,
+        demo_ratio: float = 0.5, samples_per_start: int = 1) -> dict:
     """Train one method and evaluate it. ``trace_lengths`` and ``scale_coef`` default to the
-    reference's preset for the task (pick-and-place for block_picking, push for block_pushing)."""
+    reference's preset for the task (pick-and-place for block_picking, push for block_pushing);
+    ``demo_ratio`` and ``samples_per_start`` to the reference's 0.5 and 1."""
     import torch
 
     from equimanip.learning.backward import BackwardConfig
@@ -144,7 +154,8 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
     else:
         noise = {"noise_mode": "plain", "noise_scale": "std"} if method == "bmil_gauss" else {}
         config = BMILConfig(policy=policy_config, backward=BackwardConfig(scale_coef=scale_coef, **noise),
-                            trace_lengths=trace_lengths, demo_repeat=demo_repeat).validate()
+                            trace_lengths=trace_lengths, demo_repeat=demo_repeat, demo_ratio=demo_ratio,
+                            samples_per_start=samples_per_start).validate()
         policy, _, _ = train_bmil(data, config, progress=True)
     train_wall = time.perf_counter() - start
     start = time.perf_counter()
@@ -153,7 +164,8 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
 
     return {"task": task, "method": method, "group": group, "arm": ARM_CONTROL_VERSION,
             "goal": goal_label(task, goal), "inputs": "standardised" if standardise else "raw",
-            "bmil": bmil_label(trace_lengths, scale_coef, demo_repeat) if kind == "bmil" else "", "demos": demos,
+            "bmil": (bmil_label(trace_lengths, scale_coef, demo_repeat, demo_ratio, samples_per_start)
+                     if kind == "bmil" else ""), "demos": demos,
             "seed": seed, "epochs": epochs,
             **{k: round(v, 3) for k, v in success.items()},
             "eval_episodes": f"{in_episodes}/{episodes}/{len(ROTATIONS) * max(1, rotated_episodes // 4)}",
@@ -318,6 +330,10 @@ def main(argv=None) -> int:
                    help="BMIL: first and last imagined-trace length (default: the task's reference preset)")
     r.add_argument("--scale-coef", type=float, default=None, help="BMIL: the backwards models' entropy "
                    "spread (default: the task's reference preset, pick 30, push 3)")
+    r.add_argument("--demo-ratio", type=float, default=0.5, help="BMIL: fraction of each policy batch from "
+                   "the demonstrations, the rest imagined (the reference: 0.5)")
+    r.add_argument("--samples-per-start", type=int, default=1, help="BMIL: imagined traces per demonstration "
+                   "state and epoch (the reference: 1)")
     r.add_argument("--no-append", action="store_true", help="print the row only")
     sub.add_parser("table", help="regenerate docs/results/bmil.md, the table in docs/imitation.md and the plot")
     args = parser.parse_args(argv)
@@ -326,7 +342,7 @@ def main(argv=None) -> int:
         return 0
     row = run(args.task, args.method, args.demos, args.seed, args.epochs, args.episodes, args.in_episodes,
               args.rotated_episodes, args.demo_repeat, args.goal, not args.raw_inputs, args.trace_lengths,
-              args.scale_coef)
+              args.scale_coef, args.demo_ratio, args.samples_per_start)
     if not args.no_append:
         res.append_row(RESULTS, row, FIELDS)
     print(json.dumps(row))
