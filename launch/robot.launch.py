@@ -43,6 +43,10 @@ def generate_launch_description():
         DeclareLaunchArgument("rate_hz", default_value="10.0", description="decisions per second"),
         DeclareLaunchArgument("sync_slop", default_value="0.05",
                               description="s between the cloud, joint states and pose of one set"),
+        # The controller's ~/goal (goal_source topic) from the topic recorder_node records the goal
+        # of demonstrations on, so one publisher serves both.
+        DeclareLaunchArgument("goal_topic", default_value="/equimanip/goal",
+                              description="the task's goal (PoseStamped in the base frame, latched)"),
     ] + [DeclareLaunchArgument(name, default_value=topic, description=f"topic used as {topic}")
          for topic, name in REMAPPABLE.items()]
     # Typed explicitly: launch would read an empty checkpoint as None and "10" as an integer.
@@ -55,6 +59,6 @@ def generate_launch_description():
         output="screen",
         parameters=parameters + [{"checkpoint": ParameterValue(arg("checkpoint"), value_type=str),
                                   "device": ParameterValue(arg("device"), value_type=str)}],
-        remappings=[(topic, arg(name)) for topic, name in REMAPPABLE.items()],
+        remappings=[(topic, arg(name)) for topic, name in REMAPPABLE.items()] + [("~/goal", arg("goal_topic"))],
     )
     return LaunchDescription(arguments + [controller])

@@ -2,6 +2,7 @@
 build_observation; a cache that follows the data; gaps and mixed control periods reported."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -22,17 +23,22 @@ def demos(tmp_path_factory):
     return out
 
 
-def copy_bag(src, out_dir, name, skip=None, episode_update=None):
-    """A copy of a bag, leaving out the messages ``skip(topic, index_in_topic)`` selects."""
+def copy_bag(src, out_dir, name, skip=None, episode_update=None, extra=()):
+    """A copy of a bag, leaving out the messages ``skip(topic, index_in_topic)`` selects and adding
+    the ``extra`` (topic, message fields, log time ns) of episode topics."""
     bag = read_bag(src)
     seen = {}
     with BagWriter(out_dir, name) as w:
         for topic, info in bag.topics.items():
             w.add_topic(topic, info.type, ep.TOPICS_BY_NAME[topic].qos if topic in ep.TOPICS_BY_NAME else RELIABLE)
+        for topic, _, _ in extra:
+            w.add_topic(topic, ep.TOPICS_BY_NAME[topic].type, ep.TOPICS_BY_NAME[topic].qos)
         for topic, t, data in bag.raw_messages():
             k = seen[topic] = seen.get(topic, -1) + 1
             if skip is None or not skip(topic, k):
                 w.write(topic, data, t)
+        for topic, fields, t in extra:
+            w.write(topic, fields, t)
         w.close({**bag.episode, **(episode_update or {})})
 
 
@@ -40,7 +46,8 @@ def test_episode_topic_names_are_the_ros_interfaces():
     from equimanip.nodes import topics
     same = {"CLOUD": ep.CLOUD, "CAMERA_POSE": ep.CAMERA_POSE, "JOINT_STATES": ep.JOINT_STATES,
             "EE_POSE": ep.EE_POSE, "TWIST": ep.TWIST, "GRIPPER": ep.GRIPPER, "SIM_OBJECT_POSES": ep.OBJECT_POSES,
-            "ACTION": ep.ACTION, "SIM_EPISODE_EVENTS": ep.EPISODE_EVENTS, "SIM_METADATA": ep.SIM_METADATA}
+            "ACTION": ep.ACTION, "SIM_EPISODE_EVENTS": ep.EPISODE_EVENTS, "SIM_METADATA": ep.SIM_METADATA,
+            "GOAL": ep.GOAL}
     for name, value in same.items():
         if hasattr(topics, name):   # the last three arrive with the controller runtime (issue 7)
             assert getattr(topics, name) == value, name
@@ -167,7 +174,57 @@ def test_a_goal_in_the_state_comes_from_the_recorded_object_poses(demos, tmp_pat
 
     copy_bag(pushing / "episode_0000", tmp_path / "no_poses", "episode_0000",
              skip=lambda topic, k: topic == ep.OBJECT_POSES)
-    with pytest.raises(DatasetError, match="object_poses"):
+    with pytest.raises(DatasetError, match="record /equimanip/goal .a real cell. or /sim_node/object_poses"):
         load_dataset(tmp_path / "no_poses", config, use_cache=False)
     with pytest.raises(DatasetError, match="has none"):
         load_dataset(demos, config, use_cache=False)           # block_picking: no goal on the table
+
+
+def goal_message(x, y, t_ns, frame="base_link"):
+    stamp = {"sec": t_ns // 1_000_000_000, "nanosec": t_ns % 1_000_000_000}
+    return {"header": {"stamp": stamp, "frame_id": frame},
+            "pose": {"position": {"x": x, "y": y, "z": 0.0}, "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0}}}
+
+
+def test_a_real_cells_goal_comes_from_the_goal_topic_in_effect_at_each_state(tmp_path):
+    """A real cell records no object poses: its goal is whatever was last published on
+    /equimanip/goal before a state (latched, so the first one may predate the episode), and it is
+    preferred over object poses. A goal in another frame or with NaN is a problem: the episode is
+    left out (strict) or used with that goal skipped."""
+    pushing = tmp_path / "push"
+    record_expert_episodes(pushing, "block_pushing", 1, seed=3)
+    config = DatasetConfig(observation=ObservationConfig(goal_in_state=True))
+    stamps = sorted(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+                    for _, _, m in read_bag(pushing / "episode_0000").messages([ep.EE_POSE]))
+    half = len(stamps) // 2
+    first, switch = stamps[0], stamps[half]
+    assert first > 0
+    goals = [(ep.GOAL, goal_message(0.1, -0.2, first // 2), first // 2),                   # before the states
+             (ep.GOAL, goal_message(-0.05, 0.15, switch), switch)]                          # a new goal
+    copy_bag(pushing / "episode_0000", tmp_path / "cell", "episode_0000", extra=goals,
+             skip=lambda topic, k: topic == ep.OBJECT_POSES)
+    data = load_dataset(tmp_path / "cell", config, use_cache=False)
+    assert len(data) == len(load_dataset(pushing, config, use_cache=False))
+    expected = np.where((data.step >= half)[:, None], [-0.05, 0.15], [0.1, -0.2])
+    np.testing.assert_allclose(data.states[:, -2:], expected - data.ee_poses[:, :2], atol=1e-5)
+
+    bad = [(ep.GOAL, goal_message(0.3, 0.3, switch, frame="camera"), switch),
+           (ep.GOAL, goal_message(float("nan"), 0.0, switch), switch)]
+    copy_bag(pushing / "episode_0000", tmp_path / "bad", "episode_0000", extra=goals + bad,
+             skip=lambda topic, k: topic == ep.OBJECT_POSES)
+    with pytest.raises(DatasetError, match="frame 'camera', not the base frame 'base_link'"):
+        load_dataset(tmp_path / "bad", config, use_cache=False)
+    lenient = load_dataset(tmp_path / "bad", dataclasses.replace(config, strict=False), use_cache=False)
+    np.testing.assert_array_equal(lenient.states, data.states)
+    assert any("not finite" in p for p in lenient.reports[0].problems)
+
+    # The goal topic wins over the simulation's object poses where an episode has both.
+    copy_bag(pushing / "episode_0000", tmp_path / "both", "episode_0000", extra=goals[:1])
+    both = load_dataset(tmp_path / "both", config, use_cache=False)
+    np.testing.assert_allclose(both.states[:, -2:], np.array([0.1, -0.2]) - both.ee_poses[:, :2], atol=1e-5)
+
+    # A goal published only after the states began: the earlier states have none, and say so.
+    copy_bag(pushing / "episode_0000", tmp_path / "late", "episode_0000", extra=goals[1:],
+             skip=lambda topic, k: topic == ep.OBJECT_POSES)
+    with pytest.raises(DatasetError, match="has no goal yet"):
+        load_dataset(tmp_path / "late", config, use_cache=False)

@@ -130,7 +130,9 @@ def test_unwritable_output_directory_stops_the_node(tmp_path, ros):
 
 
 def test_services_start_stop_discard(tmp_path, ros):
-    """Episodes through the services, with a publisher standing in for the arm."""
+    """Episodes through the services, with a publisher standing in for the arm (and for whatever
+    sets a real cell's goal: a latched goal published before the episode goes into it)."""
+    from geometry_msgs.msg import PoseStamped
     from rclpy.node import Node
     from sensor_msgs.msg import JointState
     from std_msgs.msg import String
@@ -144,10 +146,14 @@ def test_services_start_stop_discard(tmp_path, ros):
     pub_joints = arm.create_publisher(JointState, ep.JOINT_STATES, qos.RELIABLE)
     pub_meta = arm.create_publisher(String, ep.SIM_METADATA, qos.LATCHED)
     pub_meta.publish(String(data=json.dumps({"control_period": 0.1, "task": "reach"})))
+    pub_goal = arm.create_publisher(PoseStamped, ep.GOAL, qos.LATCHED)
+    goal = PoseStamped()
+    goal.header.frame_id, goal.pose.position.x, goal.pose.orientation.w = "base_link", 0.42, 1.0
+    pub_goal.publish(goal)
     clients = {name: arm.create_client(kind, f"/recorder_node/{name}") for name, kind in
                (("start_episode", Trigger), ("stop_episode", SetBool), ("discard_episode", Trigger))}
     ros.spin_until(lambda: all(c.service_is_ready() for c in clients.values()) and recorder.count_publishers(
-        ep.JOINT_STATES) > 0 and ep.SIM_METADATA in recorder._latched, 20.0, "discovery")
+        ep.JOINT_STATES) > 0 and {ep.SIM_METADATA, ep.GOAL} <= set(recorder._latched), 20.0, "discovery")
 
     def call(name, request):
         future = clients[name].call_async(request)
@@ -171,6 +177,7 @@ def test_services_start_stop_discard(tmp_path, ros):
     assert [p.name for p in list_bags(tmp_path)] == ["episode_0000"] and list_partial(tmp_path) == []
     bag = read_bag(tmp_path / "episode_0000")
     assert bag.topics[ep.JOINT_STATES].count == 5 and bag.topics[ep.SIM_METADATA].count == 1
+    assert [m.pose.position.x for _, _, m in bag.messages([ep.GOAL])] == [0.42]
     assert bag.episode["task"] == "reach" and bag.episode["note"] == "by hand" and bag.episode["success"] is True
     assert recorder.get_parameter("note").value == ""            # a note goes with one episode
     positions = [m.position[0] for _, _, m in bag.messages([ep.JOINT_STATES])]

@@ -7,9 +7,11 @@ For each episode (see :mod:`equimanip.data.episode` for what a bag holds):
    of the nodes' ``ObservationInput``) and turned into an ``Observation`` by
    ``build_observation``, the function the controller nodes call: the cloud is moved into the
    base frame with the recorded ``/camera/pose``, the aperture read from the finger joints.
-   Observation settings that show the task's goal (``goal_channel``, ``goal_in_state``) take it
-   from the recorded ``/sim_node/object_poses`` of the same instant (the task's goal row): a
-   simulated cell's recordings have it; an episode without it is reported.
+   Observation settings that show the task's goal (``goal_channel``, ``goal_in_state``) take the
+   goal in effect at the state's instant (the newest one stamped at or before it, the rule of the
+   nodes' ``GoalInput``) from the recorded ``/equimanip/goal`` (a real cell: whatever sets the
+   goal publishes it there, latched, in the base frame), else from the task's goal row of the
+   recorded ``/sim_node/object_poses`` (the simulation's); an episode with neither is reported.
 2. **Actions.** The stamped action on ``/equimanip/action`` carries the stamp of the state it was
    computed from, so it pairs with that state exactly.
 3. **Transitions.** State ``k`` with its action and state ``k + 1`` is a sample when the two states
@@ -39,12 +41,13 @@ import numpy as np
 from equimanip.action import ACTION_DIM, ACTION_NAMES, gripper_aperture
 from equimanip.data import episode as ep
 from equimanip.data.bag import Bag, list_bags, list_partial, read_bag
+from equimanip.geometry import normalize_frame_id
 from equimanip.perception.frames import CameraPoseResolver
 from equimanip.perception.observation import ObservationConfig, build_observation, cloud_msg_to_base_points
 from equimanip.sim.task_names import TABLE_GOAL_ROWS
 
 CACHE_DIR = ".equimanip_cache"
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3   # 3: goals in effect at a state (newest at or before it), /equimanip/goal
 PERIOD_TOLERANCE = 0.02   # fraction of the control period two consecutive states may be off by
 
 
@@ -176,29 +179,17 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
     if report.control_period is None:
         report.problems.append("no control period recorded (no run metadata)")
         return empty
-    # The task's goal, for observation settings that show it (goal_channel, goal_in_state): the
-    # goal's row of the recorded object poses (the simulation's; a real cell records none).
-    goal_row = TABLE_GOAL_ROWS.get(report.task) if config.observation.takes_goal else None
+    # The task's goal, for observation settings that show it (goal_channel, goal_in_state).
+    goals = None
     if config.observation.takes_goal:
-        if goal_row is None:
-            report.problems.append(f"the observation settings show the task's goal on the table and task "
-                                   f"'{report.task}' has none (tasks with one: {', '.join(TABLE_GOAL_ROWS)})")
-            return empty
-        if getattr(bag.topics.get(ep.OBJECT_POSES), "count", 0) == 0:
-            report.problems.append(f"the observation settings show the task's goal and {ep.OBJECT_POSES}, "
-                                   "where it is read from, was not recorded")
+        goals = _goal_track(bag, report, config.base_frame)
+        if goals is None:
             return empty
 
     # Pass 1: the small messages, indexed by their header stamps.
-    ee, joints, actions, goals, camera = {}, {}, {}, {}, None
-    small = [ep.EE_POSE, ep.JOINT_STATES, ep.ACTION, ep.CAMERA_POSE]
-    small += [ep.OBJECT_POSES] if goal_row is not None else []
-    for topic, _, msg in bag.messages(small):
-        if topic == ep.OBJECT_POSES:
-            if len(msg.poses) > goal_row:
-                goals[_ns(msg.header.stamp)] = np.array([msg.poses[goal_row].position.x,
-                                                         msg.poses[goal_row].position.y])
-        elif topic == ep.EE_POSE:
+    ee, joints, actions, camera = {}, {}, {}, None
+    for topic, _, msg in bag.messages([ep.EE_POSE, ep.JOINT_STATES, ep.ACTION, ep.CAMERA_POSE]):
+        if topic == ep.EE_POSE:
             ee[_ns(msg.header.stamp)] = _pose7(msg.pose)
         elif topic == ep.JOINT_STATES:
             joints[_ns(msg.header.stamp)] = msg
@@ -243,11 +234,11 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
             points = cloud_msg_to_base_points(cloud, resolver)
             aperture = _aperture(joints[int(joint_stamps[j])], config)
             goal = None
-            if goal_row is not None:
-                goal = goals.get(t_state)
+            if goals is not None:
+                goal = goals.at(t_state)
                 if goal is None:
-                    report.problems.append(f"state at {t_state * 1e-9:.3f} s has no object poses (the goal) "
-                                           "of its instant")
+                    report.problems.append(f"state at {t_state * 1e-9:.3f} s has no goal yet ({goals.source} "
+                                           "stamped at or before it)")
                     continue
             obs = build_observation(points, ee[t_state], aperture, t_state * 1e-9, config.observation,
                                     cloud_stamp=t_cloud * 1e-9, goal_xy=goal)
@@ -288,6 +279,57 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
     return EpisodeArrays(states_arr, stamps_arr, np.stack([ee[int(t)] for t in stamps_arr]),
                          np.asarray(acts, dtype=np.float32).reshape(-1, ACTION_DIM),
                          np.asarray(pairs, dtype=np.int64).reshape(-1, 2), heightmaps, report)
+
+
+@dataclass
+class GoalTrack:
+    """The goal (x, y) of an episode over time: ``at(t)`` is the newest stamped at or before ``t``."""
+
+    source: str                  # the topic it was read from
+    stamps: np.ndarray           # (G,) ns, ascending
+    xy: np.ndarray               # (G, 2) base frame
+
+    def at(self, t_ns: int) -> Optional[np.ndarray]:
+        i = int(np.searchsorted(self.stamps, t_ns, side="right")) - 1
+        return self.xy[i] if i >= 0 else None
+
+
+def _goal_track(bag: Bag, report: EpisodeReport, base_frame: str) -> Optional[GoalTrack]:
+    """The episode's goal from /equimanip/goal (a real cell's, preferred when recorded) or the task's
+    row of /sim_node/object_poses (the simulation's); None with a problem appended when it has
+    neither. Goals in another frame than the base frame or not finite are reported and skipped."""
+    found = []
+    if getattr(bag.topics.get(ep.GOAL), "count", 0) > 0:
+        source = ep.GOAL
+        for _, _, msg in bag.messages([ep.GOAL]):
+            t, p = _ns(msg.header.stamp), msg.pose.position
+            if normalize_frame_id(msg.header.frame_id) != normalize_frame_id(base_frame):
+                report.problems.append(f"goal at {t * 1e-9:.3f} s ignored: frame '{msg.header.frame_id}', "
+                                       f"not the base frame '{base_frame}'")
+            elif not np.all(np.isfinite([p.x, p.y])):
+                report.problems.append(f"goal at {t * 1e-9:.3f} s ignored: not finite")
+            else:
+                found.append((t, p.x, p.y))
+    elif getattr(bag.topics.get(ep.OBJECT_POSES), "count", 0) > 0:
+        source = ep.OBJECT_POSES
+        row = TABLE_GOAL_ROWS.get(report.task)
+        if row is None:
+            report.problems.append(f"the observation settings show the task's goal on the table and task "
+                                   f"'{report.task}' has none in {ep.OBJECT_POSES} (tasks with one: "
+                                   f"{', '.join(TABLE_GOAL_ROWS)}); a real cell records its goal on {ep.GOAL}")
+            return None
+        found = [(_ns(m.header.stamp), m.poses[row].position.x, m.poses[row].position.y)
+                 for _, _, m in bag.messages([ep.OBJECT_POSES]) if len(m.poses) > row]
+    else:
+        report.problems.append(f"the observation settings show the task's goal and the episode has none: "
+                               f"record {ep.GOAL} (a real cell) or {ep.OBJECT_POSES} (the simulation)")
+        return None
+    if not found:
+        report.problems.append(f"no usable goal in {source}")
+        return None
+    found.sort(key=lambda g: g[0])
+    return GoalTrack(source, np.array([g[0] for g in found], dtype=np.int64),
+                     np.array([g[1:] for g in found], dtype=np.float64))
 
 
 def _action(msg) -> Optional[np.ndarray]:

@@ -21,6 +21,7 @@ GRIPPER = "/gripper_command"
 EPISODE_EVENTS = "/sim_node/episode_events"
 SIM_METADATA = "/sim_node/metadata"
 OBJECT_POSES = "/sim_node/object_poses"
+GOAL = "/equimanip/goal"
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ EPISODE_TOPICS = (
     EpisodeTopic(OBJECT_POSES, "geometry_msgs/msg/PoseArray", RELIABLE, False,
                  "ground-truth object poses (simulation only; for analysis, and the task's goal of "
                  "observation settings that show it, never the objects themselves)"),
+    EpisodeTopic(GOAL, "geometry_msgs/msg/PoseStamped", LATCHED, False,
+                 "the task's goal in the base frame, for observation settings that show it (a real "
+                 "cell's: whatever sets the goal publishes it here; the simulation's is in the object poses)"),
 )
 TOPICS_BY_NAME = {t.name: t for t in EPISODE_TOPICS}
 

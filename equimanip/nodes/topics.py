@@ -9,6 +9,10 @@ JOINT_TRAJECTORY = "/joint_trajectory_controller/joint_trajectory"
 # sensor_msgs/JointState used as a stamped named vector, names = equimanip.action.ACTION_NAMES.
 ACTION = "/equimanip/action"
 
+# The task's goal on a real cell (geometry_msgs/PoseStamped in the base frame, latched), for
+# recordings whose observation settings show it; controllers take it on ~/goal (remap it here).
+GOAL = "/equimanip/goal"
+
 # Safety and health, shared by every controller.
 ESTOP = "/estop"                 # std_msgs/Bool: true stops every controller until re-enabled
 DIAGNOSTICS = "/diagnostics"     # diagnostic_msgs/DiagnosticArray, once per second
