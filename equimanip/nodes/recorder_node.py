@@ -1,6 +1,7 @@
 """recorder_node: demonstrations from the ROS graph into episode bags.
 
-Subscribes to the observation topics (point cloud, joint states, end-effector pose, camera pose)
+Subscribes to the observation topics (point cloud, joint states, end-effector pose, camera pose,
+the task's goal on ``/equimanip/goal`` where a cell publishes one, the simulation's object poses)
 and the action topics (the stamped ``/equimanip/action``, the twist and gripper commands), whoever
 publishes them: the scripted expert, ``teleop_keyboard``, a space mouse or any MoveIt Servo
 client. Each episode becomes one rosbag2 bag directory (``equimanip.data.bag``: MCAP + metadata.yaml
@@ -12,7 +13,7 @@ Episodes are started, stopped and discarded through services, or follow the simu
 events (``follow_episode_events``):
 
 * ``~/start_episode`` (std_srvs/Trigger): a new bag; the latest latched messages (camera pose,
-  metadata) are written first so that every bag stands alone;
+  goal, metadata) are written first so that every bag stands alone;
 * ``~/stop_episode`` (std_srvs/SetBool, data = success): close and rename it into place;
 * ``~/discard_episode`` (std_srvs/Trigger): drop it.
 
