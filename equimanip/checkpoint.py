@@ -225,6 +225,29 @@ def _observation_config(data: dict) -> ObservationConfig:
     return ObservationConfig(**values).validate()
 
 
+# How far (m, degrees) the live camera may be from where a policy's data was recorded before
+# policy_node warns: a policy learns the view as much as the task (the shipped pushing policy,
+# trained with config/side_camera.yaml's camera: 94 % there, 32 % with the default camera).
+CAMERA_TOLERANCE = (0.10, 15.0)
+
+
+def training_camera_pose(metadata: dict) -> Optional[np.ndarray]:
+    """Where the camera was (pose7 of the cloud's frame in the base frame) when the policy's data
+    was recorded: the checkpoint's ``camera_pose`` (imitation: the demonstrations' recorded
+    /camera/pose), else the ``camera_pose`` of its ``cell_params`` files; None when unknown."""
+    pose = metadata.get("camera_pose")
+    if pose is None and metadata.get("cell_params"):
+        from equimanip.config import cell_parameters
+        try:
+            pose = cell_parameters(metadata["cell_params"]).get("camera_pose")
+        except (OSError, ValueError):     # a parameter file of another machine
+            pose = None
+    if pose is None:
+        return None
+    pose = np.asarray(pose, dtype=np.float64)
+    return pose if pose.shape == (7,) and np.all(np.isfinite(pose)) and np.linalg.norm(pose[3:]) > 0 else None
+
+
 # ------------------------------------------------------------------------------------ policies
 
 

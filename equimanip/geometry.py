@@ -59,6 +59,14 @@ def matrix_to_pose7(T) -> np.ndarray:
     return np.concatenate([T[:3, 3], matrix_to_quat_xyzw(T[:3, :3])])
 
 
+def pose_difference(pose_a, pose_b) -> tuple[float, float]:
+    """(distance in m, rotation angle in degrees) between two pose7 [x y z qx qy qz qw]."""
+    a, b = np.asarray(pose_a, dtype=np.float64), np.asarray(pose_b, dtype=np.float64)
+    qa, qb = a[3:] / np.linalg.norm(a[3:]), b[3:] / np.linalg.norm(b[3:])
+    angle = 2.0 * np.arccos(np.clip(abs(float(np.dot(qa, qb))), 0.0, 1.0))
+    return float(np.linalg.norm(a[:3] - b[:3])), float(np.degrees(angle))
+
+
 def transform_points(T, points) -> np.ndarray:
     """Apply a 4 x 4 transform to points of shape (..., 3); NaNs stay NaN. Keeps float32 input float32."""
     points = np.asarray(points)

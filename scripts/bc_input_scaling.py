@@ -18,7 +18,8 @@ from equimanip.learning import bc
 from equimanip.learning import bmil_experiments as experiments
 
 # Entry groups of the object-centric state, by the last part of their names (symmetry layout).
-GROUPS = {"sizes": ("long", "short", "height"), "offsets": ("dx", "dy", "dz"), "none": ()}
+GROUPS = {"sizes": ("long", "short", "height"), "offsets": ("dx", "dy", "dz"), "present": ("present",),
+          "gripper": ("gripper_aperture", "ee_height"), "none": ()}
 
 
 def main(argv=None) -> int:

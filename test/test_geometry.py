@@ -20,3 +20,13 @@ def test_closed_form_orientation_helpers_match_transforms3d():
         assert yaw_of_quat_xyzw(q) == pytest.approx(math.atan2(R[1, 0], R[0, 0]))
         assert yaw_of_quat_xyzw(2.5 * q) == pytest.approx(yaw_of_quat_xyzw(q))
         assert np.allclose(quat_xyzw_to_matrix(matrix_to_quat_xyzw(R)), R)
+
+
+def test_pose_difference_is_distance_and_rotation_angle():
+    from equimanip.geometry import pose_difference, yaw_quat_xyzw
+
+    a = np.r_[0.1, 0.2, 0.3, yaw_quat_xyzw(0.0)]
+    b = np.r_[0.1, 0.2, 0.7, yaw_quat_xyzw(np.radians(40.0))]
+    distance, angle = pose_difference(a, b)
+    assert abs(distance - 0.4) < 1e-12 and abs(angle - 40.0) < 1e-9
+    assert np.allclose(pose_difference(b, np.r_[b[:3], -b[3:]]), 0.0, atol=1e-5)   # q and -q: one rotation

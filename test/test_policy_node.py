@@ -228,6 +228,33 @@ def test_an_imitation_policy_with_the_goal_in_its_state_sees_the_scenes_goal(ros
     assert loop.policy.stats.failures == 0
 
 
+@pytest.mark.parametrize("trained_with", ["default camera", "side_camera pose", "side_camera cell"])
+def test_a_camera_far_from_the_policys_training_camera_is_named_once(ros, tmp_path, capfd, trained_with):
+    """The node compares the live camera (the simulation's default here) with the one the policy's
+    demonstrations were recorded with: from the checkpoint's camera_pose, or from its cell_params
+    files; a warning with both poses when they differ (the shipped pushing policy's trap)."""
+    from equimanip.config import cell_parameters
+    from equimanip.learning.bc import ImitationPolicy, PolicySpec, save_policy
+    from equimanip.sim.camera import CameraConfig
+
+    side = cell_parameters(["side_camera"])["camera_pose"]
+    metadata = {"default camera": {"camera_pose": list(CameraConfig().pose)},
+                "side_camera pose": {"camera_pose": side},
+                "side_camera cell": {"cell_params": ["side_camera"]}}[trained_with]
+    torch.manual_seed(0)
+    policy = ImitationPolicy(PolicySpec(hidden=16, depth=2, max_objects=2,
+                                        observation=ObservationConfig(heightmap_size=SIZE, max_objects=2)))
+    loop = Loop(ros, save_policy(tmp_path / "bc.pt", policy, "bc", "reach", metadata=metadata))
+    loop.steps(3)
+    distance, angle = loop.policy.camera_offset
+    warnings = capfd.readouterr().err.count("from where this policy's data was recorded")
+    if trained_with == "default camera":
+        assert distance < 1e-6 and angle < 1e-3 and warnings == 0
+    else:
+        assert distance > 0.3 and angle > 30 and warnings == 1        # once, not at every decision
+    assert any(v.key == "camera_offset" for v in loop.policy.diagnostics().values)
+
+
 def test_out_of_range_parameters_are_refused_with_a_reason(ros, checkpoints):
     loop = Loop(ros, checkpoints["a"])
     cuda = "" if torch.cuda.is_available() else "torch sees no GPU"

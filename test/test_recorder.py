@@ -200,6 +200,10 @@ def test_record_train_bmil_and_run_it_in_the_ros_loop(recorded, tmp_path, ros, c
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["config"]["demo_repeat"] == 1 and summary["task"] == "block_picking"
     assert summary["cell_params"] == ["sim"]           # what `equimanip eval` sets up by default
+    # The recorded /camera/pose, which policy_node compares with its live camera.
+    recorded_pose = [m.pose for _, _, m in read_bag(out / "episode_0000").messages([ep.CAMERA_POSE])][0]
+    np.testing.assert_allclose(summary["camera_pose"][:3], [recorded_pose.position.x, recorded_pose.position.y,
+                                                           recorded_pose.position.z], atol=1e-6)
     path = Path(summary["checkpoint"])
     assert path == tmp_path / "bmil" / "policy.pt" and (tmp_path / "bmil" / "log.csv").is_file()
     loaded = load_policy(path)
@@ -214,3 +218,4 @@ def test_record_train_bmil_and_run_it_in_the_ros_loop(recorded, tmp_path, ros, c
     ros.spin_until(lambda: sim.env.done, 60.0, "an episode driven by the BMIL policy")
     assert sim.env.steps >= 1 and controller.stats.decisions >= sim.env.steps
     assert controller.stats.failures == 0 and controller.last_observation.object_state.any()
+    assert controller.camera_offset[0] < 1e-6        # the camera it was recorded with

@@ -47,7 +47,7 @@ from equimanip.perception.observation import ObservationConfig, build_observatio
 from equimanip.sim.task_names import TABLE_GOAL_ROWS
 
 CACHE_DIR = ".equimanip_cache"
-CACHE_FORMAT = 3   # 3: goals in effect at a state (newest at or before it), /equimanip/goal
+CACHE_FORMAT = 3   # 3: goals in effect at a state (newest at or before it), /equimanip/goal; camera_pose
 PERIOD_TOLERANCE = 0.02   # fraction of the control period two consecutive states may be off by
 
 
@@ -89,6 +89,7 @@ class EpisodeReport:
     states: int = 0
     transitions: int = 0
     topics: dict = field(default_factory=dict)      # name -> {type, count, rate_hz}
+    camera_pose: Optional[list] = None               # the recorded /camera/pose, pose7 in the base frame
     problems: list = field(default_factory=list)    # missing messages and the like
     used: bool = False
     reason: str = ""                                 # why it is left out
@@ -210,6 +211,7 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
     # does without tf2).
     resolver = CameraPoseResolver(config.base_frame)
     camera_pose = _pose7(camera.pose) if camera is not None else None
+    report.camera_pose = None if camera_pose is None else camera_pose.tolist()
 
     # Pass 2: each cloud with the state of its instant -> Observation.
     states, stamps, images = [], [], []

@@ -390,6 +390,24 @@ def load_demos(args):
     return dataset
 
 
+def recorded_camera_pose(dataset) -> Optional[list]:
+    """The demonstrations' camera pose (the first recorded /camera/pose of the used episodes), with
+    a warning when the episodes disagree by more than policy_node tolerates (CAMERA_TOLERANCE)."""
+    import sys
+
+    from equimanip.checkpoint import CAMERA_TOLERANCE
+    from equimanip.geometry import pose_difference
+
+    poses = [r.camera_pose for r in dataset.used_episodes if r.camera_pose is not None]
+    if not poses:
+        return None
+    worst = max((pose_difference(poses[0], p) for p in poses[1:]), default=(0.0, 0.0))
+    if worst[0] > CAMERA_TOLERANCE[0] or worst[1] > CAMERA_TOLERANCE[1]:
+        print(f"warning: the demonstrations' camera moved between episodes (up to {worst[0]:.2f} m, "
+              f"{worst[1]:.0f} degrees); the checkpoint records the first episode's", file=sys.stderr)
+    return [round(float(v), 6) for v in poses[0]]
+
+
 def command_line(kind: str, argv) -> str:
     """``equimanip train <kind> ...`` as the user typed it, for the checkpoint (as SAC's)."""
     import shlex
@@ -430,8 +448,9 @@ def run_command(kind: str, args, train, command: Optional[str] = None) -> int:
         writer.writerows(log)
     summary = {"kind": kind, "task": tasks[0] if tasks else "", "demos": len(dataset.used_episodes),
                "samples": len(dataset), "train_wall_s": round(wall, 1), "final_loss": log[-1]["loss"],
-               # The cell the demonstrations came from: `equimanip eval` sets it up again by default.
-               "cell_params": list(args.params), "config": config}
+               # The cell the demonstrations came from: `equimanip eval` sets it up again by default,
+               # and policy_node compares the live camera with the recorded one.
+               "cell_params": list(args.params), "camera_pose": recorded_camera_pose(dataset), "config": config}
     path = save_policy(out / "policy.pt", policy, kind, summary["task"], metadata=summary, command=command)
     print(f"{kind} ({args.group}) on {summary['demos']} demonstrations ({summary['samples']} steps): "
           f"final loss {summary['final_loss']:.4f}, {wall:.0f} s; checkpoint {path}")

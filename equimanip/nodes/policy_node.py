@@ -25,6 +25,11 @@ from ``goal_source`` (``equimanip.nodes.goal_input``): ``~/goal`` on a real cell
 the simulated cell's object poses (``equimanip run`` and ``sim.launch.py`` set ``object_poses``;
 ``goal_object`` -1 takes the task's goal row). Without a goal the node holds the arm and says what
 it waits for (and, waiting for ``~/goal``, is not ready).
+
+The camera. A policy learns its view as much as its task. At its first decision the node compares
+the live camera (the cloud frame's pose) with where the policy's data was recorded (the
+checkpoint's ``camera_pose``, or its ``cell_params`` files') and warns once, with both poses, when
+they are further apart than ``checkpoint.CAMERA_TOLERANCE``; ``camera_offset`` in the diagnostics.
 """
 from __future__ import annotations
 
@@ -99,6 +104,8 @@ class PolicyNode(ObservationController):
         # in one line and does not start (spin_node, exit code 2).
         self._loaded: Optional[LoadedPolicy] = None
         self._waiting_for_goal = 0
+        self._camera_checked: Optional[LoadedPolicy] = None     # the policy _check_camera last compared
+        self.camera_offset: Optional[tuple[float, float]] = None   # (m, degrees) from its training camera
         self.goals = GoalInput(self, default_row=lambda: TABLE_GOAL_ROWS.get(self._deciding_with.policy.task),
                                planar=True)
         self._install(LoadedPolicy(self._build(path), path))
@@ -203,7 +210,36 @@ class PolicyNode(ObservationController):
                                              f"({self.goals.wait_text()}): holding still")
                 aperture = self.observations.aperture(inputs.messages[topics.JOINT_STATES])
                 return np.array([aperture, 0.0, 0.0, 0.0, 0.0])
+        self._check_camera(loaded, inputs)
         return self.act(self.observe(inputs, goal_xy=None if goal is None else goal[0][:2]))
+
+    def _check_camera(self, loaded: LoadedPolicy, inputs) -> None:
+        """Once per policy: warn when the live camera is far from the one its data was recorded with."""
+        from equimanip.checkpoint import CAMERA_TOLERANCE, training_camera_pose
+        from equimanip.geometry import matrix_to_pose7, pose_difference
+        from equimanip.perception.frames import FrameError
+
+        if self._camera_checked is loaded:
+            return
+        trained = training_camera_pose(loaded.policy.metadata)
+        if trained is None:
+            self._camera_checked, self.camera_offset = loaded, None
+            return
+        try:
+            live = matrix_to_pose7(self.observations.resolver.lookup(inputs.messages[topics.CLOUD].header.frame_id))
+        except FrameError:
+            return                       # no pose yet: observe() says so; checked at a later decision
+        self._camera_checked = loaded
+        self.camera_offset = pose_difference(trained, live)
+        distance, angle = self.camera_offset
+        if distance > CAMERA_TOLERANCE[0] or angle > CAMERA_TOLERANCE[1]:
+            cell = loaded.policy.metadata.get("cell_params")
+            self.get_logger().warning(
+                f"the camera is {distance:.2f} m and {angle:.0f} degrees from where this policy's data was "
+                f"recorded{' (the cell of --params ' + ' '.join(cell) + ')' if cell else ''}: live "
+                f"{np.round(live, 3).tolist()}, trained {np.round(trained, 3).tolist()} (pose7 in the base "
+                "frame). A policy learns its view: expect it to do worse here; give it its training "
+                "camera or record demonstrations with this one")
 
     def needs_goal(self, loaded: Optional[LoadedPolicy] = None) -> bool:
         """Whether a policy's network (by default the deciding one's) shows the goal on the table."""
@@ -299,6 +335,10 @@ class PolicyNode(ObservationController):
         if self.needs_goal(self._loaded):
             status.values.append(KeyValue(key="goal_source", value=self.goals.source))
             status.values.append(KeyValue(key="waiting_for_goal", value=str(self._waiting_for_goal)))
+        if self.camera_offset is not None:
+            distance, angle = self.camera_offset
+            status.values.append(KeyValue(key="camera_offset", value=f"{distance:.3f} m, {angle:.1f} deg from "
+                                                                     "the policy's training camera"))
         if self._load_error:
             status.values.append(KeyValue(key="last_load_error", value=self._load_error[:300]))
         return status
