@@ -76,7 +76,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--demos", type=int, default=10)
     parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--perturb", type=float, default=experiments.PERTURB, help="gripper offset (m); 0: in distribution")
+    parser.add_argument("--perturb", type=float, default=experiments.PERTURB,
+                        help="gripper offset (m); 0: in distribution")
     parser.add_argument("--methods", nargs="+", default=["bc", "bmil"], choices=("bc", "bmil", "equi_bc", "equi_bmil"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
