@@ -227,6 +227,25 @@ def test_standardised_inputs_keep_the_symmetry_and_the_checkpoint_reproduces_the
     assert raw.spec.input_shift is None and not raw.input_shift.any() and raw.input_scale.eq(1).all()
 
 
+def test_the_gripper_aperture_stays_raw_unless_asked():
+    """The aperture (the trace of the policy's own gripper command) is left as it is by default
+    (bc.RAW_ENTRIES: standardised, it broke BC on block_picking); the rest is standardised."""
+    from equimanip.learning.bc import RAW_ENTRIES, DemoArrays, input_standardisation, policy_spec, state_features
+
+    data = synthetic_dataset()
+    layout = state_layout(1)
+    aperture, dz = layout.index("gripper_aperture"), layout.index("obj0.dz")
+    data.states[:, aperture] = np.linspace(0.5, 1.0, len(data.states))      # open and closed, as picking's
+    features = state_features(data.states, data.ee_poses, 0.0)
+    kept = input_standardisation(layout, features, keep_raw=RAW_ENTRIES)
+    every = input_standardisation(layout, features)
+    assert (kept[0][aperture], kept[1][aperture]) == (0.0, 1.0) and every[1][aperture] > 1.0
+    assert kept[0][dz] == every[0][dz] != 0.0 and kept[1][dz] == every[1][dz] != 1.0
+    demos = DemoArrays.from_dataset(data)
+    assert policy_spec(BCConfig(), data, demos).input_scale[aperture] == 1.0
+    assert policy_spec(BCConfig(standardise_aperture=True), data, demos).input_scale[aperture] > 1.0
+
+
 def test_train_observation_settings_come_from_the_cells_parameter_file_then_the_flags():
     """`equimanip train bc|bmil --params side_camera --observation cluster_eps=0.05`."""
     from equimanip.learning.bc import observation_config_from

@@ -67,16 +67,28 @@ def observation_features(observation: Observation, config: ObservationConfig) ->
     return state_features(observation.object_state, observation.ee_pose, config.table_z)
 
 
-def input_standardisation(layout: sym.Layout, features: np.ndarray) -> tuple[list, list]:
+# Left as they are by default (BCConfig.standardise_aperture): the gripper aperture, already in
+# [0, 1], is the trace of the policy's own last gripper command. Demonstrations hold it at 1 (open)
+# or at the block's width (closed), never between; BC answers the open/close switch with a command
+# near 0 (MSE averages the two), the fingers stop half-way, and a network that weighs the aperture
+# strongly (standardised: x 4.4) keeps commanding half-closed there, an aperture it never saw.
+# Measured (scripts/bc_input_scaling.py, block_picking, seed 0): standardised 7 % in
+# distribution, aperture raw 100 %; every other group raw 4-18 %. docs/imitation.md.
+RAW_ENTRIES = ("gripper_aperture",)
+
+
+def input_standardisation(layout: sym.Layout, features: np.ndarray, keep_raw=()) -> tuple[list, list]:
     """(shift, scale) per input entry, from the demonstrations' features: the network sees
     ``(x - shift) * scale``. Offsets in metres (a few centimetres) and unit cosines otherwise reach
     the first layer at very different sizes. Chosen so the symmetry survives: a scalar is centred
     and scaled to unit deviation; a vector or a pseudoscalar, which turns or flips with the scene
     (its mean must stay zero), is only scaled, by its root-mean-square norm. Entries that do not
-    vary in the data (an empty slot) are left as they are."""
+    vary in the data (an empty slot) and the fields named in ``keep_raw`` are left as they are."""
     features = np.asarray(features, dtype=np.float64)
     shift, scale = np.zeros(layout.size), np.ones(layout.size)
     for f in layout.fields:
+        if any(n in keep_raw for n in f.names):
+            continue
         idx = [layout.index(n) for n in f.names]
         x = features[:, idx]
         if f.kind == "scalar":
@@ -182,6 +194,7 @@ class BCConfig:
     seed: int = 0
     threads: int = 1             # torch threads: 1 is fastest for these small nets on a shared CPU
     standardise_inputs: bool = True   # input_standardisation from the demonstrations (not the reference's)
+    standardise_aperture: bool = False  # also the gripper aperture (RAW_ENTRIES: the rows before 2026-11-26 night)
 
     def validate(self) -> "BCConfig":
         from equimanip.symmetry import GROUPS
@@ -224,7 +237,8 @@ def policy_spec(config, dataset, demos: DemoArrays) -> PolicySpec:
                       max_objects=observation.max_objects, observation=observation)
     if config.standardise_inputs:
         spec.input_shift, spec.input_scale = input_standardisation(
-            state_layout(observation.max_objects, observation.goal_in_state), demos.states.numpy())
+            state_layout(observation.max_objects, observation.goal_in_state), demos.states.numpy(),
+            keep_raw=() if config.standardise_aperture else RAW_ENTRIES)
     return spec
 
 
@@ -345,6 +359,8 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=d.threads)
     parser.add_argument("--raw-inputs", action="store_true", help="feed the features as they are (no "
                         "standardisation from the demonstrations; the reference's way)")
+    parser.add_argument("--standardise-aperture", action="store_true", help="standardise the gripper aperture "
+                        "too (left as it is by default, see bc.RAW_ENTRIES; the behaviour before 2026-11-26 night)")
     parser.add_argument("--params", action="append", default=[], metavar="YAML",
                         help="the cell's parameter file the demonstrations were recorded with (a path or a "
                              "name in config/, e.g. side_camera): its observation.* settings")
@@ -376,7 +392,8 @@ def observation_config_from(settings: list[str], params_files=()) -> Observation
 def bc_config_from(args) -> BCConfig:
     return BCConfig(group=args.group, hidden=args.hidden, depth=args.depth, lr=args.lr, batch_size=args.batch_size,
                     epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
-                    threads=args.threads, standardise_inputs=not args.raw_inputs).validate()
+                    threads=args.threads, standardise_inputs=not args.raw_inputs,
+                    standardise_aperture=args.standardise_aperture).validate()
 
 
 def load_demos(args):

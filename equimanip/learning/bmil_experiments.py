@@ -38,7 +38,8 @@ PLOT = REPO / "docs" / "results" / "bmil_success.png"
 DEMO_CACHE = REPO / "runs" / "bmil_demos"
 # eval_episodes: "in / perturbed / rotated" episode counts.
 # goal: how block_pushing's goal reaches the policy ("given" or "perceived"; "none" for block_picking).
-# inputs: "standardised" (BCConfig.standardise_inputs) or "raw" (the rows from before it).
+# inputs: ``inputs_label``: "standardised, aperture raw" (the default since 2026-11-26 night),
+# "standardised" (every entry, BCConfig.standardise_aperture) or "raw" (the rows from before either).
 # bmil: the backwards-model settings of a BMIL row (``bmil_label``); empty for BC.
 FIELDS = ["task", "method", "group", "arm", "goal", "inputs", "bmil", "demos", "seed", "epochs", "success_in",
           "success_perturbed", "success_rotated", "eval_episodes", "perturb_gripper", "rotations", "max_steps",
@@ -114,6 +115,14 @@ def evaluate(policy, task: str, episodes: int, in_episodes: int, rotated_episode
             "success_rotated": float(np.mean([success(quarter, rotate_scene=a) for a in ROTATIONS]))}
 
 
+def inputs_label(standardise: bool, standardise_aperture: bool) -> str:
+    """The ``inputs`` column: raw, standardised (every entry: the rows before 2026-11-26 night) or
+    standardised with the gripper aperture left raw (bc.RAW_ENTRIES, the default since)."""
+    if not standardise:
+        return "raw"
+    return "standardised" if standardise_aperture else "standardised, aperture raw"
+
+
 def bmil_label(trace_lengths: tuple[int, int], scale_coef: float, demo_repeat: int,
                demo_ratio: float = 0.5, samples_per_start: int = 1) -> str:
     """The settings a BMIL row's numbers depend on, as the table shows them (demo ratio and
@@ -129,6 +138,7 @@ def bmil_label(trace_lengths: tuple[int, int], scale_coef: float, demo_repeat: i
 
 def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: int, in_episodes: int,
         rotated_episodes: int, demo_repeat: int = 10, goal: str = "given", standardise: bool = True,
+        standardise_aperture: bool = False,
         trace_lengths: tuple[int, int] | None = None, scale_coef: float | None = None,
         demo_ratio: float = 0.5, samples_per_start: int = 1) -> dict:
     """Train one method and evaluate it. ``trace_lengths`` and ``scale_coef`` default to the
@@ -144,7 +154,8 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
     revision = res.git_revision()  # the tree this run starts from, not one committed while it trains
     kind, group = METHODS[method]
     data = demonstrations(task, seed, demos, goal)
-    policy_config = BCConfig(group=group, epochs=epochs, seed=seed, standardise_inputs=standardise)
+    policy_config = BCConfig(group=group, epochs=epochs, seed=seed, standardise_inputs=standardise,
+                             standardise_aperture=standardise_aperture)
     preset = PRESETS["pick" if task == "block_picking" else "push"]
     trace_lengths = tuple(trace_lengths or preset["trace_lengths"])
     scale_coef = scale_coef or preset["scale_coef"]
@@ -163,7 +174,7 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
     from equimanip.sim.world import ARM_CONTROL_VERSION
 
     return {"task": task, "method": method, "group": group, "arm": ARM_CONTROL_VERSION,
-            "goal": goal_label(task, goal), "inputs": "standardised" if standardise else "raw",
+            "goal": goal_label(task, goal), "inputs": inputs_label(standardise, standardise_aperture),
             "bmil": (bmil_label(trace_lengths, scale_coef, demo_repeat, demo_ratio, samples_per_start)
                      if kind == "bmil" else ""), "demos": demos,
             "seed": seed, "epochs": epochs,
@@ -326,6 +337,8 @@ def main(argv=None) -> int:
     r.add_argument("--goal", default="given", choices=GOAL_INPUTS, help="block_pushing: the goal given in the "
                    "state (goal_in_state) or perceived as an object (the 2 mm patch, 1 mm table clearance)")
     r.add_argument("--raw-inputs", action="store_true", help="no input standardisation (the earlier rows)")
+    r.add_argument("--standardise-aperture", action="store_true", help="standardise the gripper aperture too "
+                   "(the 'standardised' rows, before 2026-11-26 night)")
     r.add_argument("--trace-lengths", type=int, nargs=2, default=None, metavar=("FIRST", "LAST"),
                    help="BMIL: first and last imagined-trace length (default: the task's reference preset)")
     r.add_argument("--scale-coef", type=float, default=None, help="BMIL: the backwards models' entropy "
@@ -341,8 +354,8 @@ def main(argv=None) -> int:
         print(regenerate())
         return 0
     row = run(args.task, args.method, args.demos, args.seed, args.epochs, args.episodes, args.in_episodes,
-              args.rotated_episodes, args.demo_repeat, args.goal, not args.raw_inputs, args.trace_lengths,
-              args.scale_coef, args.demo_ratio, args.samples_per_start)
+              args.rotated_episodes, args.demo_repeat, args.goal, not args.raw_inputs, args.standardise_aperture,
+              args.trace_lengths, args.scale_coef, args.demo_ratio, args.samples_per_start)
     if not args.no_append:
         res.append_row(RESULTS, row, FIELDS)
     print(json.dumps(row))
