@@ -50,8 +50,9 @@ demo: $(STAMP)
 #    (seed 0; 20-30 min per task);
 #  - block_pushing instead: equivariant BMIL (C8) from 20 expert episodes recorded with the side
 #    camera from scenes 500000-500019 (run seed 0's demonstration seeds, as SAC's), the goal given
-#    in the state (about 10 min). SAC does not learn to push on this CPU
-#    (docs/equivariant_sac.md); imitation with the goal in the state does (docs/imitation.md).
+#    in the state, every input standardised as when it was trained (about 10 min). SAC does not
+#    learn to push on this CPU (docs/equivariant_sac.md); imitation with the goal in the state
+#    does (docs/imitation.md).
 SHIPPED_TASKS ?= block_picking block_pushing drawer_opening reach reach_obstacles
 SHIPPED_STEPS ?= 5000
 checkpoints: $(STAMP)
@@ -62,7 +63,7 @@ checkpoints: $(STAMP)
 	      --params side_camera --out runs/shipped_block_pushing_demos && \
 	    $(BIN)/equimanip train bmil --demos runs/shipped_block_pushing_demos --params side_camera \
 	      --observation goal_in_state=true --group c8 --preset push --demo-repeat 1 --seed 0 \
-	      --out runs/shipped_block_pushing && \
+	      --standardise-aperture --out runs/shipped_block_pushing && \
 	    cp runs/shipped_block_pushing/policy.pt equimanip/checkpoints/block_pushing.pt || exit 1; \
 	  else \
 	    $(BIN)/equimanip train sac --task $$task --group c8 --demos 20 --steps $(SHIPPED_STEPS) --seed 0 \
