@@ -33,6 +33,7 @@ they are further apart than ``checkpoint.CAMERA_TOLERANCE``; ``camera_offset`` i
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -87,6 +88,12 @@ class LoadedPolicy:
     """A policy and where it came from, swapped as one object (one assignment: atomic)."""
     policy: object        # equimanip.checkpoint.Policy
     path: Path
+
+    @functools.cached_property
+    def training_camera(self) -> Optional[np.ndarray]:
+        """Where the camera was when the policy's data was recorded (pose7), None when unknown."""
+        from equimanip.checkpoint import training_camera_pose
+        return training_camera_pose(self.policy.metadata)
 
 
 class PolicyNode(ObservationController):
@@ -215,13 +222,13 @@ class PolicyNode(ObservationController):
 
     def _check_camera(self, loaded: LoadedPolicy, inputs) -> None:
         """Once per policy: warn when the live camera is far from the one its data was recorded with."""
-        from equimanip.checkpoint import CAMERA_TOLERANCE, training_camera_pose
+        from equimanip.checkpoint import CAMERA_TOLERANCE
         from equimanip.geometry import matrix_to_pose7, pose_difference
         from equimanip.perception.frames import FrameError
 
         if self._camera_checked is loaded:
             return
-        trained = training_camera_pose(loaded.policy.metadata)
+        trained = loaded.training_camera
         if trained is None:
             self._camera_checked, self.camera_offset = loaded, None
             return
