@@ -206,6 +206,7 @@ class SimNode(Node):
         # Sync mode: which halves of this step's command have come in (see _step_if_sync).
         self._motion_heard = self._gripper_heard = False
         self._last_publish_wall = 0.0
+        self._last_observation = None       # the last state published (republish sends it again)
         self._clock_offset = 0.0
         self._metadata = None
 
@@ -549,8 +550,14 @@ class SimNode(Node):
         self.republish()
 
     def republish(self) -> None:
-        """Publish the current state again (same stamp): wakes a controller that missed it."""
-        self._publish_observation(self.env.observe(render=self.env.config.render), task_signals=False)
+        """Publish the current state again, as it was (same stamp, same cloud): wakes a controller
+        that missed it. Not rendered again: a new rendering would draw new depth noise, so the
+        same stamp would carry another cloud and every later one would differ from a run where
+        no controller was late (sync mode's runs would stop being repeatable)."""
+        obs = self._last_observation
+        if obs is None:
+            obs = self.env.observe(render=self.env.config.render)
+        self._publish_observation(obs, task_signals=False)
 
     def _motion_for_step(self, sync: bool) -> Optional[_Motion]:
         """The motion command to execute this step, or None to hold still."""
@@ -622,6 +629,7 @@ class SimNode(Node):
     def _publish_observation(self, obs, reward: float = 0.0, success: bool = False,
                              task_signals: bool = True) -> None:
         self._last_publish_wall = time.monotonic()
+        self._last_observation = obs        # what republish() sends again
         stamp = self._clock_offset + obs.time  # everything of one step carries this stamp
         self._pub_clock.publish(Clock(clock=msgs.time_msg(stamp)))
         if obs.points_camera is not None:

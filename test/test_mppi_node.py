@@ -139,3 +139,46 @@ def test_reaches_targets_past_the_posts_without_touching_them_then_forgets_the_e
     rest = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])
     assert torch.equal(loop.node.planner.mppi.nominal, rest.expand(loop.node.planner.settings.mppi.horizon, 5))
     assert loop.node._goal is None and len(loop.node.goals._object_poses) == 0
+
+
+def test_a_decision_waits_for_its_own_poses_but_not_for_a_state_of_the_episode_before(ros):
+    """goal_source object_poses: the poses follow the state, so a decision waits for those of its
+    own instant (a late delivery must not turn into a held step: sync runs would stop being
+    repeatable). A state from before the last reset (the last one of the previous episode,
+    decided after the reset) has no poses any more, and waits for nothing."""
+    import threading
+    import time
+
+    from geometry_msgs.msg import Pose, PoseArray
+
+    from equimanip.nodes.mppi_node import MPPINode
+
+    goals = ros.node(MPPINode, num_samples=64, horizon=5, seed=0, goal_source="object_poses").goals
+
+    def poses(stamp_s, x):
+        msg = PoseArray(header=msgs.header("base_link", stamp_s))
+        msg.poses = [Pose()]
+        msg.poses[0].position.x, msg.poses[0].orientation.w = x, 1.0
+        return msg
+
+    goals._on_object_poses(poses(1.0, 0.4))
+    assert goals.goal_at(1.0)[0][0] == pytest.approx(0.4)
+    goals.reset()                                                    # a new episode
+    start = time.monotonic()
+    assert goals.goal_at(1.0, wait_s=5.0) is None                    # the old episode's last state
+    assert time.monotonic() - start < 2.0
+    late = threading.Timer(0.2, goals._on_object_poses, args=(poses(1.1, 0.5),))
+    late.start()
+    try:
+        assert goals.goal_at(1.1, wait_s=5.0)[0][0] == pytest.approx(0.5)   # waited for its poses
+    finally:
+        late.join()
+    # A restarted cell: its clock went back, and its states are waited for again.
+    goals.reset()
+    goals._on_object_poses(poses(0.1, 0.3))
+    late = threading.Timer(0.2, goals._on_object_poses, args=(poses(0.2, 0.35),))
+    late.start()
+    try:
+        assert goals.goal_at(0.2, wait_s=5.0)[0][0] == pytest.approx(0.35)
+    finally:
+        late.join()

@@ -361,6 +361,23 @@ def test_cloud_and_camera_pose_show_the_block(ros):
     assert np.median(near[:, 2]) == pytest.approx(2 * block[2], abs=0.005)
 
 
+def test_republish_sends_the_same_state_again_not_a_new_rendering(ros):
+    """republish() (what wakes a controller that missed a state) sends the state as it was: with
+    depth noise, a second rendering would give the same stamp another cloud and shift every later
+    cloud's noise, so a sync-mode run would depend on whether a controller was ever late."""
+    sim, probe = _bring_up(ros, publish_cloud=True, seed=5, **{"camera.depth_noise_std": 0.002,
+                                                              "camera.width": 64, "camera.height": 48})
+    ros.spin_until(lambda: probe.clouds, what="a cloud")
+    first = probe.clouds[-1]
+    sim.republish()
+    ros.spin_until(lambda: len(probe.clouds) >= 2, what="the cloud again")
+    again = probe.clouds[-1]
+    assert again.header.stamp == first.header.stamp and bytes(again.data) == bytes(first.data)
+    _step(ros, probe, lambda: probe.send_twist((0.0, 0.0, 0.0)))
+    ros.spin_until(lambda: len(probe.clouds) >= 3, what="the next step's cloud")
+    assert bytes(probe.clouds[-1].data) != bytes(first.data)      # a new state: a new rendering
+
+
 def test_camera_info_projects_each_point_onto_its_own_pixel(ros):
     sim, probe = _bring_up(ros, publish_cloud=True, **{"camera.width": 64, "camera.height": 48})
     ros.spin_until(lambda: probe.clouds and probe.camera_infos, what="a cloud and its camera info")

@@ -28,7 +28,11 @@ from equimanip.nodes.params import ParamSpec
 
 GOAL_SOURCES = ("topic", "object_poses", "nearest_object")
 # Longest wait (s) of a decision for the simulated cell's object poses of its own state (goal_at).
-POSES_WAIT_S = 0.05
+# They follow the state within milliseconds, but on a loaded 2-core machine the executor delivered
+# them more than 50 ms late (3 times in 6 episodes): the decision then held the arm still for a
+# step, and sync-mode runs stopped being repeatable. A cell that publishes no poses at all makes
+# each decision wait this long and hold still, with the warning saying what it waits for.
+POSES_WAIT_S = 1.0
 _SOURCE_HELP = {
     "topic": "'topic' (~/goal, PoseStamped in the base frame)",
     "object_poses": "'object_poses' (row goal_object of /sim_node/object_poses: the simulated cell's ground truth)",
@@ -62,6 +66,9 @@ class GoalInput:
         self._default_row = default_row
         self.topic_goal: Optional[tuple[np.ndarray, float]] = None        # (position, yaw)
         self._object_poses: deque = deque(maxlen=20)      # (stamp_ns, (K, 7) poses) of this episode
+        # Poses stamped at or before this came before the last reset: a decision on such a state
+        # (the last state of the episode before, decided after the reset) waits for nothing.
+        self._earlier_episode_ns = -1
         # Inputs and decisions run on different threads; a decision may wait for its poses.
         self._lock = threading.Lock()
         self._poses_arrived = threading.Condition(self._lock)
@@ -98,13 +105,18 @@ class GoalInput:
         poses = msgs.poses7(msg)
         if np.all(np.isfinite(poses)):
             stamp = msg.header.stamp
+            stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
             with self._poses_arrived:
-                self._object_poses.append((stamp.sec * 1_000_000_000 + stamp.nanosec, poses))
+                if stamp_ns < self._earlier_episode_ns:      # the cell's clock went back (a restart)
+                    self._earlier_episode_ns = -1
+                self._object_poses.append((stamp_ns, poses))
                 self._poses_arrived.notify_all()
 
     def reset(self) -> None:
         """A new episode: the old scene's poses must not steer the new one."""
         with self._lock:
+            if self._object_poses:
+                self._earlier_episode_ns = max(self._earlier_episode_ns, max(s for s, _ in self._object_poses))
             self._object_poses.clear()
 
     # ------------------------------------------------------------------ the goal
@@ -116,7 +128,8 @@ class GoalInput:
         ``object_poses``: the simulated cell publishes the poses just after the state they belong
         to, and they are not part of the synchronised inputs, so a decision on the first state of
         an episode can come before them; it waits up to ``wait_s`` for the poses of its own instant
-        (call it from the decision thread, never from an executor's)."""
+        (call it from the decision thread, never from an executor's), except for a state from
+        before the last :meth:`reset`, whose poses are gone."""
         node = self._node
         if self.source == "topic":
             return self.topic_goal
@@ -125,8 +138,9 @@ class GoalInput:
             stamp_ns = round(stamp * 1e9)
             slop_ns = round(node.get_parameter("sync_slop").value * 1e9)
             with self._poses_arrived:
-                self._poses_arrived.wait_for(
-                    lambda: any(abs(s - stamp_ns) <= slop_ns for s, _ in self._object_poses), timeout=wait_s)
+                if stamp_ns > self._earlier_episode_ns:
+                    self._poses_arrived.wait_for(
+                        lambda: any(abs(s - stamp_ns) <= slop_ns for s, _ in self._object_poses), timeout=wait_s)
                 candidates = [(s, poses) for s, poses in self._object_poses if s <= stamp_ns + slop_ns]
             row = node.get_parameter("goal_object").value
             if row < 0:
