@@ -167,6 +167,7 @@ def test_a_decision_waits_for_its_own_poses_but_not_for_a_state_of_the_episode_b
     start = time.monotonic()
     assert goals.goal_at(1.0, wait_s=5.0) is None                    # the old episode's last state
     assert time.monotonic() - start < 2.0
+    assert goals.from_earlier_episode(1.0) and not goals.from_earlier_episode(1.1)   # (no warning for it)
     late = threading.Timer(0.2, goals._on_object_poses, args=(poses(1.1, 0.5),))
     late.start()
     try:

@@ -153,6 +153,12 @@ class GoalInput:
         nearest = objects[0]
         return nearest.centroid + np.array([0.0, 0.0, nearest.extents[2] / 2.0]) + offset, None
 
+    def from_earlier_episode(self, stamp: float) -> bool:
+        """Whether a state taken at ``stamp`` came before the last :meth:`reset` (object_poses
+        only): its decision is moot, the cell has moved on, and holding still needs no warning."""
+        with self._lock:
+            return self.source == "object_poses" and round(stamp * 1e9) <= self._earlier_episode_ns
+
     def wait_text(self) -> str:
         """What the node is waiting for while it has no goal."""
         return {"topic": "publish a PoseStamped on ~/goal", "object_poses": f"{topics.SIM_OBJECT_POSES} of this "

@@ -262,8 +262,9 @@ class MPPINode(ObservationController):
         hold_gripper = {"open": 1.0, "closed": 0.0}.get(gripper_mode, observation.gripper_aperture)
         goal = self.goals.goal_at(observation.stamp, observation.objects)
         if goal is None:
-            self._waiting_for_goal += 1
-            self._log.warning("no-goal", f"no goal yet ({self.goals.wait_text()}): holding still")
+            if not self.goals.from_earlier_episode(observation.stamp):
+                self._waiting_for_goal += 1
+                self._log.warning("no-goal", f"no goal yet ({self.goals.wait_text()}): holding still")
             return np.array([hold_gripper, 0.0, 0.0, 0.0, 0.0])
         position, yaw = self._clip_to_workspace(np.asarray(goal[0], dtype=np.float64)), goal[1]
         if self._goal is None or np.linalg.norm(position - self._goal[0]) > GOAL_JUMP:

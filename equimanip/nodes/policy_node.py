@@ -210,11 +210,13 @@ class PolicyNode(ObservationController):
         self._deciding_with = loaded
         goal = None
         if self.needs_goal():
-            goal = self.goals.goal_at(msgs.seconds(inputs.messages[topics.EE_POSE].header.stamp))
+            stamp = msgs.seconds(inputs.messages[topics.EE_POSE].header.stamp)
+            goal = self.goals.goal_at(stamp)
             if goal is None:
-                self._waiting_for_goal += 1
-                self._log.warning("no-goal", f"the policy takes the task's goal and there is none yet "
-                                             f"({self.goals.wait_text()}): holding still")
+                if not self.goals.from_earlier_episode(stamp):
+                    self._waiting_for_goal += 1
+                    self._log.warning("no-goal", f"the policy takes the task's goal and there is none yet "
+                                                 f"({self.goals.wait_text()}): holding still")
                 aperture = self.observations.aperture(inputs.messages[topics.JOINT_STATES])
                 return np.array([aperture, 0.0, 0.0, 0.0, 0.0])
         self._check_camera(loaded, inputs)
