@@ -240,11 +240,12 @@ def training_camera_pose(metadata: dict) -> Optional[np.ndarray]:
         from equimanip.config import cell_parameters
         try:
             pose = cell_parameters(metadata["cell_params"]).get("camera_pose")
-        except (OSError, ValueError):     # a parameter file of another machine
+        except Exception:  # noqa: BLE001 - a file of another machine, missing or unreadable: unknown
             pose = None
-    if pose is None:
+    try:
+        pose = np.asarray(pose, dtype=np.float64)
+    except (TypeError, ValueError):
         return None
-    pose = np.asarray(pose, dtype=np.float64)
     return pose if pose.shape == (7,) and np.all(np.isfinite(pose)) and np.linalg.norm(pose[3:]) > 0 else None
 
 

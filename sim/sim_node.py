@@ -290,8 +290,10 @@ class SimNode(Node):
         if any(n.startswith("camera") for n in names):
             self.env.set_camera(self._camera_config(p))
             self._publish_camera_pose(self._sim_now())
+            self._last_observation = None   # republish() renders with the new camera
         if "publish_cloud" in names:
             self.env.config.render = p["publish_cloud"]
+            self._last_observation = None
         if "enforce_limits" in names:
             self.env.config.enforce_limits = p["enforce_limits"]
             self.get_logger().info(f"motion limits {'on' if p['enforce_limits'] else 'OFF: a raw arm'}")

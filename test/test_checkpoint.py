@@ -162,3 +162,20 @@ def test_every_task_ships_a_policy_the_node_can_run(task):
     action = policy.act(blank)
     assert action.shape == (5,) and np.all(np.isfinite(action))
     assert np.all(action >= ACTION_LOW - 1e-6) and np.all(action <= ACTION_HIGH + 1e-6)
+
+
+def test_the_training_camera_of_a_checkpoint_or_none_when_unknown_or_malformed(tmp_path):
+    """policy_node's camera check reads it at every policy load: a malformed entry or a parameter
+    file missing here gives 'unknown', never an exception that would stop the policy."""
+    from equimanip.checkpoint import training_camera_pose
+    from equimanip.config import cell_parameters
+
+    side = cell_parameters(["side_camera"])["camera_pose"]
+    np.testing.assert_allclose(training_camera_pose({"cell_params": ["side_camera"]}), side)
+    np.testing.assert_allclose(training_camera_pose({"camera_pose": side, "cell_params": ["sim"]}), side)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("/**: [unclosed")
+    for metadata in ({}, {"camera_pose": "here"}, {"camera_pose": [1.0, 2.0]}, {"camera_pose": [0.0] * 7},
+                     {"camera_pose": [float("nan")] * 7}, {"cell_params": ["no_such_cell"]},
+                     {"cell_params": [str(broken)]}, {"cell_params": ["sim"]}):
+        assert training_camera_pose(metadata) is None, metadata

@@ -337,3 +337,46 @@ def test_a_long_control_period_never_makes_steps_longer_than_the_actions_limits(
     twist = step(ros, cell, 1.0, 1)
     # 0.5 m/s for 0.2 s would be 10 cm: held to 5 cm per step (0.25 m/s), pi/8 per step likewise
     np.testing.assert_allclose(twist_values(twist)[[0, 3]], [0.05 / 0.2, (math.pi / 8) / 0.2], rtol=1e-6)
+
+
+def test_episode_events_wait_for_the_decision_but_the_e_stop_does_not(ros):
+    """The simulation's episode events run their hooks on the decisions' thread, in order, after
+    the decision in progress; meanwhile the executor keeps serving the e-stop (and the inputs a
+    decision may wait for, such as a goal's object poses), instead of queueing behind it."""
+    import threading
+
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+    class Hooked(Scripted):
+        def __init__(self, **kw):
+            super().__init__(FORWARD, **kw)
+            self.deciding, self.release, self.hooks = threading.Event(), threading.Event(), []
+
+        def act(self, messages):
+            self.deciding.set()
+            assert self.release.wait(30.0), "the test never released the decision"
+            return self.action
+
+        def on_episode_start(self):
+            self.hooks.append(("start", threading.current_thread() is self._decider))
+
+        def on_episode_end(self, success):
+            self.hooks.append((f"end {success}", threading.current_thread() is self._decider))
+
+    controller = ros.add(Hooked(context=ros.context))
+    cell = ros.node(Cell)
+    events = cell.create_publisher(DiagnosticArray, topics.SIM_EPISODE_EVENTS, qos.RELIABLE)
+    ros.spin_until(lambda: controller.inputs_connected() and cell.count_subscribers(topics.ESTOP) > 0
+                   and cell.count_subscribers(topics.SIM_EPISODE_EVENTS) > 0, what="discovery")
+    cell.state(1.0)
+    ros.spin_until(controller.deciding.is_set, what="a decision in progress")
+    events.publish(DiagnosticArray(status=[
+        DiagnosticStatus(name="episode_end", values=[KeyValue(key="success", value="true")]),
+        DiagnosticStatus(name="episode_start")]))
+    cell.estop.publish(Bool(data=True))
+    ros.spin_until(lambda: controller._estop_engaged and len(controller._episode_events) == 2,
+                   what="the e-stop and the events, while the decision runs")
+    assert controller.hooks == []                        # not while the decision runs
+    controller.release.set()
+    ros.spin_until(lambda: len(controller.hooks) == 2, what="the hooks after the decision")
+    assert controller.hooks == [("end True", True), ("start", True)]

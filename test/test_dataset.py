@@ -187,8 +187,9 @@ def goal_message(x, y, t_ns, frame="base_link"):
 
 
 def test_a_real_cells_goal_comes_from_the_goal_topic_in_effect_at_each_state(tmp_path):
-    """A real cell records no object poses: its goal is whatever was last published on
-    /equimanip/goal before a state (latched, so the first one may predate the episode), and it is
+    """A real cell records no object poses: its goal is whatever the recorder last got on
+    /equimanip/goal before a state (latched, so the first one may predate the episode; its stamp
+    does not matter, as for the nodes' ~/goal), and it is
     preferred over object poses. A goal in another frame or with NaN is a problem: the episode is
     left out (strict) or used with that goal skipped."""
     pushing = tmp_path / "push"
@@ -200,7 +201,8 @@ def test_a_real_cells_goal_comes_from_the_goal_topic_in_effect_at_each_state(tmp
     first, switch = stamps[0], stamps[half]
     assert first > 0
     goals = [(ep.GOAL, goal_message(0.1, -0.2, first // 2), first // 2),                   # before the states
-             (ep.GOAL, goal_message(-0.05, 0.15, switch), switch)]                          # a new goal
+             # a new goal sent by hand: no stamp, no frame (the base frame), as a node takes it
+             (ep.GOAL, goal_message(-0.05, 0.15, 0, frame=""), switch)]
     copy_bag(pushing / "episode_0000", tmp_path / "cell", "episode_0000", extra=goals,
              skip=lambda topic, k: topic == ep.OBJECT_POSES)
     data = load_dataset(tmp_path / "cell", config, use_cache=False)

@@ -8,10 +8,11 @@ For each episode (see :mod:`equimanip.data.episode` for what a bag holds):
    ``build_observation``, the function the controller nodes call: the cloud is moved into the
    base frame with the recorded ``/camera/pose``, the aperture read from the finger joints.
    Observation settings that show the task's goal (``goal_channel``, ``goal_in_state``) take the
-   goal in effect at the state's instant (the newest one stamped at or before it, the rule of the
-   nodes' ``GoalInput``) from the recorded ``/equimanip/goal`` (a real cell: whatever sets the
-   goal publishes it there, latched, in the base frame), else from the task's goal row of the
-   recorded ``/sim_node/object_poses`` (the simulation's); an episode with neither is reported.
+   goal in effect at the state, as the nodes' ``GoalInput`` does: from the recorded
+   ``/equimanip/goal`` (a real cell: whatever sets the goal publishes it there, latched, in the
+   base frame), the newest one recorded before the state was; else from the task's goal row of the
+   recorded ``/sim_node/object_poses`` (the simulation's), the newest stamped at or before the
+   state; an episode with neither is reported.
 2. **Actions.** The stamped action on ``/equimanip/action`` carries the stamp of the state it was
    computed from, so it pairs with that state exactly.
 3. **Transitions.** State ``k`` with its action and state ``k + 1`` is a sample when the two states
@@ -187,13 +188,15 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
         if goals is None:
             return empty
 
-    # Pass 1: the small messages, indexed by their header stamps.
-    ee, joints, actions, camera = {}, {}, {}, None
-    for topic, _, msg in bag.messages([ep.EE_POSE, ep.JOINT_STATES, ep.ACTION, ep.CAMERA_POSE]):
+    # Pass 1: the small messages, indexed by their header stamps (and when they were logged).
+    ee, joints, actions, camera, logged = {}, {}, {}, None, {}
+    for topic, log_ns, msg in bag.messages([ep.EE_POSE, ep.JOINT_STATES, ep.ACTION, ep.CAMERA_POSE]):
         if topic == ep.EE_POSE:
             ee[_ns(msg.header.stamp)] = _pose7(msg.pose)
+            logged[(topic, _ns(msg.header.stamp))] = log_ns
         elif topic == ep.JOINT_STATES:
             joints[_ns(msg.header.stamp)] = msg
+            logged[(topic, _ns(msg.header.stamp))] = log_ns
         elif topic == ep.CAMERA_POSE:
             camera = msg
         else:
@@ -216,7 +219,7 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
     # Pass 2: each cloud with the state of its instant -> Observation.
     states, stamps, images = [], [], []
     seen_clouds = set()
-    for _, _, cloud in bag.messages([ep.CLOUD]):
+    for _, cloud_log_ns, cloud in bag.messages([ep.CLOUD]):
         t_cloud = _ns(cloud.header.stamp)
         if t_cloud in seen_clouds:   # a state published again (the simulation repeats an unanswered one)
             continue
@@ -237,10 +240,14 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
             aperture = _aperture(joints[int(joint_stamps[j])], config)
             goal = None
             if goals is not None:
-                goal = goals.at(t_state)
+                # A goal topic's: the newest received before this state was complete (as the
+                # node's ~/goal, whatever the goal's stamp); the simulation's poses: by stamp.
+                when = max(cloud_log_ns, logged[(ep.EE_POSE, t_state)],
+                           logged[(ep.JOINT_STATES, int(joint_stamps[j]))]) if goals.by_log_time else t_state
+                goal = goals.at(when)
                 if goal is None:
-                    report.problems.append(f"state at {t_state * 1e-9:.3f} s has no goal yet ({goals.source} "
-                                           "stamped at or before it)")
+                    report.problems.append(f"state at {t_state * 1e-9:.3f} s has no goal yet (none on "
+                                           f"{goals.source} before it)")
                     continue
             obs = build_observation(points, ee[t_state], aperture, t_state * 1e-9, config.observation,
                                     cloud_stamp=t_cloud * 1e-9, goal_xy=goal)
@@ -285,11 +292,12 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
 
 @dataclass
 class GoalTrack:
-    """The goal (x, y) of an episode over time: ``at(t)`` is the newest stamped at or before ``t``."""
+    """The goal (x, y) of an episode over time: ``at(t)`` is the newest at or before ``t``."""
 
     source: str                  # the topic it was read from
-    stamps: np.ndarray           # (G,) ns, ascending
+    stamps: np.ndarray           # (G,) ns, ascending: log times (by_log_time) or header stamps
     xy: np.ndarray               # (G, 2) base frame
+    by_log_time: bool            # keyed by when the recorder got each goal, not by its stamp
 
     def at(self, t_ns: int) -> Optional[np.ndarray]:
         i = int(np.searchsorted(self.stamps, t_ns, side="right")) - 1
@@ -297,23 +305,25 @@ class GoalTrack:
 
 
 def _goal_track(bag: Bag, report: EpisodeReport, base_frame: str) -> Optional[GoalTrack]:
-    """The episode's goal from /equimanip/goal (a real cell's, preferred when recorded) or the task's
-    row of /sim_node/object_poses (the simulation's); None with a problem appended when it has
-    neither. Goals in another frame than the base frame or not finite are reported and skipped."""
+    """The episode's goal from /equimanip/goal (a real cell's, preferred when recorded; by the time
+    the recorder got each, as a node takes the newest ~/goal whatever its stamp, which a goal sent
+    by hand often lacks) or the task's row of /sim_node/object_poses (the simulation's, by stamp);
+    None with a problem appended when it has neither. Goals in another frame than the base frame
+    (an empty frame is the base frame, as for the nodes) or not finite are reported and skipped."""
     found = []
     if getattr(bag.topics.get(ep.GOAL), "count", 0) > 0:
-        source = ep.GOAL
-        for _, _, msg in bag.messages([ep.GOAL]):
-            t, p = _ns(msg.header.stamp), msg.pose.position
-            if normalize_frame_id(msg.header.frame_id) != normalize_frame_id(base_frame):
-                report.problems.append(f"goal at {t * 1e-9:.3f} s ignored: frame '{msg.header.frame_id}', "
-                                       f"not the base frame '{base_frame}'")
+        source, by_log_time = ep.GOAL, True
+        for _, log_ns, msg in bag.messages([ep.GOAL]):
+            p = msg.pose.position
+            if normalize_frame_id(msg.header.frame_id) not in ("", normalize_frame_id(base_frame)):
+                report.problems.append(f"goal logged at {log_ns * 1e-9:.3f} s ignored: frame "
+                                       f"'{msg.header.frame_id}', not the base frame '{base_frame}'")
             elif not np.all(np.isfinite([p.x, p.y])):
-                report.problems.append(f"goal at {t * 1e-9:.3f} s ignored: not finite")
+                report.problems.append(f"goal logged at {log_ns * 1e-9:.3f} s ignored: not finite")
             else:
-                found.append((t, p.x, p.y))
+                found.append((log_ns, p.x, p.y))
     elif getattr(bag.topics.get(ep.OBJECT_POSES), "count", 0) > 0:
-        source = ep.OBJECT_POSES
+        source, by_log_time = ep.OBJECT_POSES, False
         row = TABLE_GOAL_ROWS.get(report.task)
         if row is None:
             report.problems.append(f"the observation settings show the task's goal on the table and task "
@@ -321,7 +331,8 @@ def _goal_track(bag: Bag, report: EpisodeReport, base_frame: str) -> Optional[Go
                                    f"{', '.join(TABLE_GOAL_ROWS)}); a real cell records its goal on {ep.GOAL}")
             return None
         found = [(_ns(m.header.stamp), m.poses[row].position.x, m.poses[row].position.y)
-                 for _, _, m in bag.messages([ep.OBJECT_POSES]) if len(m.poses) > row]
+                 for _, _, m in bag.messages([ep.OBJECT_POSES])
+                 if len(m.poses) > row and np.isfinite([m.poses[row].position.x, m.poses[row].position.y]).all()]
     else:
         report.problems.append(f"the observation settings show the task's goal and the episode has none: "
                                f"record {ep.GOAL} (a real cell) or {ep.OBJECT_POSES} (the simulation)")
@@ -331,7 +342,7 @@ def _goal_track(bag: Bag, report: EpisodeReport, base_frame: str) -> Optional[Go
         return None
     found.sort(key=lambda g: g[0])
     return GoalTrack(source, np.array([g[0] for g in found], dtype=np.int64),
-                     np.array([g[1:] for g in found], dtype=np.float64))
+                     np.array([g[1:] for g in found], dtype=np.float64), by_log_time)
 
 
 def _action(msg) -> Optional[np.ndarray]:

@@ -408,8 +408,9 @@ def load_demos(args):
 
 
 def recorded_camera_pose(dataset) -> Optional[list]:
-    """The demonstrations' camera pose (the first recorded /camera/pose of the used episodes), with
-    a warning when the episodes disagree by more than policy_node tolerates (CAMERA_TOLERANCE)."""
+    """The demonstrations' camera pose (the recorded /camera/pose of the first used episode that
+    has one), with a warning when the episodes disagree by more than policy_node tolerates
+    (CAMERA_TOLERANCE)."""
     import sys
 
     from equimanip.checkpoint import CAMERA_TOLERANCE

@@ -201,11 +201,15 @@ class ControllerNode(Node):
         # but under a 30 Hz stream of 4.9 MB clouds it left gaps of 0.2-2 s in which no input
         # was handed to the node (`equimanip bench latency`: p99 167-237 ms and 9-26 missed
         # cycles in 30 s, against 25-31 ms and none with the decisions in their own thread).
-        # ``_decision_mutex`` keeps decisions and the episode callbacks (reset, episode events)
-        # from running at the same time.
+        # ``_decision_mutex`` keeps decisions and the episode hooks from running at the same time.
+        # The simulation's episode events are queued for the decisions' thread, which runs their
+        # hooks between two decisions: the executor's thread, which also delivers the e-stop and
+        # the inputs a decision may be waiting for (a goal's object poses), never waits for a
+        # decision on their account. (~/reset, a person's call, still waits for one decision.)
         self._inputs_group = MutuallyExclusiveCallbackGroup()
         self._safety_group = MutuallyExclusiveCallbackGroup()
         self._decision_mutex = threading.Lock()
+        self._episode_events: deque = deque()   # (name, values) for the decisions' thread
         self._wake_decider = threading.Event()
         self._stop_decider = threading.Event()
         self._fallback_at = -math.inf      # timer mode: when the fallback tick is due
@@ -355,6 +359,7 @@ class ControllerNode(Node):
                 break
             try:
                 with self._decision_mutex:
+                    self._run_episode_events()
                     self._decide()
             except (KeyboardInterrupt, SystemExit) as e:
                 # The arm is held already (_decide_on); the spinning thread stops the node.
@@ -603,16 +608,23 @@ class ControllerNode(Node):
         return response
 
     def _on_episode_event(self, msg: DiagnosticArray) -> None:
+        """Queue the events for the decisions' thread (see ``_decision_mutex``) and wake it."""
         for status in msg.status:
-            values = {kv.key: kv.value for kv in status.values}
-            with self._decision_mutex:         # between two decisions
-                if status.name == "episode_start":
-                    self._start_episode("episode_start")
-                elif status.name == "episode_end":
-                    try:
-                        self.on_episode_end(values.get("success", "false") == "true")
-                    except Exception as e:  # noqa: BLE001 - a hook must not take the node down
-                        self._log.error("hook-end", f"on_episode_end failed: {_short(e)}")
+            if status.name in ("episode_start", "episode_end"):
+                self._episode_events.append((status.name, {kv.key: kv.value for kv in status.values}))
+        self._wake_decider.set()
+
+    def _run_episode_events(self) -> None:
+        """The queued episode events' hooks, in order (the decisions' thread, between two decisions)."""
+        while self._episode_events:
+            name, values = self._episode_events.popleft()
+            if name == "episode_start":
+                self._start_episode("episode_start")
+            else:
+                try:
+                    self.on_episode_end(values.get("success", "false") == "true")
+                except Exception as e:  # noqa: BLE001 - a hook must not take the node down
+                    self._log.error("hook-end", f"on_episode_end failed: {_short(e)}")
 
     def _start_episode(self, why: str) -> None:
         with self._lock:

@@ -107,6 +107,8 @@ class GoalInput:
             stamp = msg.header.stamp
             stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
             with self._poses_arrived:
+                if stamp_ns == self._earlier_episode_ns:     # the last state before the reset, again
+                    return
                 if stamp_ns < self._earlier_episode_ns:      # the cell's clock went back (a restart)
                     self._earlier_episode_ns = -1
                 self._object_poses.append((stamp_ns, poses))
