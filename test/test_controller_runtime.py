@@ -380,3 +380,21 @@ def test_episode_events_wait_for_the_decision_but_the_e_stop_does_not(ros):
     controller.release.set()
     ros.spin_until(lambda: len(controller.hooks) == 2, what="the hooks after the decision")
     assert controller.hooks == [("end True", True), ("start", True)]
+
+
+def test_a_new_episode_does_not_answer_the_last_state_again(ros):
+    """An episode event after the answer to the newest state: that state is not answered a second
+    time (a command for a state the arm has left; in sync mode it would shift the steps), and the
+    next state is answered as usual."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    controller, cell = bring_up(ros)
+    events = cell.create_publisher(DiagnosticArray, topics.SIM_EPISODE_EVENTS, qos.RELIABLE)
+    ros.spin_until(lambda: cell.count_subscribers(topics.SIM_EPISODE_EVENTS) > 0, what="discovery")
+    step(ros, cell, 1.0, 1)
+    starts = []
+    controller.on_episode_start = lambda: starts.append(True)
+    events.publish(DiagnosticArray(status=[DiagnosticStatus(name="episode_start")]))
+    ros.spin_until(lambda: starts, what="the episode start")
+    step(ros, cell, 1.1, 2)
+    assert [msgs.seconds(t.header.stamp) for t in cell.twists] == [pytest.approx(1.0), pytest.approx(1.1)]

@@ -241,6 +241,7 @@ class ControllerNode(Node):
         self._commanded = False            # something non-zero went out since the last hold
         self._latest: Optional[InputSet] = None
         self._last_decided_ns = -1
+        self._answered_before_episode: Optional[InputSet] = None   # see _start_episode
         self._last_answer = -math.inf      # time.monotonic() of the last command published
         self._last_decision = -math.inf    # time.monotonic() of the last decision published
         self._next_due = -math.inf         # timer mode: when the next decision is due
@@ -384,7 +385,8 @@ class ControllerNode(Node):
         now = time.monotonic()
         with self._lock:
             inputs = self._latest
-            if inputs is None or not self._enabled or self._period_mismatch:
+            if inputs is None or inputs is self._answered_before_episode or not self._enabled or \
+                    self._period_mismatch:
                 return
             if self.trigger == "state":
                 if inputs.stamp_ns == self._last_decided_ns and now - self._last_answer < REANSWER_AFTER_S:
@@ -628,6 +630,14 @@ class ControllerNode(Node):
 
     def _start_episode(self, why: str) -> None:
         with self._lock:
+            # Stamps decided before do not hold in a new episode (a cell whose clock restarts
+            # repeats them), but the set already answered is not answered again: it is the last
+            # state of the episode before, and a second answer would command a state the arm has
+            # left (and draw a sampling planner's random numbers once more, so that sync-mode runs
+            # would not repeat).
+            latest = self._latest
+            self._answered_before_episode = latest if latest is not None and \
+                latest.stamp_ns == self._last_decided_ns else None
             self._last_decided_ns = -1
         try:
             self.on_episode_start()
