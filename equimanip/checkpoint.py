@@ -231,6 +231,14 @@ def _observation_config(data: dict) -> ObservationConfig:
 CAMERA_TOLERANCE = (0.10, 15.0)
 
 
+def camera_moved(pose_a, pose_b) -> Optional[tuple[float, float]]:
+    """(m, degrees) between two camera poses (pose7) when beyond CAMERA_TOLERANCE, else None."""
+    from equimanip.geometry import pose_difference
+
+    distance, angle = pose_difference(pose_a, pose_b)
+    return (distance, angle) if distance > CAMERA_TOLERANCE[0] or angle > CAMERA_TOLERANCE[1] else None
+
+
 def training_camera_pose(metadata: dict) -> Optional[np.ndarray]:
     """Where the camera was (pose7 of the cloud's frame in the base frame) when the policy's data
     was recorded: the checkpoint's ``camera_pose`` (imitation: the demonstrations' recorded

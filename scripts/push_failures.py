@@ -82,21 +82,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
-    from equimanip.learning.backward import BackwardConfig
-    from equimanip.learning.bc import BCConfig, train_bc
-    from equimanip.learning.bmil import PRESETS, BMILConfig, train_bmil
-
     data = experiments.demonstrations("block_pushing", args.seed, args.demos, "given")
     for method in args.methods:
-        kind, group = experiments.METHODS[method]
-        policy_config = BCConfig(group=group, seed=args.seed)
-        if kind == "bc":
-            policy, _ = train_bc(data, policy_config, progress=True)
-        else:
-            preset = PRESETS["push"]
-            config = BMILConfig(policy=policy_config, backward=BackwardConfig(scale_coef=preset["scale_coef"]),
-                                trace_lengths=preset["trace_lengths"], demo_repeat=1).validate()
-            policy, _, _ = train_bmil(data, config, progress=True)
+        policy, _, _ = experiments.train("block_pushing", method, data, args.seed, demo_repeat=1)
         print(json.dumps({"method": method, "seed": args.seed, "demos": args.demos, "perturb": args.perturb,
                           **outcomes(policy, args.episodes, args.perturb)}), flush=True)
     return 0

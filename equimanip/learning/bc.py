@@ -413,16 +413,15 @@ def recorded_camera_pose(dataset) -> Optional[list]:
     (CAMERA_TOLERANCE)."""
     import sys
 
-    from equimanip.checkpoint import CAMERA_TOLERANCE
-    from equimanip.geometry import pose_difference
+    from equimanip.checkpoint import camera_moved
 
     poses = [r.camera_pose for r in dataset.used_episodes if r.camera_pose is not None]
     if not poses:
         return None
-    worst = max((pose_difference(poses[0], p) for p in poses[1:]), default=(0.0, 0.0))
-    if worst[0] > CAMERA_TOLERANCE[0] or worst[1] > CAMERA_TOLERANCE[1]:
-        print(f"warning: the demonstrations' camera moved between episodes (up to {worst[0]:.2f} m, "
-              f"{worst[1]:.0f} degrees); the checkpoint records the first episode's", file=sys.stderr)
+    moved = [m for m in (camera_moved(poses[0], p) for p in poses[1:]) if m is not None]
+    if moved:
+        print(f"warning: the demonstrations' camera moved between episodes (up to {max(d for d, _ in moved):.2f} m, "
+              f"{max(a for _, a in moved):.0f} degrees); the checkpoint records the first episode's", file=sys.stderr)
     return [round(float(v), 6) for v in poses[0]]
 
 

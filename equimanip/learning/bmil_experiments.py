@@ -136,30 +136,24 @@ def bmil_label(trace_lengths: tuple[int, int], scale_coef: float, demo_repeat: i
     return label
 
 
-def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: int, in_episodes: int,
-        rotated_episodes: int, demo_repeat: int = 10, goal: str = "given", standardise: bool = True,
-        standardise_aperture: bool = False,
-        trace_lengths: tuple[int, int] | None = None, scale_coef: float | None = None,
-        demo_ratio: float = 0.5, samples_per_start: int = 1) -> dict:
-    """Train one method and evaluate it. ``trace_lengths`` and ``scale_coef`` default to the
-    reference's preset for the task (pick-and-place for block_picking, push for block_pushing);
-    ``demo_ratio`` and ``samples_per_start`` to the reference's 0.5 and 1."""
-    import torch
-
+def train(task: str, method: str, data, seed: int, epochs: int = 200, demo_repeat: int = 10,
+          standardise: bool = True, standardise_aperture: bool = False,
+          trace_lengths: tuple[int, int] | None = None, scale_coef: float | None = None,
+          demo_ratio: float = 0.5, samples_per_start: int = 1):
+    """One method trained on ``data`` as the runs train it. Returns ``(policy, trace_lengths,
+    scale_coef)``: the last two are the task's reference preset unless given (pick-and-place for
+    block_picking, push for block_pushing); ``demo_ratio`` and ``samples_per_start`` default to
+    the reference's 0.5 and 1."""
     from equimanip.learning.backward import BackwardConfig
     from equimanip.learning.bc import BCConfig, train_bc
     from equimanip.learning.bmil import PRESETS, BMILConfig, train_bmil
 
-    torch.set_num_threads(1)   # shared 2-core machine: one thread is also the fastest for these nets
-    revision = res.git_revision()  # the tree this run starts from, not one committed while it trains
     kind, group = METHODS[method]
-    data = demonstrations(task, seed, demos, goal)
     policy_config = BCConfig(group=group, epochs=epochs, seed=seed, standardise_inputs=standardise,
                              standardise_aperture=standardise_aperture)
     preset = PRESETS["pick" if task == "block_picking" else "push"]
     trace_lengths = tuple(trace_lengths or preset["trace_lengths"])
     scale_coef = scale_coef or preset["scale_coef"]
-    start = time.perf_counter()
     if kind == "bc":
         policy, _ = train_bc(data, policy_config, progress=True)
     else:
@@ -168,6 +162,25 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
                             trace_lengths=trace_lengths, demo_repeat=demo_repeat, demo_ratio=demo_ratio,
                             samples_per_start=samples_per_start).validate()
         policy, _, _ = train_bmil(data, config, progress=True)
+    return policy, trace_lengths, scale_coef
+
+
+def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: int, in_episodes: int,
+        rotated_episodes: int, demo_repeat: int = 10, goal: str = "given", standardise: bool = True,
+        standardise_aperture: bool = False,
+        trace_lengths: tuple[int, int] | None = None, scale_coef: float | None = None,
+        demo_ratio: float = 0.5, samples_per_start: int = 1) -> dict:
+    """Train one method (``train``) and evaluate it."""
+    import torch
+
+    torch.set_num_threads(1)   # shared 2-core machine: one thread is also the fastest for these nets
+    revision = res.git_revision()  # the tree this run starts from, not one committed while it trains
+    kind, group = METHODS[method]
+    data = demonstrations(task, seed, demos, goal)
+    start = time.perf_counter()
+    policy, trace_lengths, scale_coef = train(task, method, data, seed, epochs, demo_repeat, standardise,
+                                              standardise_aperture, trace_lengths, scale_coef, demo_ratio,
+                                              samples_per_start)
     train_wall = time.perf_counter() - start
     start = time.perf_counter()
     success = evaluate(policy, task, episodes, in_episodes, rotated_episodes, goal)

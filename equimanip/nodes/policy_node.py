@@ -224,7 +224,7 @@ class PolicyNode(ObservationController):
 
     def _check_camera(self, loaded: LoadedPolicy, inputs) -> None:
         """Once per policy: warn when the live camera is far from the one its data was recorded with."""
-        from equimanip.checkpoint import CAMERA_TOLERANCE
+        from equimanip.checkpoint import camera_moved
         from equimanip.geometry import matrix_to_pose7, pose_difference
         from equimanip.perception.frames import FrameError
 
@@ -240,8 +240,9 @@ class PolicyNode(ObservationController):
             return                       # no pose yet: observe() says so; checked at a later decision
         self._camera_checked = loaded
         self.camera_offset = pose_difference(trained, live)
-        distance, angle = self.camera_offset
-        if distance > CAMERA_TOLERANCE[0] or angle > CAMERA_TOLERANCE[1]:
+        moved = camera_moved(trained, live)
+        if moved is not None:
+            distance, angle = moved
             cell = loaded.policy.metadata.get("cell_params")
             self.get_logger().warning(
                 f"the camera is {distance:.2f} m and {angle:.0f} degrees from where this policy's data was "
