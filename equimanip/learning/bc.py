@@ -289,6 +289,10 @@ def save_policy(path, policy: ImitationPolicy, kind: str, task: str, metadata: O
     ``command``: the command line that trained it (default: this process's)."""
     from equimanip.checkpoint import save_checkpoint
 
+    if getattr(policy, "input_kind", "object_state") == "heightmap":     # heightmap_imitation's
+        return save_checkpoint(path, kind, network_config=policy.network_settings(),
+                               observation_config=policy.observation, task=task, input_kind="heightmap",
+                               metadata=metadata or {}, command=command, policy=policy.net)
     spec = policy.spec
     network = {k: v for k, v in spec.to_dict().items() if k != "observation"}
     return save_checkpoint(path, kind, network_config=network, observation_config=spec.observation, task=task,
@@ -297,9 +301,13 @@ def save_policy(path, policy: ImitationPolicy, kind: str, task: str, metadata: O
 
 
 def _build_policy(checkpoint, device: str, optimize: bool):
-    """load_policy's builder for kinds 'bc' and 'bmil': the policy network's plain-torch export."""
+    """load_policy's builder for kinds 'bc' and 'bmil': the policy network's plain-torch export
+    (of input kind 'object_state' here; 'heightmap' in heightmap_imitation)."""
     from equimanip.checkpoint import Policy
 
+    if checkpoint.input_kind == "heightmap":
+        from equimanip.learning.heightmap_imitation import build_policy
+        return build_policy(checkpoint, device, optimize)
     where = checkpoint.path or "checkpoint"
     try:
         spec = PolicySpec(observation=checkpoint.observation_config, **checkpoint.network)
@@ -368,6 +376,16 @@ def add_common_arguments(parser) -> None:
                         help="an ObservationConfig setting (e.g. cluster_eps=0.02), as the policy will see; "
                              "over --params")
     parser.add_argument("--demo-count", type=int, default=None, help="use only the first N usable episodes")
+    from equimanip.learning.heightmap_imitation import HeightmapConfig
+
+    h = HeightmapConfig()
+    parser.add_argument("--input", choices=("state", "heightmap"), default="state",
+                        help="what the policy sees: the object-centric state (default) or the gripper-centred "
+                             "heightmap through Equivariant SAC's encoder (BMIL then imagines in its feature space)")
+    parser.add_argument("--n-hidden", type=int, default=h.n_hidden, help="--input heightmap: the encoder's width")
+    parser.add_argument("--heightmap-size", type=int, default=h.heightmap_size, help="--input heightmap: pixels")
+    parser.add_argument("--features", type=int, default=h.features,
+                        help="--input heightmap: copies of (scalar, pseudoscalar, two vectors) in the feature vector")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
 
 
@@ -396,12 +414,24 @@ def bc_config_from(args) -> BCConfig:
                     standardise_aperture=args.standardise_aperture).validate()
 
 
+def heightmap_config_from(args):
+    from equimanip.learning.heightmap_imitation import HeightmapConfig
+
+    return HeightmapConfig(n_hidden=args.n_hidden, heightmap_size=args.heightmap_size,
+                           features=args.features).validate()
+
+
 def load_demos(args):
     """The dataset the command trains on (``--demo-count``: the first N usable episodes)."""
     from equimanip.data.dataset import DatasetConfig, load_dataset, select_episodes
+    from equimanip.learning.heightmap_imitation import heightmap_observation
 
     observation = observation_config_from(args.observation, args.params)
-    dataset = load_dataset(args.demos, DatasetConfig(observation=observation), progress=not args.json)
+    heightmaps = args.input == "heightmap"
+    if heightmaps:
+        observation = heightmap_observation(observation, heightmap_config_from(args))
+    dataset = load_dataset(args.demos, DatasetConfig(observation=observation, heightmaps=heightmaps),
+                           progress=not args.json)
     if args.demo_count is not None:
         dataset = select_episodes(dataset, args.demo_count)
     return dataset
@@ -489,6 +519,11 @@ def main(argv=None) -> int:
         parser.error(str(e))
 
     def train(dataset):
+        if args.input == "heightmap":
+            from equimanip.learning.heightmap_imitation import train_on_heightmaps
+            heightmap = heightmap_config_from(args)
+            policy, _, log = train_on_heightmaps(dataset, config, heightmap, progress=not args.json)
+            return policy, log, {**dataclasses.asdict(config), "heightmap": dataclasses.asdict(heightmap)}
         policy, log = train_bc(dataset, config, progress=not args.json)
         return policy, log, dataclasses.asdict(config)
 

@@ -170,6 +170,13 @@ def main(argv=None) -> int:
         parser.error(str(e))
 
     def train(dataset):
+        if args.input == "heightmap":
+            from equimanip.learning.bc import heightmap_config_from
+            from equimanip.learning.heightmap_imitation import train_on_heightmaps
+            heightmap = heightmap_config_from(args)
+            policy, _, log = train_on_heightmaps(dataset, config.policy, heightmap, bmil=config,
+                                                 progress=not args.json)
+            return policy, log, {**config.to_dict(), "heightmap": dataclasses.asdict(heightmap)}
         policy, _, log = train_bmil(dataset, config, progress=not args.json)
         return policy, log, config.to_dict()
 

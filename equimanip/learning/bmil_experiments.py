@@ -13,6 +13,8 @@ quarter of the episodes each), and append one row to ``docs/results/bmil.csv``.
 Setting (see docs/imitation.md for why): the side camera of ``config/side_camera.yaml`` without
 its noise (160 x 120, looking at the workspace at about 40 degrees), the object-centric state with
 that file's clustering settings, episodes cut at 50 steps (the expert needs 10 to 17).
+``--input heightmap``: the policies see Equivariant SAC's gripper-centred heightmap instead
+(``learning.heightmap_imitation``; BMIL imagines in the encoder's feature space).
 block_pushing's goal is given in the state (``--goal given``, the default: ``goal_in_state``, the
 goal patch is table to the clustering) or perceived as an object (``--goal perceived``: objects
 from 1 mm above the table, so that the 2 mm patch is seen; the earlier rows).
@@ -39,7 +41,8 @@ DEMO_CACHE = REPO / "runs" / "bmil_demos"
 # eval_episodes: "in / perturbed / rotated" episode counts.
 # goal: how block_pushing's goal reaches the policy ("given" or "perceived"; "none" for block_picking).
 # inputs: ``inputs_label``: "standardised, aperture raw" (the default since 2026-11-26 night),
-# "standardised" (every entry, BCConfig.standardise_aperture) or "raw" (the rows from before either).
+# "standardised" (every entry, BCConfig.standardise_aperture) or "raw" (the rows from before either);
+# "heightmap (...)" for policies on heightmaps (--input heightmap).
 # bmil: the backwards-model settings of a BMIL row (``bmil_label``); empty for BC.
 FIELDS = ["task", "method", "group", "arm", "goal", "inputs", "bmil", "demos", "seed", "epochs", "success_in",
           "success_perturbed", "success_rotated", "eval_episodes", "perturb_gripper", "rotations", "max_steps",
@@ -52,6 +55,7 @@ ROTATIONS = (45.0, 90.0, 180.0, 270.0)
 MAX_STEPS = 50
 PERTURB = 0.15
 GOAL_INPUTS = ("given", "perceived")
+INPUTS = ("state", "heightmap")
 
 
 def side_camera(task: str = "block_picking", goal: str = "given"):
@@ -80,8 +84,22 @@ def goal_label(task: str, goal: str) -> str:
     return goal if task == "block_pushing" else "none"
 
 
-def demonstrations(task: str, seed: int, count: int, goal: str = "given"):
-    """The first ``count`` expert episodes of the run seed's demonstration seeds (recorded once)."""
+def observation_for(observation, policy_input: str, heightmap=None):
+    """The observation settings of a run: the side camera's (``side_camera``), or for
+    ``policy_input`` heightmap those with Equivariant SAC's view (heightmap_imitation)."""
+    if policy_input == "state":
+        return observation
+    from dataclasses import replace
+
+    from equimanip.learning.heightmap_imitation import HeightmapConfig, heightmap_observation
+    # The goal reaches a heightmap policy as a channel, as it reaches the SAC networks.
+    observation = replace(observation, goal_channel=observation.goal_in_state, goal_in_state=False)
+    return heightmap_observation(observation, heightmap or HeightmapConfig())
+
+
+def demonstrations(task: str, seed: int, count: int, goal: str = "given", policy_input: str = "state"):
+    """The first ``count`` expert episodes of the run seed's demonstration seeds (recorded once);
+    with their heightmaps for ``policy_input`` heightmap."""
     from equimanip.data.dataset import DatasetConfig, load_dataset, select_episodes
     from equimanip.data.sim_writer import record_expert_episodes
     from equimanip.learning.evaluate import training_seeds
@@ -93,17 +111,21 @@ def demonstrations(task: str, seed: int, count: int, goal: str = "given"):
     if not out.is_dir() or len(list(out.glob("episode_*"))) < 20:
         _, demo_seed = training_seeds(seed)
         record_expert_episodes(out, task, 20, seed=demo_seed, camera=camera, progress=True)
-    return select_episodes(load_dataset(out, DatasetConfig(observation=observation)), count)
+    config = DatasetConfig(observation=observation_for(observation, policy_input),
+                           heightmaps=policy_input == "heightmap")
+    return select_episodes(load_dataset(out, config), count)
 
 
-def evaluate(policy, task: str, episodes: int, in_episodes: int, rotated_episodes: int, goal: str = "given") -> dict:
+def evaluate(policy, task: str, episodes: int, in_episodes: int, rotated_episodes: int, goal: str = "given",
+             policy_input: str = "state") -> dict:
     from equimanip.envs import ManipulationGymEnv
     from equimanip.learning.evaluate import EVAL_SEED_BASE, run_episodes
 
     camera, observation = side_camera(task, goal)
+    observation = observation_for(observation, policy_input)
 
     def success(episodes: int, seed: int = EVAL_SEED_BASE, **scene) -> float:
-        env = ManipulationGymEnv(task, observation_config=observation, camera=camera, observation="state",
+        env = ManipulationGymEnv(task, observation_config=observation, camera=camera, observation=policy_input,
                                  max_episode_steps=MAX_STEPS, **scene)
         try:
             return run_episodes(policy.act, env, episodes, seed=seed, progress=True).success_rate
@@ -115,9 +137,14 @@ def evaluate(policy, task: str, episodes: int, in_episodes: int, rotated_episode
             "success_rotated": float(np.mean([success(quarter, rotate_scene=a) for a in ROTATIONS]))}
 
 
-def inputs_label(standardise: bool, standardise_aperture: bool) -> str:
+def inputs_label(standardise: bool, standardise_aperture: bool, policy_input: str = "state") -> str:
     """The ``inputs`` column: raw, standardised (every entry: the rows before 2026-11-26 night) or
-    standardised with the gripper aperture left raw (bc.RAW_ENTRIES, the default since)."""
+    standardised with the gripper aperture left raw (bc.RAW_ENTRIES, the default since); for
+    heightmap policies the encoder's size."""
+    if policy_input == "heightmap":
+        from equimanip.learning.heightmap_imitation import HeightmapConfig
+        h = HeightmapConfig()
+        return f"heightmap ({h.heightmap_size} px, encoder n_hidden {h.n_hidden}, {h.features} feature copies)"
     if not standardise:
         return "raw"
     return "standardised" if standardise_aperture else "standardised, aperture raw"
@@ -139,8 +166,9 @@ def bmil_label(trace_lengths: tuple[int, int], scale_coef: float, demo_repeat: i
 def train(task: str, method: str, data, seed: int, epochs: int = 200, demo_repeat: int = 10,
           standardise: bool = True, standardise_aperture: bool = False,
           trace_lengths: tuple[int, int] | None = None, scale_coef: float | None = None,
-          demo_ratio: float = 0.5, samples_per_start: int = 1):
-    """One method trained on ``data`` as the runs train it. Returns ``(policy, trace_lengths,
+          demo_ratio: float = 0.5, samples_per_start: int = 1, policy_input: str = "state"):
+    """One method trained on ``data`` as the runs train it (on heightmaps for ``policy_input``
+    heightmap: ``heightmap_imitation``, with its default encoder). Returns ``(policy, trace_lengths,
     scale_coef)``: the last two are the task's reference preset unless given (pick-and-place for
     block_picking, push for block_pushing); ``demo_ratio`` and ``samples_per_start`` default to
     the reference's 0.5 and 1."""
@@ -154,13 +182,18 @@ def train(task: str, method: str, data, seed: int, epochs: int = 200, demo_repea
     preset = PRESETS["pick" if task == "block_picking" else "push"]
     trace_lengths = tuple(trace_lengths or preset["trace_lengths"])
     scale_coef = scale_coef or preset["scale_coef"]
-    if kind == "bc":
-        policy, _ = train_bc(data, policy_config, progress=True)
-    else:
+    config = None
+    if kind == "bmil":
         noise = {"noise_mode": "plain", "noise_scale": "std"} if method == "bmil_gauss" else {}
         config = BMILConfig(policy=policy_config, backward=BackwardConfig(scale_coef=scale_coef, **noise),
                             trace_lengths=trace_lengths, demo_repeat=demo_repeat, demo_ratio=demo_ratio,
                             samples_per_start=samples_per_start).validate()
+    if policy_input == "heightmap":
+        from equimanip.learning.heightmap_imitation import train_on_heightmaps
+        policy, _, _ = train_on_heightmaps(data, policy_config, bmil=config, progress=True)
+    elif config is None:
+        policy, _ = train_bc(data, policy_config, progress=True)
+    else:
         policy, _, _ = train_bmil(data, config, progress=True)
     return policy, trace_lengths, scale_coef
 
@@ -169,25 +202,25 @@ def run(task: str, method: str, demos: int, seed: int, epochs: int, episodes: in
         rotated_episodes: int, demo_repeat: int = 10, goal: str = "given", standardise: bool = True,
         standardise_aperture: bool = False,
         trace_lengths: tuple[int, int] | None = None, scale_coef: float | None = None,
-        demo_ratio: float = 0.5, samples_per_start: int = 1) -> dict:
+        demo_ratio: float = 0.5, samples_per_start: int = 1, policy_input: str = "state") -> dict:
     """Train one method (``train``) and evaluate it."""
     import torch
 
     torch.set_num_threads(1)   # shared 2-core machine: one thread is also the fastest for these nets
     revision = res.git_revision()  # the tree this run starts from, not one committed while it trains
     kind, group = METHODS[method]
-    data = demonstrations(task, seed, demos, goal)
+    data = demonstrations(task, seed, demos, goal, policy_input)
     start = time.perf_counter()
     policy, trace_lengths, scale_coef = train(task, method, data, seed, epochs, demo_repeat, standardise,
                                               standardise_aperture, trace_lengths, scale_coef, demo_ratio,
-                                              samples_per_start)
+                                              samples_per_start, policy_input)
     train_wall = time.perf_counter() - start
     start = time.perf_counter()
-    success = evaluate(policy, task, episodes, in_episodes, rotated_episodes, goal)
+    success = evaluate(policy, task, episodes, in_episodes, rotated_episodes, goal, policy_input)
     from equimanip.sim.world import ARM_CONTROL_VERSION
 
     return {"task": task, "method": method, "group": group, "arm": ARM_CONTROL_VERSION,
-            "goal": goal_label(task, goal), "inputs": inputs_label(standardise, standardise_aperture),
+            "goal": goal_label(task, goal), "inputs": inputs_label(standardise, standardise_aperture, policy_input),
             "bmil": (bmil_label(trace_lengths, scale_coef, demo_repeat, demo_ratio, samples_per_start)
                      if kind == "bmil" else ""), "demos": demos,
             "seed": seed, "epochs": epochs,
@@ -360,6 +393,8 @@ def main(argv=None) -> int:
                    "the demonstrations, the rest imagined (the reference: 0.5)")
     r.add_argument("--samples-per-start", type=int, default=1, help="BMIL: imagined traces per demonstration "
                    "state and epoch (the reference: 1)")
+    r.add_argument("--input", default="state", choices=INPUTS, help="what the policies see: the object-centric "
+                   "state or Equivariant SAC's gripper-centred heightmap (the goal as a channel)")
     r.add_argument("--no-append", action="store_true", help="print the row only")
     sub.add_parser("table", help="regenerate docs/results/bmil.md, the table in docs/imitation.md and the plot")
     args = parser.parse_args(argv)
@@ -368,7 +403,7 @@ def main(argv=None) -> int:
         return 0
     row = run(args.task, args.method, args.demos, args.seed, args.epochs, args.episodes, args.in_episodes,
               args.rotated_episodes, args.demo_repeat, args.goal, not args.raw_inputs, args.standardise_aperture,
-              args.trace_lengths, args.scale_coef, args.demo_ratio, args.samples_per_start)
+              args.trace_lengths, args.scale_coef, args.demo_ratio, args.samples_per_start, args.input)
     if not args.no_append:
         res.append_row(RESULTS, row, FIELDS)
     print(json.dumps(row))

@@ -91,7 +91,8 @@ class EscnnStage(nn.Module):
             self.train(was_training)
 
 
-def _export(module: nn.Module) -> nn.Module:
+def export_module(module: nn.Module) -> nn.Module:
+    """A plain-torch copy of one stage of a network (an EscnnStage or a plain module), eval mode."""
     plain = module.export() if isinstance(module, EscnnStage) else copy.deepcopy(module).eval()
     # escnn's exported filters are strided views of its expanded basis; torch then falls back to its
     # slow im2col convolution (7x slower for the first layer at batch 1 here). Same values, packed.
@@ -169,7 +170,7 @@ def _equivariant_encoder(cfg: NetworkConfig, gs) -> EscnnStage:
     return EscnnStage(enn.SequentialModule(*modules))
 
 
-def _gspace(cfg: NetworkConfig):
+def network_gspace(cfg: NetworkConfig):
     return fields.gspace(cfg.group, planar=True, max_frequency=max(cfg.so2_max_frequency,
                                                                     fields.DEFAULT_SO2_MAX_FREQUENCY))
 
@@ -220,7 +221,7 @@ class Actor(_SACNetwork):
 
     def export(self) -> "Actor":
         """The same function with plain torch layers (no escnn at run time), in eval mode."""
-        return Actor(self.config, _export(self.encoder), _export(self.head)).eval()
+        return Actor(self.config, export_module(self.encoder), export_module(self.head)).eval()
 
 
 class Critic(_SACNetwork):
@@ -242,10 +243,11 @@ class Critic(_SACNetwork):
         return self.head1(joint).flatten(1), self.head2(joint).flatten(1)
 
     def export(self) -> "Critic":
-        return Critic(self.config, _export(self.encoder), _export(self.head1), _export(self.head2)).eval()
+        return Critic(self.config, export_module(self.encoder), export_module(self.head1),
+                      export_module(self.head2)).eval()
 
 
-def _own_copy(network: nn.Module) -> nn.Module:
+def own_copy(network: nn.Module) -> nn.Module:
     """The network with escnn's constants made its own (``fields.own_kernel_bases``: moving it
     moves no other network's bases) and packed: escnn keeps some as strided or expanded views (an
     index vector with stride 0 for SO(2)), and copying into those fails (a target network's
@@ -258,31 +260,41 @@ def _own_copy(network: nn.Module) -> nn.Module:
     return network
 
 
+def make_encoder(cfg: NetworkConfig):
+    """The encoder the actor and critic are built on, for other heads (the heightmap imitation
+    policies): ``(module, out)`` with ``out`` the output FieldType ([B, F, 1, 1]) for an
+    equivariant group, the channel count for 'none'."""
+    cfg = cfg.validate()
+    if cfg.group == "none":
+        return _plain_encoder(cfg)
+    encoder = _equivariant_encoder(cfg, network_gspace(cfg))
+    return encoder, encoder.out_type
+
+
 def make_actor(cfg: NetworkConfig | None = None) -> Actor:
     cfg = (cfg or NetworkConfig()).validate()
+    encoder, out = make_encoder(cfg)
     if cfg.group == "none":
-        encoder, channels = _plain_encoder(cfg)
-        return Actor(cfg, encoder, nn.Conv2d(channels, 2 * ACTION_DIM, 1))
-    gs = _gspace(cfg)
-    encoder = _equivariant_encoder(cfg, gs)
+        return Actor(cfg, encoder, nn.Conv2d(out, 2 * ACTION_DIM, 1))
+    gs = out.gspace
     out_type = fields.layout_type(gs, sym.ACTION_LAYOUT) + fields.trivial_type(gs, ACTION_DIM)
     head = EscnnStage(enn.R2Conv(encoder.out_type, out_type, 1))
-    return _own_copy(Actor(cfg, encoder, head))
+    return own_copy(Actor(cfg, encoder, head))
 
 
 def make_critic(cfg: NetworkConfig | None = None) -> Critic:
     cfg = (cfg or NetworkConfig()).validate()
+    encoder, out = make_encoder(cfg)
     if cfg.group == "none":
-        encoder, channels = _plain_encoder(cfg)
+        channels = out
         hidden = _plain_width(cfg.n_hidden)
 
         def plain_head() -> nn.Module:
             return nn.Sequential(nn.Conv2d(channels + ACTION_DIM, hidden, 1), nn.ReLU(inplace=True),
                                  nn.Conv2d(hidden, 1, 1))
         return Critic(cfg, encoder, plain_head(), plain_head())
-    gs = _gspace(cfg)
-    encoder = _equivariant_encoder(cfg, gs)
-    joint = encoder.out_type + fields.layout_type(gs, sym.ACTION_LAYOUT)
+    gs = out.gspace
+    joint = out + fields.layout_type(gs, sym.ACTION_LAYOUT)
     G = sym.group(cfg.group)
 
     def head() -> EscnnStage:
@@ -299,7 +311,8 @@ def make_critic(cfg: NetworkConfig | None = None) -> Critic:
         modules.append(enn.R2Conv(invariant.out_type, fields.trivial_type(gs, 1), 1))
         return EscnnStage(enn.SequentialModule(*modules))
 
-    return _own_copy(Critic(cfg, encoder, head(), head()))
+    return own_copy(Critic(cfg, encoder, head(), head()))
 
 
-__all__ = ["Actor", "Critic", "EscnnStage", "make_actor", "make_critic", "encoder_schedule", "ACTION_DIM"]
+__all__ = ["Actor", "Critic", "EscnnStage", "make_actor", "make_critic", "make_encoder", "encoder_schedule",
+           "export_module", "own_copy", "network_gspace", "ACTION_DIM"]
