@@ -398,3 +398,72 @@ def test_a_new_episode_does_not_answer_the_last_state_again(ros):
     ros.spin_until(lambda: starts, what="the episode start")
     step(ros, cell, 1.1, 2)
     assert [msgs.seconds(t.header.stamp) for t in cell.twists] == [pytest.approx(1.0), pytest.approx(1.1)]
+
+
+@pytest.mark.parametrize("start", ["~/reset", "episode_start stamped later"])
+def test_a_state_from_before_a_new_episode_is_not_answered_in_it(ros, start):
+    """The newest state when an episode starts is the episode before's (the runner resets the
+    controller, then the arm; the arm's episode_start event is stamped with the new scene's first
+    state): it is never answered, even if it was not answered yet (here: the controller was not
+    ready for it, as a policy waits for its goal). In the simulation's sync mode its stale twist is
+    dropped but its unstamped gripper command would count for the next state. A state stamped at
+    the start event is the new episode's and is answered."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from std_srvs.srv import Trigger
+
+    class Waiting(Scripted):
+        """Decides only when ``ready``; records the stamps it was asked about."""
+
+        def __init__(self, **kw):
+            super().__init__(FORWARD, **kw)
+            self.ready, self.asked, self.hooks, self.starts = True, [], [], []
+
+        def ready_to_decide(self, inputs):
+            self.asked.append(round(inputs.stamp_ns * 1e-9, 3))
+            return self.ready
+
+        def on_episode_start(self):
+            self.hooks.append("start")
+            self.starts.append(self.episode_start_ns)
+
+        def on_episode_end(self, success):
+            self.hooks.append("end")
+
+    controller = ros.add(Waiting(context=ros.context))
+    cell = ros.node(Cell)
+    events = cell.create_publisher(DiagnosticArray, topics.SIM_EPISODE_EVENTS, qos.RELIABLE)
+    reset = cell.create_client(Trigger, "/scripted/reset")
+    ros.spin_until(lambda: controller.inputs_connected() and cell.count_publishers(topics.TWIST) > 0
+                   and cell.count_subscribers(topics.SIM_EPISODE_EVENTS) > 0 and reset.service_is_ready(),
+                   what="discovery")
+
+    def offer_unready(stamp):
+        """The state, in hand and looked at, but not answered: the controller is not ready."""
+        controller.ready = False
+        cell.state(stamp)
+        ros.spin_until(lambda: stamp in controller.asked, what=f"the state at {stamp}, looked at")
+        controller.ready = True                   # decided on at the next wake-up, if at all
+
+    def event(name, stamp_s=0.0):
+        events.publish(DiagnosticArray(header=msgs.header("base_link", stamp_s), status=[DiagnosticStatus(name=name)]))
+
+    step(ros, cell, 1.0, 1)
+    offer_unready(1.1)
+    if start == "~/reset":
+        future = reset.call_async(Trigger.Request())
+        ros.spin_until(future.done, what="~/reset")
+        event("episode_end")                      # wakes the decisions: the state at 1.1 is in hand
+        ros.spin_until(lambda: controller.hooks == ["start", "end"], what="the reset and the event, handled")
+    else:
+        event("episode_start", 1.2)               # the new scene's first state will be stamped 1.2
+        ros.spin_until(lambda: controller.hooks == ["start"], what="the event, handled")
+    step(ros, cell, 1.2, 2)
+    # The new episode's first state, in hand before its start event: answered.
+    offer_unready(1.3)
+    event("episode_start", 1.3)
+    ros.spin_until(lambda: len(cell.twists) >= 3 and len(cell.actions) >= 3,
+                   what="the answer to the new episode's first state")
+    assert [round(msgs.seconds(t.header.stamp), 3) for t in cell.twists] == [1.0, 1.2, 1.3]
+    assert [round(msgs.seconds(a.header.stamp), 3) for a in cell.actions] == [1.0, 1.2, 1.3]
+    # What the hooks are told: the start event's stamp (a node's goal keeps the poses from then on).
+    assert controller.starts == ([None] if start == "~/reset" else [1_200_000_000]) + [1_300_000_000]

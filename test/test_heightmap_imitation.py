@@ -133,7 +133,6 @@ def test_train_bmil_on_recorded_heightmaps_and_evaluate_in_the_simulation(tmp_pa
     """The whole path on real data: expert episodes recorded as bags, `equimanip train bmil
     --input heightmap` (features from the heightmaps the dataset builds), the checkpoint run by
     `equimanip eval` in the simulation (the heightmap view the checkpoint names)."""
-    import json
 
     from equimanip.data.sim_writer import record_expert_episodes
     from equimanip.learning.bmil import main as train_bmil_main

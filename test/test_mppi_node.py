@@ -174,6 +174,15 @@ def test_a_decision_waits_for_its_own_poses_but_not_for_a_state_of_the_episode_b
         assert goals.goal_at(1.1, wait_s=5.0)[0][0] == pytest.approx(0.5)   # waited for its poses
     finally:
         late.join()
+    # The new scene's first poses can come before its start event is handled: those stamped at or
+    # after the event's stamp are the new episode's and are kept.
+    goals._on_object_poses(poses(2.0, 0.6))
+    goals._on_object_poses(poses(2.1, 0.7))
+    goals.reset(start_ns=2_100_000_000)
+    start = time.monotonic()
+    assert goals.goal_at(2.1, wait_s=5.0)[0][0] == pytest.approx(0.7)
+    assert goals.goal_at(2.0, wait_s=5.0) is None and goals.from_earlier_episode(2.0)
+    assert time.monotonic() - start < 2.0
     # A restarted cell: its clock went back, and its states are waited for again.
     goals.reset()
     goals._on_object_poses(poses(0.1, 0.3))

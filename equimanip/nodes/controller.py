@@ -209,7 +209,7 @@ class ControllerNode(Node):
         self._inputs_group = MutuallyExclusiveCallbackGroup()
         self._safety_group = MutuallyExclusiveCallbackGroup()
         self._decision_mutex = threading.Lock()
-        self._episode_events: deque = deque()   # (name, values) for the decisions' thread
+        self._episode_events: deque = deque()   # (name, values, stamp ns) for the decisions' thread
         self._wake_decider = threading.Event()
         self._stop_decider = threading.Event()
         self._fallback_at = -math.inf      # timer mode: when the fallback tick is due
@@ -241,7 +241,8 @@ class ControllerNode(Node):
         self._commanded = False            # something non-zero went out since the last hold
         self._latest: Optional[InputSet] = None
         self._last_decided_ns = -1
-        self._answered_before_episode: Optional[InputSet] = None   # see _start_episode
+        self._from_before_episode: Optional[InputSet] = None   # not answered: see _start_episode
+        self.episode_start_ns: Optional[int] = None      # during on_episode_start: the event's stamp
         self._last_answer = -math.inf      # time.monotonic() of the last command published
         self._last_decision = -math.inf    # time.monotonic() of the last decision published
         self._next_due = -math.inf         # timer mode: when the next decision is due
@@ -285,7 +286,9 @@ class ControllerNode(Node):
         return self.act(inputs.messages)
 
     def on_episode_start(self) -> None:
-        """A new episode begins (``~/reset`` or the simulation's episode_start): drop memory."""
+        """A new episode begins (``~/reset`` or the simulation's episode_start): drop memory.
+        While it runs, ``self.episode_start_ns`` is the start event's stamp (None for ~/reset or
+        a direct call): what is stamped at or after it belongs to the new episode already."""
 
     def on_episode_end(self, success: bool) -> None:
         """The episode ended (the simulation's episode_end)."""
@@ -385,7 +388,7 @@ class ControllerNode(Node):
         now = time.monotonic()
         with self._lock:
             inputs = self._latest
-            if inputs is None or inputs is self._answered_before_episode or not self._enabled or \
+            if inputs is None or inputs is self._from_before_episode or not self._enabled or \
                     self._period_mismatch:
                 return
             if self.trigger == "state":
@@ -611,38 +614,48 @@ class ControllerNode(Node):
 
     def _on_episode_event(self, msg: DiagnosticArray) -> None:
         """Queue the events for the decisions' thread (see ``_decision_mutex``) and wake it."""
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         for status in msg.status:
             if status.name in ("episode_start", "episode_end"):
-                self._episode_events.append((status.name, {kv.key: kv.value for kv in status.values}))
+                self._episode_events.append((status.name, {kv.key: kv.value for kv in status.values}, stamp_ns))
         self._wake_decider.set()
 
     def _run_episode_events(self) -> None:
         """The queued episode events' hooks, in order (the decisions' thread, between two decisions)."""
         while self._episode_events:
-            name, values = self._episode_events.popleft()
+            name, values, stamp_ns = self._episode_events.popleft()
             if name == "episode_start":
-                self._start_episode("episode_start")
+                # Unstamped (0): as a ~/reset, whatever is here is from before.
+                self._start_episode("episode_start", stamp_ns if stamp_ns > 0 else None)
             else:
                 try:
                     self.on_episode_end(values.get("success", "false") == "true")
                 except Exception as e:  # noqa: BLE001 - a hook must not take the node down
                     self._log.error("hook-end", f"on_episode_end failed: {_short(e)}")
 
-    def _start_episode(self, why: str) -> None:
+    def _start_episode(self, why: str, start_ns: Optional[int] = None) -> None:
+        """A new episode (``~/reset``, or the arm's episode_start event stamped ``start_ns``)."""
         with self._lock:
             # Stamps decided before do not hold in a new episode (a cell whose clock restarts
-            # repeats them), but the set already answered is not answered again: it is the last
-            # state of the episode before, and a second answer would command a state the arm has
-            # left (and draw a sampling planner's random numbers once more, so that sync-mode runs
-            # would not repeat).
+            # repeats them). The newest set is not answered in it when it is the episode before's:
+            # when it was answered already, when a ~/reset comes (between episodes, before the new
+            # scene's first state), or when it is stamped before the start event. Its answer would
+            # command a state the arm has left; in the simulation's sync mode the twist is then
+            # dropped as stale but its unstamped gripper command is taken as the next state's, so
+            # the gripper could lag a step for the rest of the run (and a sampling planner would
+            # draw its random numbers once more): sync-mode runs would not repeat.
             latest = self._latest
-            self._answered_before_episode = latest if latest is not None and \
-                latest.stamp_ns == self._last_decided_ns else None
+            before = latest is not None and (start_ns is None or latest.stamp_ns < start_ns
+                                             or latest.stamp_ns == self._last_decided_ns)
+            self._from_before_episode = latest if before else None
             self._last_decided_ns = -1
+        self.episode_start_ns = start_ns          # for the hook only
         try:
             self.on_episode_start()
         except Exception as e:  # noqa: BLE001
             self._log.error("hook-start", f"on_episode_start ({why}) failed: {_short(e)}")
+        finally:
+            self.episode_start_ns = None
 
     # ------------------------------------------------------------------ parameters
     @staticmethod

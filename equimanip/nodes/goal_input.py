@@ -114,12 +114,18 @@ class GoalInput:
                 self._object_poses.append((stamp_ns, poses))
                 self._poses_arrived.notify_all()
 
-    def reset(self) -> None:
-        """A new episode: the old scene's poses must not steer the new one."""
+    def reset(self, start_ns: Optional[int] = None) -> None:
+        """A new episode: the old scene's poses must not steer the new one. ``start_ns``: the
+        start event's stamp; poses stamped at or after it are the new scene's (its first state's
+        poses can come before the event is handled) and are kept. None (a ~/reset, which comes
+        before the new scene): every pose is the old scene's."""
         with self._lock:
-            if self._object_poses:
-                self._earlier_episode_ns = max(self._earlier_episode_ns, max(s for s, _ in self._object_poses))
+            old = [s for s, _ in self._object_poses if start_ns is None or s < start_ns]
+            if old:
+                self._earlier_episode_ns = max(self._earlier_episode_ns, max(old))
+            kept = [(s, poses) for s, poses in self._object_poses if s not in old]
             self._object_poses.clear()
+            self._object_poses.extend(kept)
 
     # ------------------------------------------------------------------ the goal
     def goal_at(self, stamp: float, objects=(), wait_s: float = POSES_WAIT_S

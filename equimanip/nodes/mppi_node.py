@@ -254,7 +254,7 @@ class MPPINode(ObservationController):
     def on_episode_start(self) -> None:
         self.planner.reset()
         self._goal = None
-        self.goals.reset()
+        self.goals.reset(self.episode_start_ns)
 
     def act(self, observation) -> np.ndarray:
         self._apply_pending()

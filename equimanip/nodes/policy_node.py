@@ -257,7 +257,7 @@ class PolicyNode(ObservationController):
 
     def on_episode_start(self) -> None:
         super().on_episode_start()
-        self.goals.reset()
+        self.goals.reset(self.episode_start_ns)
 
     def act(self, observation) -> np.ndarray:
         return self._deciding_with.policy.act(observation)
