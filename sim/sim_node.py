@@ -12,8 +12,11 @@ when a step takes longer than that. In ``sync`` mode the simulation advances exa
 step per received motion command (a twist or a trajectory) together with a gripper command
 (``sync_gripper``), whichever arrives first, which makes closed-loop runs deterministic and as fast
 as the controller. A motion command answers the state whose stamp it carries; one for an earlier
-state is dropped. The gripper command is latched until the next one. Either way the node publishes
-its own time on ``/clock``.
+state is dropped. The gripper command (std_msgs/Float64) carries no stamp, so a controller that
+also sends its stamped action (``/equimanip/action``, as equimanip's do) has the step's gripper
+taken from that action, paired with the state by its stamp: a late gripper command of an earlier
+answer can then never count for this state. The gripper command is latched until the next one.
+Either way the node publishes its own time on ``/clock``.
 
 Cost. What one message may cost is bounded: a trajectory holds at most ``MAX_TRAJECTORY_POINTS``
 points (a larger message is refused before it is decoded), and the camera at most
@@ -98,7 +101,8 @@ PARAMS = [
     ParamSpec("sync", False, "Advance one control step per received motion command instead of "
               "on a wall-clock timer (deterministic closed-loop runs)."),
     ParamSpec("sync_gripper", True, "In sync mode, a step also waits for a gripper command (for "
-              "controllers that send one with every motion command, as equimanip's do); turn off "
+              "controllers that send one with every motion command, as equimanip's do: from a controller "
+              "that sends stamped actions on /equimanip/action, this state's action); turn off "
               "for controllers that send motion commands only."),
     CONTROL_PERIOD,
     ParamSpec("physics_hz", 240.0, "Physics steps per simulated second.", min=240.0, max=2000.0,
@@ -205,6 +209,9 @@ class SimNode(Node):
         self._gripper = 1.0
         # Sync mode: which halves of this step's command have come in (see _step_if_sync).
         self._motion_heard = self._gripper_heard = False
+        # Sync mode with a controller that sends stamped actions: this state's gripper from its action.
+        self._stamped_actions = False
+        self._stamped_gripper: Optional[float] = None
         self._last_publish_wall = 0.0
         self._last_observation = None       # the last state published (republish sends it again)
         self._clock_offset = 0.0
@@ -228,6 +235,7 @@ class SimNode(Node):
 
         self.create_subscription(Float64, topics.GRIPPER, self._on_gripper, qos.RELIABLE)
         self.create_subscription(TwistStamped, topics.TWIST, self._on_twist, qos.RELIABLE)
+        self.create_subscription(JointState, topics.ACTION, self._on_action, qos.RELIABLE)
         # Serialized: a trajectory's size is checked before rclpy spends time decoding it.
         self.create_subscription(JointTrajectory, topics.JOINT_TRAJECTORY, self._on_trajectory_bytes,
                                  qos.RELIABLE, raw=True)
@@ -299,6 +307,7 @@ class SimNode(Node):
             self.get_logger().info(f"motion limits {'on' if p['enforce_limits'] else 'OFF: a raw arm'}")
         if "sync" in names:
             self._motion_heard = self._gripper_heard = False  # halves heard before mean nothing now
+            self._stamped_actions, self._stamped_gripper = False, None
         self._publish_metadata()
 
     @property
@@ -332,6 +341,7 @@ class SimNode(Node):
         self._episode_reported = False
         self._motion = None
         self._motion_heard = self._gripper_heard = False
+        self._stamped_gripper = None
         self._gripper = 1.0
         now = self._sim_now()
         self._publish_camera_pose(now)
@@ -416,6 +426,26 @@ class SimNode(Node):
             self._log.warning(f"gripper: {reason_key(str(e))}",
                               f"rejected gripper command: {e}; keeping {self._gripper:.2f}")
         self._gripper_heard = True
+        self._step_if_sync()
+
+    def _on_action(self, msg: JointState) -> None:
+        """A controller's stamped action: in sync mode, the gripper half of the step for the state
+        it answers (the aperture its ``p`` commands); ignored for any other state, and in real-time
+        mode (the gripper and motion commands are what move the arm)."""
+        if not self.get_parameter("sync").value:
+            return
+        self.received["action"] += 1
+        self._stamped_actions = True       # from now on a step's gripper is its state's action's
+        stamp = msg.header.stamp
+        now = msgs.time_msg(self._sim_now())
+        if (stamp.sec, stamp.nanosec) != (now.sec, now.nanosec):
+            return                     # an earlier state's: its twist is dropped (and logged) too
+        try:
+            self._stamped_gripper = safety.check_gripper(float(msgs.action_from_msg(msg)[0]))
+        except (ValueError, safety.CommandRejected) as e:
+            self._log.warning(f"action: {reason_key(str(e))}", f"rejected the gripper of a stamped action: {e}; "
+                                                               f"keeping {self._gripper:.2f}")
+            self._stamped_gripper = self._gripper
         self._step_if_sync()
 
     def _answers_this_state(self, what: str, stamp) -> bool:
@@ -526,9 +556,15 @@ class SimNode(Node):
         messages DDS delivered first."""
         if not self.get_parameter("sync").value or not self._motion_heard:
             return
-        if self.get_parameter("sync_gripper").value and not self._gripper_heard:
-            return
+        if self.get_parameter("sync_gripper").value:
+            if self._stamped_actions:      # paired by stamp: this state's own action
+                if self._stamped_gripper is None:
+                    return
+                self._gripper = self._stamped_gripper
+            elif not self._gripper_heard:
+                return
         self._motion_heard = self._gripper_heard = False
+        self._stamped_gripper = None
         self._control_step(sync=True)
 
     def _on_timer(self) -> None:
@@ -545,7 +581,11 @@ class SimNode(Node):
     def _on_idle(self) -> None:
         if not self.get_parameter("sync").value or time.monotonic() - self._last_publish_wall <= 1.0:
             return
-        if self._motion_heard and not self._gripper_heard:
+        if self._motion_heard and self._stamped_actions and self._stamped_gripper is None:
+            self._log.warning("waiting for the action", f"sync mode: a motion command waits for the controller's "
+                                                        f"stamped action on {topics.ACTION} for this state "
+                                                        "(it sent stamped actions before)")
+        elif self._motion_heard and not self._gripper_heard and not self._stamped_actions:
             self._log.warning("waiting for the gripper", "sync mode: a motion command waits for a gripper command "
                                                          "(sync_gripper is true; set it false for motion-only "
                                                          "controllers)")

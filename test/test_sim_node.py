@@ -223,6 +223,37 @@ def test_sync_step_waits_for_both_halves_of_a_command_in_any_order(ros, motion_f
     assert fingers.sum() < 0.07
 
 
+def test_sync_takes_the_gripper_from_the_stamped_action_of_this_state(ros):
+    """A controller that sends stamped actions (equimanip's) has each step's gripper paired with
+    the state by the action's stamp: the unstamped gripper command of an answer to an earlier state
+    (dropped as stale, its gripper command late) never counts for this one, and an action for an
+    earlier state is no half of this step."""
+    sim, probe = _bring_up(ros, publish_cloud=False, seed=3, sync_gripper=True)
+    action = probe.create_publisher(JointState, topics.ACTION, qos.RELIABLE)
+    ros.spin_until(lambda: sim.count_publishers(topics.ACTION) > 0, what="discovery of the action topic")
+    # One step first, so that the earlier state below has a stamp (0 would mean "this state").
+    _step(ros, probe, lambda: (probe.gripper.publish(Float64(data=1.0)), probe.send_twist((0.0, 0.0, 0.0))))
+    now = msgs.seconds(probe.ee[-1].header.stamp)
+    earlier = now - sim.control_period
+    steps = sim.env.steps
+    # An earlier state's answer arriving late: its twist and action are dropped, its gripper
+    # command (closing) is the latched value but no half of this step.
+    probe.gripper.publish(Float64(data=0.0))
+    probe.send_twist((0.0, 0.0, 0.0), stamp_s=earlier)
+    action.publish(msgs.action_msg([0.0, 0, 0, 0, 0], msgs.time_msg(earlier), "base_link"))
+    _delivered(ros, sim, "action", 1)
+    # This state's answer: the twist, then its action (the gripper command it sends is late).
+    probe.send_twist((0.0, 0.0, 0.0), stamp_s=now)
+    _delivered(ros, sim, "twist", 2)
+    assert sim.env.steps == steps              # the twist alone: waits for this state's action
+    n = len(probe.joints)
+    action.publish(msgs.action_msg([1.0, 0, 0, 0, 0], msgs.time_msg(now), "base_link"))
+    ros.spin_until(lambda: len(probe.joints) > n, what="the step")
+    assert sim.env.steps == steps + 1
+    fingers = msgs.joint_positions(probe.joints[-1], ["panda_finger_joint1", "panda_finger_joint2"])
+    assert fingers.sum() > 0.075               # open, as this state's action said (not the stale close)
+
+
 def test_a_ros1_style_frame_name_is_the_same_frame(loop):
     ros, sim, probe = loop
     start = probe.ee_position()
