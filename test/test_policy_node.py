@@ -96,6 +96,26 @@ def test_a_plain_cnn_is_measurably_not_equivariant(ros, checkpoints):
     assert loop.policy._equivariance_error > 1e-3
 
 
+def test_a_heightmap_imitation_policy_drives_the_arm_and_keeps_its_symmetry(ros, tmp_path):
+    """BC/BMIL on heightmaps (`train bmil --input heightmap`): the checkpoint's view and network are
+    rebuilt by the node, which decides through ROS and finds it exactly equivariant."""
+    from equimanip.learning.bc import save_policy
+    from equimanip.learning.heightmap_imitation import HeightmapConfig, HeightmapImitationPolicy, heightmap_observation
+    from equimanip.models.heightmap_policy import HeightmapPolicyNet
+
+    torch.manual_seed(0)
+    config = HeightmapConfig(n_hidden=8, heightmap_size=SIZE, features=2)
+    observation = heightmap_observation(ObservationConfig(), config)
+    policy = HeightmapImitationPolicy(HeightmapPolicyNet(config.network("c4", 2), features=2, hidden=32, depth=3),
+                                      observation)
+    loop = Loop(ros, save_policy(tmp_path / "bmil.pt", policy, "bmil", "reach"))
+    assert loop.policy.get_parameter("observation.heightmap_mode").value == "gripper"
+    loop.steps(3)
+    assert loop.policy.stats.failures == 0
+    ros.spin_until(lambda: loop.policy._equivariance_error is not None, 10.0, "the equivariance check")
+    assert loop.policy._equivariance_error < 1e-4
+
+
 def test_hot_swap_keeps_the_loop_running_and_changes_the_policy(ros, checkpoints):
     loop = Loop(ros, checkpoints["a"])
     loop.steps(2)
