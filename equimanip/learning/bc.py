@@ -30,6 +30,10 @@ pair by the same number, so rotations commute with the scaling; the aperture als
 **Equivariant option** (``group`` = c4, c8, d4, ...): the policy is an
 ``equimanip.models.mlp.EquivariantMLP`` from the state layout to ``symmetry.ACTION_LAYOUT``, so a
 rotated scene gives the rotated action by construction.
+
+**On heightmaps** (``equimanip train bc|bmil --input heightmap``): see
+:mod:`equimanip.learning.heightmap_imitation`; this module's command, checkpoint format and loader
+serve both inputs.
 """
 from __future__ import annotations
 
@@ -285,7 +289,9 @@ def train_bc(dataset, config: Optional[BCConfig] = None, progress: bool = False,
 def save_policy(path, policy: ImitationPolicy, kind: str, task: str, metadata: Optional[dict] = None,
                 command: Optional[str] = None):
     """The policy as an equimanip checkpoint of ``kind`` ('bc' or 'bmil'): input kind
-    'object_state' (plus the gripper's height, see the module doc), network = the PolicySpec;
+    'object_state' (plus the gripper's height, see the module doc), network = the PolicySpec; or,
+    for a ``heightmap_imitation.HeightmapImitationPolicy``, input kind 'heightmap' with its encoder's
+    and head's settings;
     ``command``: the command line that trained it (default: this process's)."""
     from equimanip.checkpoint import save_checkpoint
 
