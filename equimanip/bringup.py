@@ -7,6 +7,7 @@ the simulation object it owns.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,6 +251,20 @@ def publishers(node: Node, topic: str) -> int:
     return node.count_publishers(node.resolve_topic_name(topic))
 
 
+def check_alone(sim: Node, controller: Node) -> None:
+    """RuntimeError when another arm or controller is on this ROS domain: its commands would step
+    our simulation and ours its (seen: two ``equimanip run`` at once on one machine answered each
+    other's states, and both runs' results were wrong)."""
+    crowded = [f"{topic} has {n} publishers" for topic, n in
+               ((topics.TWIST, publishers(sim, topics.TWIST)), (topics.GRIPPER, publishers(sim, topics.GRIPPER)),
+                (topics.EE_POSE, publishers(controller, topics.EE_POSE))) if n > 1]
+    if crowded:
+        domain = os.environ.get("ROS_DOMAIN_ID", "0")
+        raise RuntimeError(f"another arm or controller is running on ROS domain {domain} ({'; '.join(crowded)}, "
+                           "one expected): stop it, or give this run a domain of its own "
+                           "(ROS_DOMAIN_ID=<0-101> equimanip run ...)")
+
+
 def node_overrides(config: RunConfig, node_name: str) -> dict:
     """The `-p` overrides that apply to ``node_name`` (those for every node first)."""
     out = {name: value for node, name, value in config.param_overrides if node is None}
@@ -318,6 +333,7 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
             and controller.inputs_connected() and monitor.reset_client.service_is_ready()
             and monitor.controller_reset_client.service_is_ready()),
             30.0, "the nodes to discover each other")
+        check_alone(sim, controller)
         # Readiness: no episode step is spent on a controller that cannot decide yet.
         wait_until_ready(graph, controller, 120.0, report)
 
@@ -328,6 +344,7 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
         # Setting the seed restarts the simulation's seed sequence: episode k gets seed + k.
         sim.set_parameters([Parameter("seed", value=config.seed)])
         for k in range(config.episodes):
+            check_alone(sim, controller)          # (a run started after this one is found here)
             monitor.done = None
             cleared = monitor.controller_reset_client.call_async(Trigger.Request())
             graph.spin_until(cleared.done, 30.0, "the controller to clear its memory")

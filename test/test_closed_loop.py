@@ -83,3 +83,18 @@ def test_cli_rejects_unknown_task():
     proc = subprocess.run([sys.executable, "-m", "equimanip.cli", "run", "--task", "juggling"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown task 'juggling'" in proc.stderr
+
+
+def test_a_run_refuses_to_share_its_ros_domain_with_another_controller(ros):
+    """Another controller on the same ROS domain (here: a node publishing twists) would step this
+    run's simulation with its commands: the run stops with what to do instead of wrong results."""
+    from geometry_msgs.msg import TwistStamped
+    from rclpy.node import Node
+
+    from equimanip.nodes import qos
+
+    intruder = ros.add(Node("other_controller", context=ros.context))
+    intruder.create_publisher(TwistStamped, topics.TWIST, qos.RELIABLE)
+    with pytest.raises(RuntimeError, match=r"another arm or controller is running on ROS domain \d+ "
+                                           r"\(/servo_node/delta_twist_cmds has 2 publishers"):
+        run(RunConfig(task="reach", episodes=1, seed=1, sim_overrides={"publish_cloud": False}))
