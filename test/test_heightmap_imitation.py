@@ -151,6 +151,14 @@ def test_train_bmil_on_recorded_heightmaps_and_evaluate_in_the_simulation(tmp_pa
     assert eval_main(["--checkpoint", str(out / "policy.pt"), "--episodes", "1", "--max-steps", "3", "--json"]) == 0
 
 
+def test_the_goal_asked_for_in_the_state_reaches_a_heightmap_policy_as_a_channel():
+    from equimanip.learning.heightmap_imitation import heightmap_observation
+
+    view = heightmap_observation(ObservationConfig(goal_in_state=True), HeightmapConfig(heightmap_size=SIZE))
+    assert view.goal_channel and not view.goal_in_state and view.heightmap_channels == 3
+    assert view.heightmap_mode == "gripper" and not view.compute_object_state and view.heightmap_size == SIZE
+
+
 def test_heightmap_config_rejects_bad_sizes():
     with pytest.raises(ValueError, match="heightmap_size"):
         HeightmapConfig(heightmap_size=20).validate()

@@ -89,11 +89,7 @@ def observation_for(observation, policy_input: str, heightmap=None):
     ``policy_input`` heightmap those with Equivariant SAC's view (heightmap_imitation)."""
     if policy_input == "state":
         return observation
-    from dataclasses import replace
-
     from equimanip.learning.heightmap_imitation import HeightmapConfig, heightmap_observation
-    # The goal reaches a heightmap policy as a channel, as it reaches the SAC networks.
-    observation = replace(observation, goal_channel=observation.goal_in_state, goal_in_state=False)
     return heightmap_observation(observation, heightmap or HeightmapConfig())
 
 

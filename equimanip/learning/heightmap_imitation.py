@@ -73,9 +73,12 @@ class HeightmapConfig:
 
 def heightmap_observation(observation: ObservationConfig, config: HeightmapConfig) -> ObservationConfig:
     """The observation a heightmap imitation policy sees: Equivariant SAC's view
-    (``heightmap_mode`` gripper) at the network's size; the object-centric state is not needed."""
+    (``heightmap_mode`` gripper) at the network's size; the object-centric state is not needed, and
+    a goal asked for in the state (``goal_in_state``, block_pushing's setting) comes as the goal
+    channel, as the SAC networks take it."""
     return dataclasses.replace(observation, heightmap_size=config.heightmap_size, heightmap_mode="gripper",
-                               compute_object_state=False).validate()
+                               compute_object_state=False, goal_in_state=False,
+                               goal_channel=observation.goal_channel or observation.goal_in_state).validate()
 
 
 class HeightmapImitationPolicy(torch.nn.Module):
