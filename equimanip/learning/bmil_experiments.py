@@ -290,6 +290,14 @@ def goals(rows: list[dict]) -> str:
                 lines.append(f"* {label}: BMIL beats BC from perturbed starts by at least 20 points: "
                              f"{verdict(gap >= 20, len(common))} ({gap:+.0f} points, seed{'s' * (len(common) > 1)} "
                              f"{', '.join(map(str, common))})")
+            # Not a goal of the issue, but the same question for the equivariant pair.
+            equi_seeds, equi_bc_seeds = (by_seed("equi_bmil", "success_perturbed", variant),
+                                         by_seed("equi_bc", "success_perturbed"))
+            common = sorted(set(equi_seeds) & set(equi_bc_seeds))
+            if common:
+                gap = 100 * float(np.mean([equi_seeds[s] - equi_bc_seeds[s] for s in common]))
+                lines.append(f"* {label}: (for comparison) equivariant BMIL against equivariant BC from perturbed "
+                             f"starts: {gap:+.0f} points (seed{'s' * (len(common) > 1)} {', '.join(map(str, common))})")
             bmil, n_bmil = mean("bmil", "success_perturbed", variant)
             equi, n_equi = mean("equi_bmil", "success_perturbed", variant)
             if equi is not None and bmil is not None:
