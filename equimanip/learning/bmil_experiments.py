@@ -329,26 +329,52 @@ def goals(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path = PLOT) -> Path:
+    """Success from perturbed starts against the number of demonstrations, one panel per task, for
+    the current default setting (arm, goal given, inputs ``inputs_label(True, False)``): bars are
+    the mean over seeds with the seeds' spread, dots the rotated scenes. Every other setting is in
+    the table."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ["success_in", "success_perturbed", "success_rotated"]
-    labels = ["in distribution", "perturbed", "rotated"]
-    configs = sorted({setting(r) + (int(r["demos"]), method_label(r)) for r in rows})
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(configs)), 3.5))
-    width = 0.8 / len(keys)
-    for i, (key, label) in enumerate(zip(keys, labels)):
-        means = [np.mean([float(r[key]) for r in rows if setting(r) + (int(r["demos"]), method_label(r)) == c])
-                 for c in configs]
-        ax.bar(np.arange(len(configs)) + i * width, np.array(means) * 100, width, label=label)
-    ax.set_xticks(np.arange(len(configs)) + width)
-    ax.set_xticklabels([f"{t.replace('block_', '')}, arm {a}{'' if g == 'none' else ', goal ' + g}\n"
-                        f"{i}\n{d} demos\n{m.replace(' (', chr(10) + '(')}"     # BMIL settings on a line
-                        for t, a, g, i, d, m in configs], fontsize=7)
-    ax.set_ylabel("success (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=8)
+    from equimanip.learning.bmil import PRESETS
+    from equimanip.sim.world import ARM_CONTROL_VERSION
+
+    current = inputs_label(True, False)
+    # BMIL as the runs train it: the task's reference preset, each demonstration once (demo repeat 1).
+    presets = {task: bmil_label(PRESETS[name]["trace_lengths"], PRESETS[name]["scale_coef"], 1)
+               for task, name in (("block_picking", "pick"), ("block_pushing", "push"))}
+    methods = ["bc", "bmil", "equi_bc", "equi_bmil"]
+    names = {"bc": "BC", "bmil": "BMIL", "equi_bc": "equivariant BC", "equi_bmil": "equivariant BMIL"}
+    tasks = ["block_picking", "block_pushing"]
+
+    def runs(task, method, demos):
+        return [r for r in rows if r["task"] == task and r["method"] == method and int(r["demos"]) == demos
+                and r["inputs"] == current and int(r["arm"]) == ARM_CONTROL_VERSION
+                and r["goal"] in ("none", "given") and r["bmil"] in ("", presets[task])]
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(11, 3.8), sharey=True)
+    width = 0.8 / len(methods)
+    for ax, task in zip(axes, tasks):
+        demos = [d for d in (5, 10, 20) if any(runs(task, m, d) for m in methods)]
+        for i, method in enumerate(methods):
+            x, mean, spread, rotated = [], [], [], []
+            for k, d in enumerate(demos):
+                rs = runs(task, method, d)
+                if rs:
+                    x.append(k + (i - 1.5) * width)
+                    perturbed = [100 * float(r["success_perturbed"]) for r in rs]
+                    mean.append(np.mean(perturbed))
+                    spread.append(np.std(perturbed))
+                    rotated.append(100 * np.mean([float(r["success_rotated"]) for r in rs]))
+            ax.bar(x, mean, width, yerr=spread, capsize=2, label=names[method])
+            ax.plot(x, rotated, "o", markersize=3, color="black")
+        ax.set_xticks(range(len(demos)))
+        ax.set_xticklabels([f"{d} demos" for d in demos])
+        ax.set_title(f"{task} (arm {ARM_CONTROL_VERSION}, {current} inputs)", fontsize=9)
+        ax.set_ylim(0, 105)
+    axes[0].set_ylabel("success from perturbed starts (%)\n(dots: rotated scenes)")
+    axes[-1].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
