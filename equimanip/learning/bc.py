@@ -168,17 +168,22 @@ class ImitationPolicy(nn.Module):
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         return self.net((states - self.input_shift) * self.input_scale)
 
-    @torch.no_grad()
     def act(self, observation: Observation) -> np.ndarray:
         """Physical action [p, dx, dy, dz, dyaw] for one Observation, inside the action limits."""
-        was_training = self.training
-        self.eval()
-        try:
-            x = torch.as_tensor(observation_features(observation, self.spec.observation))[None]
-            a = unnormalize_action(self(x)[0].numpy()).astype(np.float64)
-        finally:
-            self.train(was_training)
-        return np.clip(a, ACTION_LOW, ACTION_HIGH)
+        return physical_action(self, torch.as_tensor(observation_features(observation, self.spec.observation))[None])
+
+
+@torch.no_grad()
+def physical_action(policy: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """The physical action, inside the limits, of a policy that maps a batch of one input ``x`` to
+    normalised actions; evaluated in eval mode, the policy's mode restored after."""
+    was_training = policy.training
+    policy.eval()
+    try:
+        a = unnormalize_action(policy(x)[0].numpy()).astype(np.float64)
+    finally:
+        policy.train(was_training)
+    return np.clip(a, ACTION_LOW, ACTION_HIGH)
 
 
 # ------------------------------------------------------------------------------------ training

@@ -41,8 +41,9 @@ import numpy as np
 import torch
 
 from equimanip import symmetry as sym
-from equimanip.action import ACTION_HIGH, ACTION_LOW, normalize_action, unnormalize_action
+from equimanip.action import normalize_action
 from equimanip.learning.backward import BackwardModels, trace_length
+from equimanip.learning.bc import physical_action
 from equimanip.models.config import NetworkConfig
 from equimanip.models.heightmap_policy import HeightmapPolicyNet
 from equimanip.perception.observation import Observation, ObservationConfig
@@ -104,16 +105,8 @@ class HeightmapImitationPolicy(torch.nn.Module):
         return {**self.net.config.to_dict(), "features": self.net.layout.count("scalar"),
                 "hidden": head.hidden, "depth": head.depth}
 
-    @torch.no_grad()
     def act(self, observation: Observation) -> np.ndarray:
-        was_training = self.training
-        self.eval()
-        try:
-            x = torch.as_tensor(np.asarray(observation.heightmap, dtype=np.float32))[None]
-            a = unnormalize_action(self(x)[0].numpy()).astype(np.float64)
-        finally:
-            self.train(was_training)
-        return np.clip(a, ACTION_LOW, ACTION_HIGH)
+        return physical_action(self, torch.as_tensor(np.asarray(observation.heightmap, dtype=np.float32))[None])
 
 
 @dataclass

@@ -120,10 +120,10 @@ class GoalInput:
         poses can come before the event is handled) and are kept. None (a ~/reset, which comes
         before the new scene): every pose is the old scene's."""
         with self._lock:
+            kept = [(s, poses) for s, poses in self._object_poses if start_ns is not None and s >= start_ns]
             old = [s for s, _ in self._object_poses if start_ns is None or s < start_ns]
             if old:
                 self._earlier_episode_ns = max(self._earlier_episode_ns, max(old))
-            kept = [(s, poses) for s, poses in self._object_poses if s not in old]
             self._object_poses.clear()
             self._object_poses.extend(kept)
 
