@@ -60,10 +60,14 @@ def test_fit_recovers_linear_dynamics():
     a = s_next @ C.T
     s = s_next - a @ B.T + rng.normal(scale=sigma, size=(N, D))
     t = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
+    torch.manual_seed(0)     # the networks' initial weights
     models = BackwardModels(plain_layout(D, "s"), plain_layout(A, "a"), "none",
                             BackwardConfig(hidden=64, depth=3, bound_action=False))
     gen = torch.Generator().manual_seed(0)
-    for _ in range(3):   # refit as BMIL does each epoch; each call continues from the last
+    # Refit as BMIL does each epoch; each call continues from the last. Each fit stops early
+    # (patience 3), so after 3 refits the worst error of B over 40 initial weights was 0.042 and a
+    # CI run drew 0.053; after 6 refits the worst of 40 was 0.033 (1 and 2 threads alike).
+    for _ in range(6):
         result = models.fit(t(s), t(a), t(s_next), gen)
     assert result["epochs"] >= 4 and result["heldout"] < 0.01
 

@@ -7,6 +7,11 @@
   Ctrl-C, so a second signal often arrives while the node is still cleaning up after the first:
   further signals are ignored from then on, so that clean-up finishes instead of ending in a
   KeyboardInterrupt traceback.
+* While the node spins, a stop signal raises nothing: rclpy's own handler shuts the context down,
+  which ends the spin. Python's default (KeyboardInterrupt at whatever line runs) could land inside
+  rclpy taking a message, where pybind11 turns it into "RuntimeError: Unable to convert call
+  argument '0'" before the context is down (a CI run saw that traceback), or inside rclpy's Task
+  constructor, leaving a half-built object that complains when collected (1 of 25 stops in a loop).
 """
 from __future__ import annotations
 
@@ -67,10 +72,34 @@ def check_parameter_file(path: str) -> None:
             raise ValueError(f"parameter file '{path}': section '{name}' has no 'ros__parameters' mapping")
 
 
+class StopSignals:
+    """The Python handler of SIGINT and SIGTERM for a node's process, installed before
+    ``rclpy.init`` so that rclpy's handler (which shuts the contexts down) calls it afterwards.
+
+    While the node starts, a signal raises KeyboardInterrupt in our own start-up code, which stops
+    it there. From :meth:`spinning` on it only records the signal: the context's shutdown ends the
+    spin, and an error raised in the middle of that shutdown counts as the stop it is."""
+
+    def __init__(self):
+        self.received = False
+        self._raise = True
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self)
+
+    def __call__(self, signum, frame):
+        self.received = True
+        if self._raise:
+            raise KeyboardInterrupt
+
+    def spinning(self) -> None:
+        self._raise = False
+
+
 def spin_node(node_class, args=None) -> None:
     """Start ``node_class`` from the command line and spin it until Ctrl-C or shutdown."""
     argv = sys.argv if args is None else args
     node = None
+    stop = StopSignals()
     try:
         for path in parameter_files(argv):
             check_parameter_file(path)
@@ -80,6 +109,9 @@ def spin_node(node_class, args=None) -> None:
         _shut_down(node)
         return
     except (ValueError, _rclpy.RCLError, _rclpy.UnknownROSArgsError) as e:  # the configuration
+        if stop.received:           # or the context shut down under the start-up by Ctrl-C
+            _shut_down(node)
+            return
         reason = f"unknown ROS arguments {e}" if isinstance(e, _rclpy.UnknownROSArgsError) else str(e)
         print(f"{node_class.__name__} did not start: {' '.join(reason.split())}", file=sys.stderr)
         _shut_down(node)
@@ -89,13 +121,14 @@ def spin_node(node_class, args=None) -> None:
     executor = SingleThreadedExecutor()
     try:
         executor.add_node(node)
+        stop.spinning()
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
         # Ctrl-C shuts the context down under a callback that may be publishing right then; that
         # is a normal stop, anything else is a real error.
-        if rclpy.ok():
+        if rclpy.ok() and not stop.received:
             raise
     finally:
         executor.shutdown()
