@@ -116,10 +116,10 @@ def spin_node(node_class, args=None) -> None:
         print(f"{node_class.__name__} did not start: {' '.join(reason.split())}", file=sys.stderr)
         _shut_down(node)
         sys.exit(EXIT_BAD_CONFIGURATION)
-    freeze_start_up_objects()
     # One thread for the callbacks: a controller decides in a thread of its own (controller.py).
     executor = SingleThreadedExecutor()
     try:
+        freeze_start_up_objects()
         executor.add_node(node)
         stop.spinning()
         executor.spin()
