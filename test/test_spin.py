@@ -50,6 +50,25 @@ SLOW_START = textwrap.dedent("""
     spin_node(SlowStart, sys.argv[:1])
 """)
 
+# A node whose one callback never returns.
+HANGS = textwrap.dedent("""
+    import sys, time
+    from rclpy.node import Node
+    from equimanip.nodes.spin import spin_node
+
+    class Hangs(Node):
+        def __init__(self):
+            super().__init__("hangs")
+            self.create_timer(0.05, self.hang)
+
+        def hang(self):
+            print("hanging", flush=True)
+            while True:
+                time.sleep(0.05)
+
+    spin_node(Hangs, sys.argv[:1])
+""")
+
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_a_stop_signal_lets_the_running_callback_finish(tmp_path, sig):
@@ -77,3 +96,22 @@ def test_ctrl_c_while_starting_stops_the_node_without_a_traceback():
             proc.kill()
     assert proc.returncode == 0 and "Traceback" not in err, err
     assert "started" not in out
+
+
+def test_a_second_ctrl_c_stops_a_node_whose_callback_hangs():
+    """The first Ctrl-C only shuts the context down, which a hung callback never sees; one more
+    after StopSignals.INSIST_S interrupts the callback, and the node still exits cleanly."""
+    from equimanip.nodes.spin import StopSignals
+    proc = subprocess.Popen([sys.executable, "-c", HANGS], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "hanging"
+        proc.send_signal(signal.SIGINT)
+        time.sleep(StopSignals.INSIST_S + 0.5)
+        assert proc.poll() is None                  # still in the callback
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err, err

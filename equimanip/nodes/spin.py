@@ -18,7 +18,9 @@ from __future__ import annotations
 import gc
 import signal
 import sys
+import time
 from pathlib import Path
+from typing import Optional
 
 import rclpy
 import yaml
@@ -78,17 +80,25 @@ class StopSignals:
 
     While the node starts, a signal raises KeyboardInterrupt in our own start-up code, which stops
     it there. From :meth:`spinning` on it only records the signal: the context's shutdown ends the
-    spin, and an error raised in the middle of that shutdown counts as the stop it is."""
+    spin, and an error raised in the middle of that shutdown counts as the stop it is. A callback
+    that hangs keeps the spin from ending, though: a signal that comes ``INSIST_S`` or more after
+    the first raises KeyboardInterrupt in it, as Python's own handler would have."""
+
+    INSIST_S = 2.0
 
     def __init__(self):
         self.received = False
+        self._first_at: Optional[float] = None
         self._raise = True
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self)
 
     def __call__(self, signum, frame):
+        now = time.monotonic()
         self.received = True
-        if self._raise:
+        if self._first_at is None:
+            self._first_at = now
+        if self._raise or now - self._first_at >= self.INSIST_S:
             raise KeyboardInterrupt
 
     def spinning(self) -> None:
@@ -108,18 +118,24 @@ def spin_node(node_class, args=None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):  # stopped while starting
         _shut_down(node)
         return
-    except (ValueError, _rclpy.RCLError, _rclpy.UnknownROSArgsError) as e:  # the configuration
-        if stop.received:           # or the context shut down under the start-up by Ctrl-C
+    except BaseException as e:
+        # Ctrl-C during start-up can surface as any error (pybind11, torch or escnn code around
+        # the KeyboardInterrupt, or the context shut down under a call): a stop all the same.
+        if stop.received:
             _shut_down(node)
             return
+        if not isinstance(e, (ValueError, _rclpy.RCLError, _rclpy.UnknownROSArgsError)):
+            raise                                                         # a bug: its traceback
+        # The configuration: say what is wrong in one line.
         reason = f"unknown ROS arguments {e}" if isinstance(e, _rclpy.UnknownROSArgsError) else str(e)
         print(f"{node_class.__name__} did not start: {' '.join(reason.split())}", file=sys.stderr)
         _shut_down(node)
         sys.exit(EXIT_BAD_CONFIGURATION)
     # One thread for the callbacks: a controller decides in a thread of its own (controller.py).
-    executor = SingleThreadedExecutor()
+    executor = None
     try:
         freeze_start_up_objects()
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         stop.spinning()
         executor.spin()
@@ -131,7 +147,8 @@ def spin_node(node_class, args=None) -> None:
         if rclpy.ok() and not stop.received:
             raise
     finally:
-        executor.shutdown()
+        if executor is not None:
+            executor.shutdown()
         _shut_down(node)
 
 
