@@ -183,6 +183,10 @@ def test_a_decision_waits_for_its_own_poses_but_not_for_a_state_of_the_episode_b
     assert goals.goal_at(2.1, wait_s=5.0)[0][0] == pytest.approx(0.7)
     assert goals.goal_at(2.0, wait_s=5.0) is None and goals.from_earlier_episode(2.0)
     assert time.monotonic() - start < 2.0
+    # The old scene's last poses can also come after the event: they are dropped, not taken as
+    # a restarted cell's.
+    goals._on_object_poses(poses(2.05, 0.9))
+    assert [s for s, _ in goals._object_poses] == [2_100_000_000]
     # A restarted cell: its clock went back, and its states are waited for again.
     goals.reset()
     goals._on_object_poses(poses(0.1, 0.3))

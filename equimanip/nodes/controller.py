@@ -222,6 +222,13 @@ class ControllerNode(Node):
         self._pub_diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.RELIABLE)
         self._pub_metadata = self.create_publisher(String, "~/metadata", qos.LATCHED)
 
+        # Created before the inputs' subscriptions: rclpy's executor takes what is ready in the
+        # order of creation, so a start event and the new scene's first state that arrive together
+        # (the simulation sends the event first) run the episode's start hook before that state is
+        # decided on, not after it (which would clear a planner's warm start from that decision).
+        if p["episode_events_topic"]:
+            self.create_subscription(DiagnosticArray, p["episode_events_topic"], self._on_episode_event,
+                                     qos.RELIABLE, callback_group=self._safety_group)
         subscribed = {**STATE_TOPICS, **(extra_topics or {})}
         self._sync = TimeSync(list(subscribed), self._on_set, slop=p["sync_slop"])
         reliable_sensors = self.has_parameter("sensor_reliability") and \
@@ -241,7 +248,10 @@ class ControllerNode(Node):
         self._commanded = False            # something non-zero went out since the last hold
         self._latest: Optional[InputSet] = None
         self._last_decided_ns = -1
-        self._from_before_episode: Optional[InputSet] = None   # not answered: see _start_episode
+        # Sets not answered in this episode (see _start_episode): stamped before the start event,
+        # or at the stamp of the newest set of the episode before (republished in sync mode).
+        self._episode_start_ns: Optional[int] = None
+        self._stale_stamp_ns: Optional[int] = None
         self.episode_start_ns: Optional[int] = None      # during on_episode_start: the event's stamp
         self._last_answer = -math.inf      # time.monotonic() of the last command published
         self._last_decision = -math.inf    # time.monotonic() of the last decision published
@@ -258,9 +268,6 @@ class ControllerNode(Node):
         if p["arm_metadata_topic"]:
             self.create_subscription(String, p["arm_metadata_topic"], self._on_arm_metadata, qos.LATCHED,
                                      callback_group=self._safety_group)
-        if p["episode_events_topic"]:
-            self.create_subscription(DiagnosticArray, p["episode_events_topic"], self._on_episode_event,
-                                     qos.RELIABLE, callback_group=self._safety_group)
 
         # A KeyboardInterrupt or SystemExit inside a decision is raised again in the executor's
         # thread (the one that spins, as before the decision thread), after the arm is held.
@@ -388,7 +395,7 @@ class ControllerNode(Node):
         now = time.monotonic()
         with self._lock:
             inputs = self._latest
-            if inputs is None or inputs is self._from_before_episode or not self._enabled or \
+            if inputs is None or self._from_before_episode(inputs) or not self._enabled or \
                     self._period_mismatch:
                 return
             if self.trigger == "state":
@@ -644,10 +651,13 @@ class ControllerNode(Node):
             # dropped as stale but its unstamped gripper command is taken as the next state's, so
             # the gripper could lag a step for the rest of the run (and a sampling planner would
             # draw its random numbers once more): sync-mode runs would not repeat.
+            # By stamp, not by the set: the simulation republishes its last state while it waits,
+            # and each republish is a new set of the same stamp.
             latest = self._latest
+            self._episode_start_ns = start_ns
             before = latest is not None and (start_ns is None or latest.stamp_ns < start_ns
                                              or latest.stamp_ns == self._last_decided_ns)
-            self._from_before_episode = latest if before else None
+            self._stale_stamp_ns = latest.stamp_ns if before else None
             self._last_decided_ns = -1
         self.episode_start_ns = start_ns          # for the hook only
         try:
@@ -656,6 +666,14 @@ class ControllerNode(Node):
             self._log.error("hook-start", f"on_episode_start ({why}) failed: {_short(e)}")
         finally:
             self.episode_start_ns = None
+
+    def _from_before_episode(self, inputs: InputSet) -> bool:
+        """Whether ``inputs`` belongs to the episode before this one (see _start_episode). Stamps
+        below the start event's are; below a ~/reset's newest set they need not be (a cell whose
+        clock restarted), only that set's own stamp is taken as the episode before's."""
+        if self._episode_start_ns is not None and inputs.stamp_ns < self._episode_start_ns:
+            return True
+        return inputs.stamp_ns == self._stale_stamp_ns
 
     # ------------------------------------------------------------------ parameters
     @staticmethod

@@ -69,6 +69,9 @@ class GoalInput:
         # Poses stamped at or before this came before the last reset: a decision on such a state
         # (the last state of the episode before, decided after the reset) waits for nothing.
         self._earlier_episode_ns = -1
+        # The start event's stamp (None after a ~/reset): poses stamped before it are the old
+        # scene's even when they arrive after the event.
+        self._episode_start_ns: Optional[int] = None
         # Inputs and decisions run on different threads; a decision may wait for its poses.
         self._lock = threading.Lock()
         self._poses_arrived = threading.Condition(self._lock)
@@ -109,6 +112,8 @@ class GoalInput:
             with self._poses_arrived:
                 if stamp_ns == self._earlier_episode_ns:     # the last state before the reset, again
                     return
+                if self._episode_start_ns is not None and stamp_ns < self._episode_start_ns:
+                    return                                    # the old scene's, late
                 if stamp_ns < self._earlier_episode_ns:      # the cell's clock went back (a restart)
                     self._earlier_episode_ns = -1
                 self._object_poses.append((stamp_ns, poses))
@@ -118,12 +123,16 @@ class GoalInput:
         """A new episode: the old scene's poses must not steer the new one. ``start_ns``: the
         start event's stamp; poses stamped at or after it are the new scene's (its first state's
         poses can come before the event is handled) and are kept. None (a ~/reset, which comes
-        before the new scene): every pose is the old scene's."""
+        before the new scene): every pose is the old scene's. Poses stamped before ``start_ns``
+        that arrive later (the old scene's last, behind the event) are dropped too."""
         with self._lock:
             kept = [(s, poses) for s, poses in self._object_poses if start_ns is not None and s >= start_ns]
-            old = [s for s, _ in self._object_poses if start_ns is None or s < start_ns]
-            if old:
-                self._earlier_episode_ns = max(self._earlier_episode_ns, max(old))
+            if start_ns is not None:        # (also right when the cell's clock restarted)
+                self._earlier_episode_ns = start_ns - 1
+            elif self._object_poses:
+                newest = max(s for s, _ in self._object_poses)
+                self._earlier_episode_ns = max(self._earlier_episode_ns, newest)
+            self._episode_start_ns = start_ns
             self._object_poses.clear()
             self._object_poses.extend(kept)
 
