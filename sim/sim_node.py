@@ -212,6 +212,8 @@ class SimNode(Node):
         # Sync mode with a controller that sends stamped actions: this state's gripper from its action.
         self._stamped_actions = False
         self._stamped_gripper: Optional[float] = None
+        self._step_gripper = 1.0        # the gripper the last step ran with (kept by a stop)
+        self._answered_ns = -1          # the stamp of the state the last step answered
         self._last_publish_wall = 0.0
         self._last_observation = None       # the last state published (republish sends it again)
         self._clock_offset = 0.0
@@ -342,7 +344,9 @@ class SimNode(Node):
         self._motion = None
         self._motion_heard = self._gripper_heard = False
         self._stamped_gripper = None
-        self._gripper = 1.0
+        self._gripper = self._step_gripper = 1.0
+        if self.count_publishers(topics.ACTION) == 0:   # the controller that sent them has gone
+            self._stamped_actions = False
         now = self._sim_now()
         self._publish_camera_pose(now)
         self._publish_metadata()
@@ -435,17 +439,26 @@ class SimNode(Node):
         if not self.get_parameter("sync").value:
             return
         self.received["action"] += 1
-        self._stamped_actions = True       # from now on a step's gripper is its state's action's
         stamp = msg.header.stamp
+        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
         now = msgs.time_msg(self._sim_now())
-        if (stamp.sec, stamp.nanosec) != (now.sec, now.nanosec):
+        # An action for this state or for the one the last step answered (sent after the twist and
+        # gripper command the step was taken on) comes from a controller in this loop: from now on
+        # a step's gripper is its state's action's (until a reset finds no one sending actions).
+        # One for any other state (a late answer, a recording played back) does not switch.
+        if stamp_ns in (0, self._answered_ns, now.sec * 1_000_000_000 + now.nanosec):
+            self._stamped_actions = True
+        if stamp_ns not in (0, now.sec * 1_000_000_000 + now.nanosec):   # 0: unstamped, now
             return                     # an earlier state's: its twist is dropped (and logged) too
-        try:
-            self._stamped_gripper = safety.check_gripper(float(msgs.action_from_msg(msg)[0]))
-        except (ValueError, safety.CommandRejected) as e:
-            self._log.warning(f"action: {reason_key(str(e))}", f"rejected the gripper of a stamped action: {e}; "
-                                                               f"keeping {self._gripper:.2f}")
-            self._stamped_gripper = self._gripper
+        if not msgs.commands_gripper(msg):   # a stop before any gripper command: it stays
+            self._stamped_gripper = self._step_gripper
+        else:
+            try:
+                self._stamped_gripper = safety.check_gripper(float(msgs.action_from_msg(msg)[0]))
+            except (ValueError, safety.CommandRejected) as e:
+                self._log.warning(f"action: {reason_key(str(e))}", f"rejected the gripper of a stamped action: "
+                                                                   f"{e}; keeping {self._step_gripper:.2f}")
+                self._stamped_gripper = self._step_gripper
         self._step_if_sync()
 
     def _answers_this_state(self, what: str, stamp) -> bool:
@@ -565,6 +578,9 @@ class SimNode(Node):
                 return
         self._motion_heard = self._gripper_heard = False
         self._stamped_gripper = None
+        self._step_gripper = self._gripper
+        now = msgs.time_msg(self._sim_now())
+        self._answered_ns = now.sec * 1_000_000_000 + now.nanosec
         self._control_step(sync=True)
 
     def _on_timer(self) -> None:

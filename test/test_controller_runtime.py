@@ -140,6 +140,21 @@ def test_a_bad_action_or_a_failure_holds_the_arm_still(ros, bad):
     assert controller.stats.failures == 1
 
 
+def test_a_stop_before_any_gripper_command_commands_no_gripper(ros):
+    """Nothing on the gripper topic, and a stamped action without ``p``: a simulation in sync mode
+    takes the step's gripper from that action, and an open there would drop a held block."""
+    controller, cell = bring_up(ros, action=RuntimeError("policy blew up"))
+    held = step(ros, cell, 1.0, 1)
+    np.testing.assert_array_equal(twist_values(held), 0.0)
+    ros.spin_until(lambda: len(cell.actions) == 1, what="the stamped action")
+    assert not msgs.commands_gripper(cell.actions[0]) and list(cell.actions[0].name) == ["dx", "dy", "dz", "dyaw"]
+    assert cell.grippers == []
+    controller.action = FORWARD                         # the next decision commands it again
+    step(ros, cell, 1.1, 2)
+    ros.spin_until(lambda: len(cell.actions) == 2, what="the stamped action")
+    assert msgs.commands_gripper(cell.actions[1]) and cell.grippers == [pytest.approx(FORWARD[0])]
+
+
 @pytest.mark.parametrize("state", [dict(position=(math.nan, 0.0, 0.2)), dict(frame="camera_link")])
 def test_bad_robot_state_never_gives_a_non_zero_command(ros, state):
     controller, cell = bring_up(ros)

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from equimanip.action import PANDA_FINGER_JOINTS, PANDA_FINGER_OPEN_POSITION, gripper_aperture
 from equimanip.data import episode as ep
 from equimanip.data.bag import RELIABLE, BagWriter, read_bag
 from equimanip.data.dataset import CACHE_DIR, DatasetConfig, DatasetError, dataset_info, load_dataset
@@ -114,6 +115,29 @@ def test_missing_messages_are_reported_not_mixed(demos, tmp_path):
     info = dataset_info(tmp_path)
     assert info["episodes"] == 3 and info["usable_episodes"] == 1
     assert any("missing messages" in p for p in info["per_episode"][1]["problems"])
+
+
+def test_a_stop_that_commanded_no_gripper_is_a_sample_with_the_aperture_it_kept(demos, tmp_path):
+    """A controller's stop before any gripper command has a stamped action without ``p``
+    (msgs.action_msg): its sample's p is the aperture the gripper had (and kept), not a problem."""
+    src = demos / "episode_0000"
+    _, log_ns, msg = list(read_bag(src).messages([ep.ACTION]))[2]
+    stop = {"header": {"stamp": {"sec": msg.header.stamp.sec, "nanosec": msg.header.stamp.nanosec},
+                       "frame_id": msg.header.frame_id},
+            "name": ["dx", "dy", "dz", "dyaw"], "position": [0.0, 0.0, 0.0, 0.0], "velocity": [], "effort": []}
+    copy_bag(src, tmp_path, "episode_0000", skip=lambda topic, k: topic == ep.ACTION and k == 2,
+             extra=[(ep.ACTION, stop, log_ns)])
+    data = load_dataset(tmp_path, use_cache=False)
+    original = load_dataset(demos, use_cache=False)
+    assert data.reports[0].problems == [] and len(data) == original.used_episodes[0].transitions
+    np.testing.assert_array_equal(data.actions[2, 1:], 0.0)
+    # p: the aperture in the joint states of the state it answers
+    stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+    joints = next(m for _, _, m in read_bag(src).messages([ep.JOINT_STATES])
+                  if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp)
+    fingers = [joints.position[list(joints.name).index(n)] for n in PANDA_FINGER_JOINTS]
+    assert data.actions[2, 0] == pytest.approx(gripper_aperture(fingers, PANDA_FINGER_OPEN_POSITION))
+    np.testing.assert_array_equal(data.actions[3:], original.actions[original.episode == 0][3:])
 
 
 def test_other_control_period_and_unfinished_are_left_out(demos, tmp_path):

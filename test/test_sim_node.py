@@ -231,8 +231,12 @@ def test_sync_takes_the_gripper_from_the_stamped_action_of_this_state(ros):
     sim, probe = _bring_up(ros, publish_cloud=False, seed=3, sync_gripper=True)
     action = probe.create_publisher(JointState, topics.ACTION, qos.RELIABLE)
     ros.spin_until(lambda: sim.count_publishers(topics.ACTION) > 0, what="discovery of the action topic")
-    # One step first, so that the earlier state below has a stamp (0 would mean "this state").
-    _step(ros, probe, lambda: (probe.gripper.publish(Float64(data=1.0)), probe.send_twist((0.0, 0.0, 0.0))))
+    # One step first, answered with its action as equimanip's controllers do (which makes the
+    # simulation pair grippers by stamp from then on), so that the earlier state below has a stamp.
+    first = msgs.seconds(probe.ee[-1].header.stamp)
+    _step(ros, probe, lambda: (probe.gripper.publish(Float64(data=1.0)), probe.send_twist((0.0, 0.0, 0.0)),
+                               action.publish(msgs.action_msg([1.0, 0, 0, 0, 0], msgs.time_msg(first),
+                                                              "base_link"))))
     now = msgs.seconds(probe.ee[-1].header.stamp)
     earlier = now - sim.control_period
     steps = sim.env.steps
@@ -241,7 +245,7 @@ def test_sync_takes_the_gripper_from_the_stamped_action_of_this_state(ros):
     probe.gripper.publish(Float64(data=0.0))
     probe.send_twist((0.0, 0.0, 0.0), stamp_s=earlier)
     action.publish(msgs.action_msg([0.0, 0, 0, 0, 0], msgs.time_msg(earlier), "base_link"))
-    _delivered(ros, sim, "action", 1)
+    _delivered(ros, sim, "action", 2)
     # This state's answer: the twist, then its action (the gripper command it sends is late).
     probe.send_twist((0.0, 0.0, 0.0), stamp_s=now)
     _delivered(ros, sim, "twist", 2)
@@ -252,6 +256,49 @@ def test_sync_takes_the_gripper_from_the_stamped_action_of_this_state(ros):
     assert sim.env.steps == steps + 1
     fingers = msgs.joint_positions(probe.joints[-1], ["panda_finger_joint1", "panda_finger_joint2"])
     assert fingers.sum() > 0.075               # open, as this state's action said (not the stale close)
+
+
+def test_sync_a_stop_that_commands_no_gripper_leaves_it_closed(ros):
+    """A controller's stop before it ever commanded the gripper (restarted in mid-episode, its
+    first decision failed) sends a stamped action without ``p``: the step keeps the gripper the
+    last step had, not an open one (which would drop a held block) nor a stale command's."""
+    sim, probe = _bring_up(ros, publish_cloud=False, seed=3, sync_gripper=True)
+    action = probe.create_publisher(JointState, topics.ACTION, qos.RELIABLE)
+    ros.spin_until(lambda: sim.count_publishers(topics.ACTION) > 0, what="discovery of the action topic")
+
+    def answer(p, gripper=True):
+        now = msgs.seconds(probe.ee[-1].header.stamp)
+        probe.send_twist((0.0, 0.0, 0.0), stamp_s=now)
+        action.publish(msgs.action_msg([p, 0, 0, 0, 0], msgs.time_msg(now), "base_link", gripper=gripper))
+
+    for _ in range(10):                       # close the gripper
+        _step(ros, probe, lambda: answer(0.0))
+    closed = msgs.joint_positions(probe.joints[-1], ["panda_finger_joint1", "panda_finger_joint2"]).sum()
+    assert closed < 0.01
+    probe.gripper.publish(Float64(data=1.0))  # a stale "open" on the unstamped topic
+    for _ in range(5):
+        _step(ros, probe, lambda: answer(1.0, gripper=False))
+    fingers = msgs.joint_positions(probe.joints[-1], ["panda_finger_joint1", "panda_finger_joint2"])
+    assert fingers.sum() < 0.01
+
+
+def test_sync_an_earlier_states_action_does_not_make_steps_wait_for_actions(ros):
+    """Only an action for the current state (or the one just answered) switches the simulation
+    to pairing the gripper by stamp: one for another state (a recording played back) must not
+    leave a controller that sends no actions waiting forever."""
+    sim, probe = _bring_up(ros, publish_cloud=False, seed=3, sync_gripper=True)
+    action = probe.create_publisher(JointState, topics.ACTION, qos.RELIABLE)
+    ros.spin_until(lambda: sim.count_publishers(topics.ACTION) > 0, what="discovery of the action topic")
+    for _ in range(3):
+        _step(ros, probe, lambda: (probe.gripper.publish(Float64(data=1.0)), probe.send_twist((0.0, 0.0, 0.0))))
+    earlier = msgs.seconds(probe.ee[-1].header.stamp) - 3 * sim.control_period
+    action.publish(msgs.action_msg([0.0, 0, 0, 0, 0], msgs.time_msg(earlier), "base_link"))
+    _delivered(ros, sim, "action", 1)
+    # Twist and gripper command, no action: a step (not a republish of the state after a wait).
+    steps = sim.env.steps
+    probe.gripper.publish(Float64(data=1.0))
+    probe.send_twist((0.0, 0.0, 0.0))
+    ros.spin_until(lambda: sim.env.steps > steps, timeout_s=5.0, what="the step")
 
 
 def test_a_ros1_style_frame_name_is_the_same_frame(loop):

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -217,7 +218,7 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
     report.camera_pose = None if camera_pose is None else camera_pose.tolist()
 
     # Pass 2: each cloud with the state of its instant -> Observation.
-    states, stamps, images = [], [], []
+    states, stamps, apertures, images = [], [], [], []
     seen_clouds = set()
     for _, cloud_log_ns, cloud in bag.messages([ep.CLOUD]):
         t_cloud = _ns(cloud.header.stamp)
@@ -256,6 +257,7 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
             continue
         states.append(obs.object_state)
         stamps.append(t_state)
+        apertures.append(aperture)
         if config.heightmaps:
             images.append(obs.heightmap)
     if not states:
@@ -264,6 +266,7 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
     order = np.argsort(stamps, kind="stable")
     stamps_arr = np.asarray(stamps, dtype=np.int64)[order]
     states_arr = np.stack(states).astype(np.float32)[order]
+    apertures_arr = np.asarray(apertures, dtype=np.float32)[order]
     heightmaps = np.stack(images)[order].astype(np.float32) if config.heightmaps else None
 
     # Transitions at the control rate.
@@ -281,6 +284,9 @@ def process_episode(path: Path, config: DatasetConfig) -> EpisodeArrays:
         if action is None:
             report.problems.append(f"no action for the state at {t * 1e-9:.3f} s")
             continue
+        if np.isnan(action[0]):          # a stop that left the gripper as it was: its aperture
+            action = action.copy()
+            action[0] = apertures_arr[k]
         pairs.append((k, k + 1))
         acts.append(action)
     report.states = len(stamps_arr)
@@ -347,14 +353,17 @@ def _goal_track(bag: Bag, report: EpisodeReport, base_frame: str) -> Optional[Go
 
 def _action(msg) -> Optional[np.ndarray]:
     """[p, dx, dy, dz, dyaw] of a stamped action message, whatever order it names them in (as
-    equimanip.nodes.msgs.action_from_msg); None when malformed or not finite."""
+    equimanip.nodes.msgs.action_from_msg); None when malformed or not finite. A stop that
+    commanded no gripper has no ``p`` (msgs.action_msg): p is NaN then, for the caller to fill
+    with the aperture the gripper kept."""
     if len(msg.name) != len(msg.position):
         return None
     values = dict(zip(msg.name, msg.position))
-    if any(n not in values for n in ACTION_NAMES):
+    if any(n not in values for n in ACTION_NAMES[1:]):
         return None
-    action = np.array([values[n] for n in ACTION_NAMES], dtype=np.float64)
-    return action.astype(np.float32) if np.all(np.isfinite(action)) else None
+    action = np.array([values.get(n, math.nan) for n in ACTION_NAMES], dtype=np.float64)
+    finite = np.all(np.isfinite(action[1:])) and (ACTION_NAMES[0] not in values or math.isfinite(action[0]))
+    return action.astype(np.float32) if finite else None
 
 
 def _aperture(joint_states, config: DatasetConfig) -> float:

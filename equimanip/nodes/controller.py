@@ -494,7 +494,11 @@ class ControllerNode(Node):
             self._log.error("nonfinite", f"refused to publish a non-finite action {action.tolist()}")
             action = np.array([self._last_gripper if self._last_gripper is not None else 1.0, 0, 0, 0, 0])
             hold = True
-        if not (hold and self._last_gripper is None):   # never open or close a gripper on a stop
+        # Never open or close a gripper on a stop: a stop before any gripper command sends none,
+        # and its stamped action has no gripper either (a simulation in sync mode takes the
+        # step's gripper from it: open would drop a block).
+        commands_gripper = not (hold and self._last_gripper is None)
+        if commands_gripper:
             self._last_gripper = float(action[0])
             self._pub_gripper.publish(Float64(data=self._last_gripper))
         output = self.get_parameter("output").value
@@ -508,7 +512,7 @@ class ControllerNode(Node):
             self._pub_twist.publish(msg)
         if output in ("joint_trajectory", "both"):
             self._publish_trajectory(None if hold else action)
-        self._pub_action.publish(msgs.action_msg(action, stamp, self.base_frame))
+        self._pub_action.publish(msgs.action_msg(action, stamp, self.base_frame, gripper=commands_gripper))
         self._last_answer = time.monotonic()
         self._commanded = bool(np.any(action[1:5] != 0.0))
 

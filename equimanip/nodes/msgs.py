@@ -66,11 +66,20 @@ def joint_positions(msg: JointState, names) -> np.ndarray:
     return np.array([msg.position[index[n]] for n in names])
 
 
-def action_msg(action, stamp: Time, frame_id: str) -> JointState:
+def action_msg(action, stamp: Time, frame_id: str, gripper: bool = True) -> JointState:
     """The whole action as a stamped named vector (topics.ACTION): JointState's header, names and
-    positions are exactly that, and every ROS tool can plot and record it."""
-    return JointState(header=Header(stamp=stamp, frame_id=frame_id), name=list(ACTION_NAMES),
-                      position=[float(v) for v in action])
+    positions are exactly that, and every ROS tool can plot and record it. ``gripper`` False: a
+    stop sent before the controller ever commanded the gripper, which leaves it as it is; the
+    message then has no ``p`` (see commands_gripper)."""
+    names, values = list(ACTION_NAMES), [float(v) for v in action]
+    if not gripper:
+        names, values = names[1:], values[1:]
+    return JointState(header=Header(stamp=stamp, frame_id=frame_id), name=names, position=values)
+
+
+def commands_gripper(msg: JointState) -> bool:
+    """Whether a topics.ACTION message commands the gripper (has ``p``; see action_msg)."""
+    return ACTION_NAMES[0] in msg.name
 
 
 def action_from_msg(msg: JointState) -> np.ndarray:
