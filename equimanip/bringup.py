@@ -251,18 +251,19 @@ def publishers(node: Node, topic: str) -> int:
     return node.count_publishers(node.resolve_topic_name(topic))
 
 
-def check_alone(sim: Node, controller: Node) -> None:
-    """RuntimeError when another arm or controller is on this ROS domain: its commands would step
-    our simulation and ours its (seen: two ``equimanip run`` at once on one machine answered each
-    other's states, and both runs' results were wrong)."""
+def check_alone(sim: Node, controller: Node, domain_id: Optional[int] = None) -> None:
+    """RuntimeError when another arm or controller is on this ROS domain (``domain_id``, None:
+    ROS_DOMAIN_ID's): its commands would step our simulation and ours its (seen: two ``equimanip
+    run`` at once on one machine answered each other's states, and both runs' results were wrong)."""
     crowded = [f"{topic} has {n} publishers" for topic, n in
                ((topics.TWIST, publishers(sim, topics.TWIST)), (topics.GRIPPER, publishers(sim, topics.GRIPPER)),
                 (topics.EE_POSE, publishers(controller, topics.EE_POSE))) if n > 1]
     if crowded:
-        domain = os.environ.get("ROS_DOMAIN_ID", "0")
+        domain = domain_id if domain_id is not None else os.environ.get("ROS_DOMAIN_ID", "0")
         raise RuntimeError(f"another arm or controller is running on ROS domain {domain} ({'; '.join(crowded)}, "
                            "one expected): stop it, or give this run a domain of its own "
-                           "(ROS_DOMAIN_ID=<0-101> equimanip run ...)")
+                           "(ROS_DOMAIN_ID=<0-101> equimanip run ...). A process killed a moment ago "
+                           "stays visible until its DDS lease runs out (about 20 s)")
 
 
 def node_overrides(config: RunConfig, node_name: str) -> dict:
@@ -333,7 +334,7 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
             and controller.inputs_connected() and monitor.reset_client.service_is_ready()
             and monitor.controller_reset_client.service_is_ready()),
             30.0, "the nodes to discover each other")
-        check_alone(sim, controller)
+        check_alone(sim, controller, config.domain_id)
         # Readiness: no episode step is spent on a controller that cannot decide yet.
         wait_until_ready(graph, controller, 120.0, report)
 
@@ -344,7 +345,7 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
         # Setting the seed restarts the simulation's seed sequence: episode k gets seed + k.
         sim.set_parameters([Parameter("seed", value=config.seed)])
         for k in range(config.episodes):
-            check_alone(sim, controller)          # (a run started after this one is found here)
+            check_alone(sim, controller, config.domain_id)   # (a run started after this one)
             monitor.done = None
             cleared = monitor.controller_reset_client.call_async(Trigger.Request())
             graph.spin_until(cleared.done, 30.0, "the controller to clear its memory")
@@ -362,6 +363,7 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
                              f"episode {k + 1} to end")
             episode = EpisodeResult(k + 1, config.seed + k, sim.env.success, sim.env.steps,
                                     time.monotonic() - t0)
+            check_alone(sim, controller, config.domain_id)   # not counted if another joined in it
             result.episodes.append(episode)
             if on_episode is not None:
                 on_episode(episode)

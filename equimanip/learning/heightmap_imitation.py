@@ -27,8 +27,9 @@ traces, as on the object-centric state.
 
 Everything else is as BC and BMIL on the object-centric state (``bc.py``, ``bmil.py``): the
 reference's hyperparameters, normalised actions with a linear output, MSE. No input
-standardisation: every heightmap pixel has the same units (depths in metres, the aperture in
-[0, 1]), as the SAC networks take them.
+standardisation: the networks take the channels as the SAC networks do (the depth channels in
+metres, the aperture channel in [0, 1]); a per-pixel standardisation would also break the
+rotation symmetry the encoder relies on unless it were the same for every pixel.
 """
 from __future__ import annotations
 
