@@ -15,8 +15,9 @@ as the controller. A motion command answers the state whose stamp it carries; on
 state is dropped. The gripper command (std_msgs/Float64) carries no stamp, so a controller that
 also sends its stamped action (``/equimanip/action``, as equimanip's do) has the step's gripper
 taken from that action, paired with the state by its stamp: a late gripper command of an earlier
-answer can then never count for this state. The gripper command is latched until the next one.
-Either way the node publishes its own time on ``/clock``.
+answer can then never count for this state (an action without ``p``, a controller's stop before
+it ever commanded the gripper, keeps the gripper the last step had). The gripper command is
+latched until the next one. Either way the node publishes its own time on ``/clock``.
 
 Cost. What one message may cost is bounded: a trajectory holds at most ``MAX_TRAJECTORY_POINTS``
 points (a larger message is refused before it is decoded), and the camera at most
