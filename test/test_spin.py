@@ -13,60 +13,50 @@ import pytest
 
 pytestmark = pytest.mark.ros
 
+def node_script(name: str, body: str) -> str:
+    """A Python program that runs through spin_node, as a node executable's main() does, the node
+    class ``Node_`` whose __init__ goes on with ``body`` (indented as in the class: 8 spaces for
+    __init__'s lines, 4 for further methods)."""
+    return textwrap.dedent("""
+        import os, signal, sys, time
+        from rclpy.node import Node
+        from equimanip.nodes.spin import spin_node
+
+        class Node_(Node):
+            def __init__(self):
+                super().__init__("{name}")
+        {body}
+        spin_node(Node_, sys.argv[:1])
+    """).replace("{name}", name).replace("{body}\n", body.lstrip("\n"))
+
+
 # A node whose timer callback sends its own process Ctrl-C and then goes on working, standing for a
 # callback (or rclpy taking a message) that a Ctrl-C from outside catches half-way.
-SIGNALS_ITSELF = textwrap.dedent("""
-    import os, signal, sys
-    from rclpy.node import Node
-    from equimanip.nodes.spin import spin_node
+SIGNALS_ITSELF = node_script("signals_itself", """
+        self.create_timer(0.05, self.tick)
 
-    class SignalsItself(Node):
-        def __init__(self):
-            super().__init__("signals_itself")
-            self.create_timer(0.05, self.tick)
-
-        def tick(self):
-            os.kill(os.getpid(), signal.{signal})
-            sum(range(300_000))                     # Python work after the signal
-            with open(sys.argv[1], "a") as f:
-                f.write("finished ")
-
-    spin_node(SignalsItself, sys.argv[:1])
+    def tick(self):
+        os.kill(os.getpid(), signal.{signal})
+        sum(range(300_000))                     # Python work after the signal
+        with open(sys.argv[1], "a") as f:
+            f.write("finished ")
 """)
 
 # A node that takes long to start (as one loading a network does) and is stopped meanwhile.
-SLOW_START = textwrap.dedent("""
-    import sys, time
-    from rclpy.node import Node
-    from equimanip.nodes.spin import spin_node
-
-    class SlowStart(Node):
-        def __init__(self):
-            super().__init__("slow_start")
-            print("starting", flush=True)
-            time.sleep(30)
-            print("started", flush=True)
-
-    spin_node(SlowStart, sys.argv[:1])
+SLOW_START = node_script("slow_start", """
+        print("starting", flush=True)
+        time.sleep(30)
+        print("started", flush=True)
 """)
 
 # A node whose one callback never returns.
-HANGS = textwrap.dedent("""
-    import sys, time
-    from rclpy.node import Node
-    from equimanip.nodes.spin import spin_node
+HANGS = node_script("hangs", """
+        self.create_timer(0.05, self.hang)
 
-    class Hangs(Node):
-        def __init__(self):
-            super().__init__("hangs")
-            self.create_timer(0.05, self.hang)
-
-        def hang(self):
-            print("hanging", flush=True)
-            while True:
-                time.sleep(0.05)
-
-    spin_node(Hangs, sys.argv[:1])
+    def hang(self):
+        print("hanging", flush=True)
+        while True:
+            time.sleep(0.05)
 """)
 
 
@@ -83,18 +73,27 @@ def test_a_stop_signal_lets_the_running_callback_finish(tmp_path, sig):
     assert marker.read_text().startswith("finished")
 
 
-def test_ctrl_c_while_starting_stops_the_node_without_a_traceback():
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_START], stdout=subprocess.PIPE,
+def interrupt(script: str, ready: str, waits: list[float]) -> tuple:
+    """Run ``script``; once it prints ``ready``, send it Ctrl-C after each of ``waits`` seconds
+    (it must still be running each time). Its (exit code, stdout, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == "starting"
-        time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
+        assert proc.stdout.readline().strip() == ready
+        for wait in waits:
+            time.sleep(wait)
+            assert proc.poll() is None
+            proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0 and "Traceback" not in err, err
+    return proc.returncode, out, err
+
+
+def test_ctrl_c_while_starting_stops_the_node_without_a_traceback():
+    code, out, err = interrupt(SLOW_START, "starting", [0.2])
+    assert code == 0 and "Traceback" not in err, err
     assert "started" not in out
 
 
@@ -102,16 +101,5 @@ def test_a_second_ctrl_c_stops_a_node_whose_callback_hangs():
     """The first Ctrl-C only shuts the context down, which a hung callback never sees; one more
     after StopSignals.INSIST_S interrupts the callback, and the node still exits cleanly."""
     from equimanip.nodes.spin import StopSignals
-    proc = subprocess.Popen([sys.executable, "-c", HANGS], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "hanging"
-        proc.send_signal(signal.SIGINT)
-        time.sleep(StopSignals.INSIST_S + 0.5)
-        assert proc.poll() is None                  # still in the callback
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0 and "Traceback" not in err, err
+    code, _, err = interrupt(HANGS, "hanging", [0.0, StopSignals.INSIST_S + 0.5])
+    assert code == 0 and "Traceback" not in err, err
