@@ -4,6 +4,7 @@ synthetic task, the checkpoint round trip, and `equimanip train bmil --input hei
 expert episodes, evaluated in the simulation."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -120,6 +121,14 @@ def test_bc_and_bmil_on_heightmaps_learn_and_the_checkpoint_reproduces_the_polic
         loaded.act(np.zeros((2, 32, 32), np.float32))
     with pytest.raises(ValueError, match="non-finite"):
         loaded.act(np.full((2, SIZE, SIZE), np.nan, np.float32))
+
+
+def test_a_dataset_of_another_heightmap_view_is_refused():
+    data = block_dataset(8)
+    data.config = dataclasses.replace(data.config, observation=dataclasses.replace(
+        data.config.observation, heightmap_mode="table"))
+    with pytest.raises(ValueError, match="gripper-centred view"):
+        train_on_heightmaps(data, BCConfig(epochs=1), HeightmapConfig(heightmap_size=SIZE))
 
 
 def test_a_dataset_without_heightmaps_is_refused():

@@ -96,6 +96,11 @@ class HeightmapImitationPolicy(torch.nn.Module):
         if net.config.heightmap_size != observation.heightmap_size:
             raise ValueError(f"the network takes {net.config.heightmap_size} px heightmaps, the observation "
                              f"settings make {observation.heightmap_size}")
+        if observation.heightmap_mode != "gripper":
+            # The symmetry the network carries is a turn about the image centre: the gripper's
+            # vertical axis only in the gripper-centred view (heightmap_observation).
+            raise ValueError(f"a heightmap policy sees the gripper-centred view (heightmap_mode 'gripper'); "
+                             f"these observation settings have heightmap_mode '{observation.heightmap_mode}'")
         self.net, self.observation = net, observation
 
     def forward(self, heightmaps: torch.Tensor) -> torch.Tensor:
