@@ -489,3 +489,7 @@ def test_a_state_from_before_a_new_episode_is_not_answered_in_it(ros, start):
     assert [round(msgs.seconds(a.header.stamp), 3) for a in cell.actions] == [1.0, 1.2, 1.3]
     # What the hooks are told: the start event's stamp (a node's goal keeps the poses from then on).
     assert controller.starts == ([None] if start == "~/reset" else [1_200_000_000]) + [1_300_000_000]
+    # A restarted cell whose start event was missed: its states, far older than the start, are
+    # answered (ones within JUMP_BACK_S of it would be the episode before's).
+    step(ros, cell, 0.1, 4)
+    assert round(msgs.seconds(cell.twists[-1].header.stamp), 3) == 0.1

@@ -187,6 +187,12 @@ def test_a_decision_waits_for_its_own_poses_but_not_for_a_state_of_the_episode_b
     # a restarted cell's.
     goals._on_object_poses(poses(2.05, 0.9))
     assert [s for s, _ in goals._object_poses] == [2_100_000_000]
+    # Far older than the start (more than JUMP_BACK_S): a cell whose clock restarted, its start
+    # event missed; its poses are taken from then on.
+    goals._on_object_poses(poses(0.05, 0.25))
+    goals._on_object_poses(poses(0.15, 0.3))
+    assert goals.goal_at(0.15, wait_s=5.0)[0][0] == pytest.approx(0.3)
+    goals.reset(start_ns=2_100_000_000)                              # (as before, for what follows)
     # A restarted cell: its clock went back, and its states are waited for again.
     goals.reset()
     goals._on_object_poses(poses(0.1, 0.3))

@@ -70,7 +70,7 @@ from equimanip.geometry import normalize_frame_id
 from equimanip.kinematics import PANDA
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.params import BASE_FRAME, CONTROL_PERIOD, ParamSpec, declare_parameters, param_values
-from equimanip.nodes.sync import TimeSync
+from equimanip.nodes.sync import JUMP_BACK_S, TimeSync
 from equimanip.nodes.throttle import ReasonThrottle
 from equimanip.safety import WORKSPACE_HIGH, WORKSPACE_LOW, CommandRejected, SafetyLimits, as_action, limit_action
 
@@ -676,7 +676,11 @@ class ControllerNode(Node):
         below the start event's are; below a ~/reset's newest set they need not be (a cell whose
         clock restarted), only that set's own stamp is taken as the episode before's."""
         if self._episode_start_ns is not None and inputs.stamp_ns < self._episode_start_ns:
-            return True
+            if self._episode_start_ns - inputs.stamp_ns <= JUMP_BACK_S * 1e9:
+                return True
+            # Far older: the cell's clock restarted (a new simulation whose start event was
+            # missed while discovery went on), not a late state: its states are answered.
+            self._episode_start_ns = None
         return inputs.stamp_ns == self._stale_stamp_ns
 
     # ------------------------------------------------------------------ parameters

@@ -25,6 +25,7 @@ from geometry_msgs.msg import PoseArray, PoseStamped
 from equimanip.geometry import normalize_frame_id, yaw_of_quat_xyzw
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.params import ParamSpec
+from equimanip.nodes.sync import JUMP_BACK_S
 
 GOAL_SOURCES = ("topic", "object_poses", "nearest_object")
 # Longest wait (s) of a decision for the simulated cell's object poses of its own state (goal_at).
@@ -113,7 +114,9 @@ class GoalInput:
                 if stamp_ns == self._earlier_episode_ns:     # the last state before the reset, again
                     return
                 if self._episode_start_ns is not None and stamp_ns < self._episode_start_ns:
-                    return                                    # the old scene's, late
+                    if self._episode_start_ns - stamp_ns <= JUMP_BACK_S * 1e9:
+                        return                                # the old scene's, late
+                    self._episode_start_ns = None             # the cell's clock restarted
                 if stamp_ns < self._earlier_episode_ns:      # the cell's clock went back (a restart)
                     self._earlier_episode_ns = -1
                 self._object_poses.append((stamp_ns, poses))

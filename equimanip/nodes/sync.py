@@ -19,10 +19,15 @@ from typing import Callable, Sequence
 
 from equimanip.nodes.msgs import seconds
 
+# A stamp this much older than the newest one seen means the cell's clock went back (a restarted
+# simulation or driver), not a late message: TimeSync starts over, and the controller and its goal
+# stop taking such stamps for the episode before's.
+JUMP_BACK_S = 1.0
+
 
 class TimeSync:
     def __init__(self, topics: Sequence[str], callback: Callable[[dict], None], slop: float = 0.0,
-                 queue_size: int = 10, jump_back: float = 1.0):
+                 queue_size: int = 10, jump_back: float = JUMP_BACK_S):
         if slop < 0:
             raise ValueError(f"slop must be >= 0, got {slop}")
         self._topics = tuple(topics)
