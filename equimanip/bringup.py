@@ -345,7 +345,6 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
         # Setting the seed restarts the simulation's seed sequence: episode k gets seed + k.
         sim.set_parameters([Parameter("seed", value=config.seed)])
         for k in range(config.episodes):
-            check_alone(sim, controller, config.domain_id)   # (a run started after this one)
             monitor.done = None
             cleared = monitor.controller_reset_client.call_async(Trigger.Request())
             graph.spin_until(cleared.done, 30.0, "the controller to clear its memory")
@@ -363,7 +362,8 @@ def run(config: RunConfig, on_episode: Optional[Callable[[EpisodeResult], None]]
                              f"episode {k + 1} to end")
             episode = EpisodeResult(k + 1, config.seed + k, sim.env.success, sim.env.steps,
                                     time.monotonic() - t0)
-            check_alone(sim, controller, config.domain_id)   # not counted if another joined in it
+            # Another run started since: this episode is not counted (the start was checked above).
+            check_alone(sim, controller, config.domain_id)
             result.episodes.append(episode)
             if on_episode is not None:
                 on_episode(episode)

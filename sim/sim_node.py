@@ -399,6 +399,10 @@ class SimNode(Node):
         """Simulated time (s) as published on /clock: never goes backwards."""
         return self._clock_offset + self.env.time
 
+    def _now_ns(self) -> int:
+        """The current state's stamp in nanoseconds, as its messages carry it."""
+        return msgs.nanoseconds(msgs.time_msg(self._sim_now()))
+
     def _reject(self, what: str, reason: str) -> None:
         self._log.warning(f"{what}: {reason_key(reason)}", f"rejected {what}: {reason}; holding the arm still")
         self._motion = None
@@ -440,16 +444,14 @@ class SimNode(Node):
         if not self.get_parameter("sync").value:
             return
         self.received["action"] += 1
-        stamp = msg.header.stamp
-        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
-        now = msgs.time_msg(self._sim_now())
+        stamp_ns, now_ns = msgs.nanoseconds(msg.header.stamp), self._now_ns()
         # An action for this state or for the one the last step answered (sent after the twist and
         # gripper command the step was taken on) comes from a controller in this loop: from now on
         # a step's gripper is its state's action's (until a reset finds no one sending actions).
         # One for any other state (a late answer, a recording played back) does not switch.
-        if stamp_ns in (0, self._answered_ns, now.sec * 1_000_000_000 + now.nanosec):
+        if stamp_ns in (0, self._answered_ns, now_ns):
             self._stamped_actions = True
-        if stamp_ns not in (0, now.sec * 1_000_000_000 + now.nanosec):   # 0: unstamped, now
+        if stamp_ns not in (0, now_ns):   # 0: unstamped, now
             return                     # an earlier state's: its twist is dropped (and logged) too
         if not msgs.commands_gripper(msg):   # a stop before any gripper command: it stays
             self._stamped_gripper = self._step_gripper
@@ -468,12 +470,11 @@ class SimNode(Node):
         command from before a reset) is dropped: executing it now would shift every later step."""
         if not self.get_parameter("sync").value:
             return True
-        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
-        now = msgs.time_msg(self._sim_now())
-        if stamp_ns != 0 and stamp_ns != now.sec * 1_000_000_000 + now.nanosec:
+        stamp_ns = msgs.nanoseconds(stamp)
+        if stamp_ns != 0 and stamp_ns != self._now_ns():
             self._log.warning(f"{what}: not for the current state",
                               f"ignored a {what} for the state at {msgs.seconds(stamp):.3f} s: the current "
-                              f"state is at {msgs.seconds(now):.3f} s")
+                              f"state is at {self._sim_now():.3f} s")
             return False
         return True
 
@@ -580,8 +581,7 @@ class SimNode(Node):
         self._motion_heard = self._gripper_heard = False
         self._stamped_gripper = None
         self._step_gripper = self._gripper
-        now = msgs.time_msg(self._sim_now())
-        self._answered_ns = now.sec * 1_000_000_000 + now.nanosec
+        self._answered_ns = self._now_ns()
         self._control_step(sync=True)
 
     def _on_timer(self) -> None:

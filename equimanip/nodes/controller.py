@@ -346,7 +346,7 @@ class ControllerNode(Node):
     # ------------------------------------------------------------------ inputs and decisions
     def _on_set(self, messages: dict) -> None:
         stamp = messages[topics.EE_POSE].header.stamp
-        inputs = InputSet(messages, stamp, stamp.sec * 1_000_000_000 + stamp.nanosec, time.monotonic())
+        inputs = InputSet(messages, stamp, msgs.nanoseconds(stamp), time.monotonic())
         with self._lock:
             self._latest = inputs
             self._last_input = inputs.received
@@ -625,7 +625,7 @@ class ControllerNode(Node):
 
     def _on_episode_event(self, msg: DiagnosticArray) -> None:
         """Queue the events for the decisions' thread (see ``_decision_mutex``) and wake it."""
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp_ns = msgs.nanoseconds(msg.header.stamp)
         for status in msg.status:
             if status.name in ("episode_start", "episode_end"):
                 self._episode_events.append((status.name, {kv.key: kv.value for kv in status.values}, stamp_ns))

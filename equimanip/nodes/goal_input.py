@@ -108,8 +108,7 @@ class GoalInput:
     def _on_object_poses(self, msg: PoseArray) -> None:
         poses = msgs.poses7(msg)
         if np.all(np.isfinite(poses)):
-            stamp = msg.header.stamp
-            stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+            stamp_ns = msgs.nanoseconds(msg.header.stamp)
             with self._poses_arrived:
                 if stamp_ns == self._earlier_episode_ns:     # the last state before the reset, again
                     return

@@ -24,6 +24,11 @@ def seconds(stamp: Time) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def nanoseconds(stamp: Time) -> int:
+    """A stamp as integer nanoseconds: exact, so stamps compare for equality."""
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
 def header(frame_id: str, stamp_s: float) -> Header:
     return Header(frame_id=frame_id, stamp=time_msg(stamp_s))
 

@@ -48,7 +48,7 @@ from std_srvs.srv import SetBool, Trigger
 from equimanip.data import episode as ep
 from equimanip.data.bag import BagWriteError, BagWriter, check_writable, list_bags, list_partial
 from equimanip.data.msgdefs import MessageDefinitionError, schema_text, starts_with_header
-from equimanip.nodes import qos, topics
+from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.params import ParamSpec, declare_parameters, param_values
 from equimanip.nodes.spin import spin_node
 
@@ -388,7 +388,7 @@ class RecorderNode(Node):
     def _on_episode_event(self, msg) -> None:
         if not self.get_parameter("follow_episode_events").value:
             return
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp = msgs.nanoseconds(msg.header.stamp)
         for status in msg.status:
             values = {kv.key: kv.value for kv in status.values}
             if status.name == "episode_start":
