@@ -295,21 +295,47 @@ def transform_heightmap(g: GroupElement, image: Array) -> Array:
     if g.is_quarter_turn:
         return _quarter_turn(g, image)
     import torch
-    import torch.nn.functional as F
 
     tensor = torch.as_tensor(image)
     batch_shape, (H, W) = tensor.shape[:-2], tensor.shape[-2:]
     flat = tensor.reshape(-1, 1, H, W).to(torch.float32 if not tensor.is_floating_point() else tensor.dtype)
-    # Output pixel at scene point q samples the input at g^-1 q. Image-normalised coordinates are
-    # (x, -y) of the scene, hence the conjugation by S = diag(1, -1).
+    out = _resample(flat, np.broadcast_to(_sampling_theta(g), (flat.shape[0], 2, 3)))
+    out = out.reshape(*batch_shape, H, W)
+    return out.numpy().astype(image.dtype) if isinstance(image, np.ndarray) else out
+
+
+def transform_heightmaps(elements, images):
+    """``transform_heightmap`` of a batch, one element per image: ``images[b]`` (a float tensor
+    (B, ..., S, S), on any device) transformed by ``elements[b]``, in one ``grid_sample`` on the
+    images' device. Every element resamples bilinearly, so quarter turns, which
+    ``transform_heightmap`` turns exactly, agree with it only to float rounding here; other
+    elements give the same values. What the replay buffer uses to turn a batch on the GPU."""
+    if len(elements) != images.shape[0]:
+        raise ValueError(f"{len(elements)} elements for {images.shape[0]} images")
+    if not len(elements):
+        return images.clone()
+    flat = images.reshape(images.shape[0], -1, *images.shape[-2:])
+    return _resample(flat, np.stack([_sampling_theta(g) for g in elements])).reshape(images.shape)
+
+
+def _sampling_theta(g: GroupElement) -> np.ndarray:
+    """The affine map of ``torch.nn.functional.affine_grid`` that resamples an image by ``g``: the
+    output pixel at scene point q samples the input at g^-1 q. Image-normalised coordinates are
+    (x, -y) of the scene, hence the conjugation by S = diag(1, -1)."""
     S = np.diag([1.0, -1.0])
     theta = np.zeros((2, 3))
     theta[:, :2] = S @ g.inverse().matrix() @ S
-    grid = F.affine_grid(torch.as_tensor(theta, dtype=flat.dtype, device=flat.device).expand(flat.shape[0], 2, 3),
-                         list(flat.shape), align_corners=False)
-    out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    out = out.reshape(*batch_shape, H, W)
-    return out.numpy().astype(image.dtype) if isinstance(image, np.ndarray) else out
+    return theta
+
+
+def _resample(images, thetas: np.ndarray):
+    """Bilinear resampling of (N, C, H, W) images by N affine maps (zeros outside the image)."""
+    import torch
+    import torch.nn.functional as F
+
+    grid = F.affine_grid(torch.as_tensor(thetas, dtype=images.dtype, device=images.device), list(images.shape),
+                         align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def _quarter_turn(g: GroupElement, image: Array) -> Array:
@@ -325,4 +351,4 @@ def _quarter_turn(g: GroupElement, image: Array) -> Array:
 __all__ = ["GroupElement", "PlanarGroup", "GROUPS", "group", "IDENTITY", "Field", "Layout",
            "scalar", "pseudoscalar", "vector", "representation", "transform", "ACTION_LAYOUT",
            "object_state_layout", "transform_action", "transform_object_state",
-           "transform_heightmap"]
+           "transform_heightmap", "transform_heightmaps"]

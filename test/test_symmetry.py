@@ -155,3 +155,22 @@ def test_heightmap_any_angle_resamples_in_the_same_sense_as_the_scene(angle):
     quarter = sym.GroupElement(math.pi / 2)
     resampled = sym.transform_heightmap(sym.GroupElement(math.pi / 2 + 1e-7), bump(v))
     np.testing.assert_allclose(resampled, sym.transform_heightmap(quarter, bump(v)), atol=1e-4)
+
+
+def test_a_batch_of_heightmaps_is_transformed_like_each_one_alone():
+    """transform_heightmaps (the replay buffer's batched path) gives every image what
+    transform_heightmap gives it: the same values for other angles, float rounding for the
+    quarter turns and mirrors that transform_heightmap does exactly."""
+    rng = np.random.default_rng(3)
+    images = torch.as_tensor(rng.uniform(0, 0.2, (7, 2, 32, 32)), dtype=torch.float32)
+    elements = [sym.GroupElement(a) for a in (0.3, -2.0, 4.1)] + list(sym.group("d4").elements())[1:5]
+    batch = sym.transform_heightmaps(elements, images)
+    for b, g in enumerate(elements):
+        alone = sym.transform_heightmap(g, images[b])
+        if g.is_quarter_turn:
+            torch.testing.assert_close(batch[b], alone, atol=1e-5, rtol=0)
+        else:
+            torch.testing.assert_close(batch[b], alone, atol=0, rtol=0)
+    assert sym.transform_heightmaps([], images[:0]).shape == (0, 2, 32, 32)
+    with pytest.raises(ValueError, match="2 elements for 7 images"):
+        sym.transform_heightmaps(elements[:2], images)
