@@ -217,6 +217,20 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
     assert [row.split(",")[0] for row in eval_rows[1:]] == ["3", "6", "9"]
     assert load_checkpoint(out / "last.pt").metadata["step"] == 9
 
+    # A time limit stops taking steps, and the run still ends as a finished one: final evaluation,
+    # checkpoints, plot and summary, with the steps it reached.
+    limited = tmp_path / "limited"
+    assert cli(["train", "sac", *TINY, "--steps", "1000", "--time-limit", "1e-6", "--out", str(limited),
+                "--json"]) == 0
+    printed = capsys.readouterr().out
+    assert "time limit of 1e-06 min reached at step 0 of 1000" in printed
+    summary = json.loads(printed.strip().splitlines()[-1])
+    assert summary["stopped_by_time_limit"] and summary["steps"] == 0 and summary["eval_episodes"] == 1
+    for name in ("last.pt", "learning_curve.png", "summary.json"):
+        assert (limited / name).stat().st_size > 0, name
+    assert cli(["train", "sac", *TINY, "--time-limit", "0", "--out", str(tmp_path / "y")]) == 2
+    assert "time_limit_min must be positive" in capsys.readouterr().err
+
     # Nothing to resume, and bad settings: clear refusals.
     assert cli(["train", "sac", "--resume", "--out", str(tmp_path / "empty")]) == 2
     assert cli(["train", "sac", *TINY, "--group", "c5", "--out", str(tmp_path / "x")]) == 2

@@ -125,6 +125,11 @@ class SACConfig:
     log_every: int = 50
     device: str = "auto"                        # cpu | cuda | auto
     threads: int = 1
+    # Stop taking environment steps this many minutes after this training command started
+    # (demonstrations included), then run the final evaluation and write everything as for a
+    # finished run (its summary and results row give the steps reached). For a machine lent for a
+    # fixed time; None: no limit.
+    time_limit_min: float | None = None
 
     def validate(self) -> "SACConfig":
         if self.task not in TASK_NAMES:
@@ -145,6 +150,8 @@ class SACConfig:
         if not 0 <= self.demo_fraction < 1 or (self.demo_fraction and not self.demos):
             raise ValueError(f"demo_fraction must be in [0, 1) and needs demonstrations (--demos), got "
                              f"{self.demo_fraction}")
+        if self.time_limit_min is not None and not self.time_limit_min > 0:
+            raise ValueError(f"time_limit_min must be positive, got {self.time_limit_min}")
         if self.demos < 0 or self.augment_copies < 0 or self.final_eval_episodes < 0 or self.sacfd_weight < 0:
             raise ValueError("demos, augment_copies, final_eval_episodes and sacfd_weight must be >= 0")
         if self.goal_channel and self.task not in TABLE_GOAL_ROWS:
@@ -408,7 +415,8 @@ def plot_learning_curve(out: Path, title: str) -> Path:
     top.set_ylim(-0.02, 1.02)
     top.set_ylabel("success rate")
     top.set_title(title)
-    top.legend(loc="upper left")
+    if eval_rows or train_rows:
+        top.legend(loc="upper left")
     top.grid(alpha=0.3)
     bottom.set_xlabel("environment steps")
     if train_rows:
@@ -460,6 +468,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
 
     from . import results
 
+    command_start = time.perf_counter()
     # Both revision helpers answer once per process: asked now, the checkpoints and the results
     # row name the tree this run started from, not a commit made while it trained.
     checkpoint.git_revision()
@@ -518,7 +527,13 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                dynamic_ncols=True)
     session_start = time.perf_counter()
     wall_before = state.wall_s
+    stopped_by_time = False
     while state.step < config.steps:
+        if config.time_limit_min is not None and time.perf_counter() - command_start >= 60 * config.time_limit_min:
+            stopped_by_time = True
+            tqdm.write(f"time limit of {config.time_limit_min:g} min reached at step {state.step} of "
+                       f"{config.steps}: final evaluation")
+            break
         # --- act in every environment, store what happened
         u = learner.act(obs)
         next_obs, rewards, terminated, truncated, infos = envs.step(np.stack([unnormalize_action(a) for a in u]))
@@ -584,7 +599,8 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                "robot_removal": observation_config.robot_removal,
                "goal_channel": observation_config.goal_channel, "pretrain_steps": config.pretrain_steps,
                "demo_fraction": config.demo_fraction,
-               "best_success": state.best_success, "best_step": state.best_step}
+               "best_success": state.best_success, "best_step": state.best_step,
+               "stopped_by_time_limit": stopped_by_time}
     if config.final_eval_episodes:
         success, result = evaluate_now(config.final_eval_episodes, eval_env)
         summary |= {"success": success, "eval_episodes": result.episodes}
@@ -746,6 +762,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=d.device, choices=["cpu", "cuda", "auto"])
     parser.add_argument("--threads", type=int, default=d.threads,
                         help="torch intra-op threads (1: see the module docstring)")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="MIN",
+                        help="stop taking steps MIN minutes after this command started, then evaluate and "
+                             "write everything as for a finished run (the steps reached are recorded)")
     parser.add_argument("--json", action="store_true", help="end with one JSON line (the run's summary)")
     return parser
 
@@ -763,7 +782,7 @@ def config_from_args(args) -> SACConfig:
                      learning_starts=args.learning_starts, lr=args.lr,
                      num_envs=args.num_envs, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                      final_eval_episodes=args.final_eval_episodes, log_every=args.log_every, device=args.device,
-                     threads=args.threads)
+                     threads=args.threads, time_limit_min=args.time_limit)
 
 
 def main(argv=None) -> int:
@@ -775,6 +794,8 @@ def main(argv=None) -> int:
             config = load_run_config(args.out)
             if args.steps is not None:
                 config = dataclasses.replace(config, steps=args.steps)
+            # A resumed run gets this command's limit, not the one it was started with.
+            config = dataclasses.replace(config, time_limit_min=args.time_limit)
         else:
             config = config_from_args(args)
         config.validate()
@@ -785,6 +806,8 @@ def main(argv=None) -> int:
     line = f"{config.task} / {config.group}{' relaxed' if config.relaxed else ''}: "
     if "success" in summary:
         line += f"success {summary['success']:.0%} over {summary['eval_episodes']} held-out episodes, "
+    if summary.get("stopped_by_time_limit"):
+        line += f"stopped by the time limit at step {summary['steps']} of {config.steps}, "
     line += (f"best evaluation {summary['best_success']:.0%} at step {summary['best_step']}, "
              f"{summary['wall_s'] / 60:.1f} min; logs and checkpoints in {args.out}")
     print(line)
