@@ -344,44 +344,49 @@ def test_benchmark_ends_with_one_json_line(capsys):
     assert result["ours_mode"] == "eager" and result["ours_ms"] == result["ours_eager_ms"]
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+
+
 @pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile on a CPU needs a C++ compiler")
-def test_compiled_cycle_plans_what_the_eager_one_plans():
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_cycle_plans_what_the_eager_one_plans(device):
     """MPPIConfig.compile compiles the whole cycle after the random draw: from the same seed it
     plans what eager PyTorch plans, cycle after cycle (warm start included), plain and symmetric, and
     the compiled point-mass model and cost (their element-wise form) agree with the eager ones.
     Samples whose cost is NaN get no weight there either, and a planner compiles once, not again
     for a new goal yaw of the end-effector cost."""
-    def planner(compile_, group, dynamics=PointMass()):
+    def planner(compile_, group, dynamics=PointMass(device=device)):
         config = MPPIConfig(action_low=(-1.0, -1.0), action_high=(1.0, 1.0), noise_sigma=(0.5, 0.5),
-                            num_samples=64, horizon=6, group=group, seed=3, compile=compile_)
-        return MPPI(dynamics, config, running_cost=QuadraticCost((1, 1, 0.1, 0.1), (0.01, 0.01)),
+                            num_samples=64, horizon=6, group=group, seed=3, compile=compile_, device=device)
+        return MPPI(dynamics, config, running_cost=QuadraticCost((1, 1, 0.1, 0.1), (0.01, 0.01), device=device),
                     action_layout=PointMass.action_layout)
 
     for group in ("none", "d4"):
         eager, compiled = planner(False, group), planner(True, group)
-        state = torch.tensor([1.0, -0.8, 0.2, 0.0])
+        state = torch.tensor([1.0, -0.8, 0.2, 0.0], device=device)
         for _ in range(3):
             a, b = eager.plan(state), compiled.plan(state)
             assert torch.allclose(a.actions, b.actions, atol=1e-5)
             assert torch.allclose(a.costs, b.costs, rtol=1e-5)
-            state = PointMass()(state[None], a.action[None])[0]
+            state = PointMass(device=device)(state[None], a.action[None])[0]
 
     def blows_up(state, action):
-        return torch.where(action[:, :1] > 0.5, torch.nan, PointMass()(state, action))
+        return torch.where(action[:, :1] > 0.5, torch.nan, PointMass(device=device)(state, action))
 
     eager, compiled = planner(False, "none", blows_up), planner(True, "none", blows_up)
-    a, b = eager.plan(torch.ones(4)), compiled.plan(torch.ones(4))
+    a, b = eager.plan(torch.ones(4, device=device)), compiled.plan(torch.ones(4, device=device))
     assert torch.isfinite(b.actions).all() and torch.allclose(a.actions, b.actions, atol=1e-5)
 
     from torch._dynamo.utils import counters
-    cost = EndEffectorCost(goal_position=(0.62, 0.1, 0.25), goal_yaw=0.0)
-    ee = MPPI(KinematicEndEffector(), MPPIConfig.for_end_effector(seed=0, num_samples=64, horizon=4, compile=True),
-              trajectory_cost=cost, action_layout=ACTION_LAYOUT)
-    ee.plan(torch.tensor([0.38, 0.0, 0.3, 0.0, 1.0]))
+    cost = EndEffectorCost(goal_position=(0.62, 0.1, 0.25), goal_yaw=0.0, device=device)
+    settings = MPPIConfig.for_end_effector(seed=0, num_samples=64, horizon=4, compile=True, device=device)
+    ee = MPPI(KinematicEndEffector(device=device), settings, trajectory_cost=cost, action_layout=ACTION_LAYOUT)
+    start = torch.tensor([0.38, 0.0, 0.3, 0.0, 1.0], device=device)
+    ee.plan(start)
     graphs = counters["stats"]["unique_graphs"]
     for yaw in (0.3, -0.5):
         cost.goal_yaw = yaw
-        ee.plan(torch.tensor([0.38, 0.0, 0.3, 0.0, 1.0]))
+        ee.plan(start)
     assert counters["stats"]["unique_graphs"] == graphs
 
 
