@@ -299,7 +299,7 @@ def transform_heightmap(g: GroupElement, image: Array) -> Array:
     tensor = torch.as_tensor(image)
     batch_shape, (H, W) = tensor.shape[:-2], tensor.shape[-2:]
     flat = tensor.reshape(-1, 1, H, W).to(torch.float32 if not tensor.is_floating_point() else tensor.dtype)
-    out = _resample(flat, np.broadcast_to(_sampling_theta(g), (flat.shape[0], 2, 3)))
+    out = _resample(flat, np.repeat(_sampling_theta(g)[None], flat.shape[0], axis=0))
     out = out.reshape(*batch_shape, H, W)
     return out.numpy().astype(image.dtype) if isinstance(image, np.ndarray) else out
 

@@ -266,3 +266,47 @@ def test_moving_one_network_leaves_the_others_where_they_are():
     layout = sym.ACTION_LAYOUT
     EquivariantMLP(layout, layout, "c8", hidden=16).to(torch.float64)
     assert EquivariantMLP(layout, layout, "c8", hidden=16).eval()(torch.rand(2, layout.size)).dtype == torch.float32
+
+
+def _nbytes(state: dict) -> int:
+    return sum(v.numel() * v.element_size() for v in state.values())
+
+
+@pytest.mark.parametrize("relaxed", [False, True])
+def test_state_dicts_hold_the_weights_not_what_escnn_derives_from_them(relaxed):
+    """escnn's expanded filters and sampled bases stay out of the state dict (a network built from
+    the same configuration computes them again); loading rebuilds them, also into a network in
+    eval mode (whose filters escnn caches), inside a plain parent module, and from a state dict
+    written before that still holds them."""
+    from equimanip.models.mlp import EquivariantMLP
+
+    cfg = NetworkConfig.cpu(relaxed=relaxed)
+    torch.manual_seed(0)
+    actor = make_actor(cfg).eval()
+    state = actor.state_dict()
+    derived = fields.derived_state_keys(actor)
+    assert derived and not derived & set(state)
+    old_format = state | {k: b for k, b in actor.named_buffers(remove_duplicate=False) if k in derived}
+    assert _nbytes(state) * 5 < _nbytes(old_format)
+
+    x = torch.rand(3, cfg.in_channels, cfg.heightmap_size, cfg.heightmap_size)
+    with torch.no_grad():
+        expected = actor(x)[0]
+    for saved in (state, old_format):
+        fresh = make_actor(cfg).eval()            # eval mode: filters expanded from its own random weights
+        fresh.load_state_dict(saved)
+        with torch.no_grad():
+            assert torch.equal(fresh(x)[0], expected)
+    parent = torch.nn.ModuleDict({"actor": make_actor(cfg)})
+    parent.load_state_dict({f"actor.{k}": v for k, v in state.items()})
+    assert set(parent.state_dict()) == {f"actor.{k}" for k in state}
+    with torch.no_grad():
+        assert torch.equal(parent["actor"].eval()(x)[0], expected)
+
+    # An MLP whose layers share one basis module: the state dict holds it under each of them.
+    mlp = EquivariantMLP(sym.object_state_layout(2), sym.ACTION_LAYOUT, group="c4", hidden=32, depth=4).eval()
+    fresh = EquivariantMLP(sym.object_state_layout(2), sym.ACTION_LAYOUT, group="c4", hidden=32, depth=4).eval()
+    fresh.load_state_dict(mlp.state_dict())
+    s = torch.rand(4, sym.object_state_layout(2).size)
+    with torch.no_grad():
+        assert torch.equal(fresh(s), mlp(s))

@@ -261,7 +261,73 @@ class CheapModuleWalk:
         yield from walk(self, prefix)
 
 
-__all__ = ["CheapModuleWalk", "own_kernel_bases",
+# Buffers escnn computes from a layer's weights (expanded filters and matrices, with their bias)
+# or from its field types (bias expansion); a basis-sampling module's buffers (sampled bases and
+# their index tables) all come from the field types.
+_LAYER_DERIVED_BUFFERS = ("filter", "matrix", "expanded_bias", "bias_expansion")
+
+
+def derived_state_keys(network: nn.Module) -> set[str]:
+    """The ``network.state_dict()`` keys of buffers that escnn rebuilds from the weights and the
+    field types, which a network built from the same configuration computes again."""
+    from escnn.nn.modules.basismanager import BasisManager
+    from escnn.nn.modules.conv.rd_convolution import _RdConv
+
+    keys: set[str] = set()
+    # Every path: layers with the same basis share one basis module, which the state dict holds
+    # once under each of them.
+    for path, module in network.named_modules(remove_duplicate=False):
+        prefix = f"{path}." if path else ""
+        if isinstance(module, BasisManager):
+            names = list(module._buffers)
+        elif isinstance(module, (_RdConv, enn.Linear)):
+            names = [n for n in _LAYER_DERIVED_BUFFERS if n in module._buffers]
+        else:
+            continue
+        keys.update(prefix + n for n in names
+                    if module._buffers[n] is not None and n not in module._non_persistent_buffers_set)
+    return keys
+
+
+class WeightsOnlyStateDict(nn.Module):
+    """Mixin for torch modules that contain escnn layers: ``state_dict`` leaves out the buffers
+    escnn derives (``derived_state_keys``), and loading rebuilds them.
+
+    They are most of the state dict: the C8 actor of the paper configuration has 4.5 MB of weights
+    and 55 MB of expanded filters and sampled bases, the CPU configuration's 60 kB and 1.3 MB. It
+    works through module hooks, so it also holds when the network sits inside a plain module
+    whose ``state_dict`` or ``load_state_dict`` is called. Loading takes a network's own derived
+    buffers in place of any the state dict carries (checkpoints written before this: same values,
+    ignored) and then switches the network to training mode and back, which makes escnn expand its
+    filters again from the loaded weights (eval mode caches them)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_state_dict_post_hook(_drop_derived_buffers)
+        self.register_load_state_dict_pre_hook(_use_own_derived_buffers)
+        self.register_load_state_dict_post_hook(_expand_loaded_weights)
+
+
+def _drop_derived_buffers(module, state_dict, prefix, local_metadata) -> None:
+    for key in derived_state_keys(module):
+        state_dict.pop(prefix + key, None)
+
+
+def _use_own_derived_buffers(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                             error_msgs) -> None:
+    derived = derived_state_keys(module)
+    for name, buffer in module.named_buffers(remove_duplicate=False):
+        if name in derived:
+            state_dict[prefix + name] = buffer
+
+
+def _expand_loaded_weights(module, incompatible_keys) -> None:
+    mode = module.training
+    module.train(True)
+    module.train(mode)
+
+
+__all__ = ["CheapModuleWalk", "WeightsOnlyStateDict", "derived_state_keys", "own_kernel_bases",
            "gspace", "planar_group_of", "to_escnn_element", "check_elements", "field_representation",
            "layout_type", "trivial_type", "regular_type", "band_limited_type", "band_limited_size",
            "check_group_name", "DEFAULT_SO2_MAX_FREQUENCY"]

@@ -49,7 +49,7 @@ def feature_layout(copies: int) -> sym.Layout:
                       + tuple(sym.vector(f"u2_{i}", f"v2_{i}", 2) for i in range(copies)))
 
 
-class HeightmapPolicyNet(fields.CheapModuleWalk, nn.Module):
+class HeightmapPolicyNet(fields.CheapModuleWalk, fields.WeightsOnlyStateDict):
     """heightmap [B, C, S, S] -> features [B, F] -> normalised action [B, 5] (linear output)."""
 
     def __init__(self, network: NetworkConfig, features: int = 8, hidden: int = 256, depth: int = 4,

@@ -38,7 +38,7 @@ from equimanip.models import fields
 from equimanip.models.nonlinear import so2_nonlinearity
 
 
-class EquivariantMLP(fields.CheapModuleWalk, nn.Module):
+class EquivariantMLP(fields.CheapModuleWalk, fields.WeightsOnlyStateDict):
     def __init__(self, in_layout: sym.Layout, out_layout: sym.Layout, group: str, hidden: int = 256,
                  depth: int = 3, so2_max_frequency: int = 3, so2_nonlinearity_kind: str = "gated"):
         super().__init__()

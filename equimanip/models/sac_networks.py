@@ -178,7 +178,7 @@ def network_gspace(cfg: NetworkConfig):
 # ------------------------------------------------------------------------------- the networks
 
 
-class _SACNetwork(fields.CheapModuleWalk, nn.Module):
+class _SACNetwork(fields.CheapModuleWalk, fields.WeightsOnlyStateDict):
     def __init__(self, cfg: NetworkConfig):
         super().__init__()
         self.config = cfg
