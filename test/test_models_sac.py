@@ -274,10 +274,10 @@ def _nbytes(state: dict) -> int:
 
 @pytest.mark.parametrize("relaxed", [False, True])
 def test_state_dicts_hold_the_weights_not_what_escnn_derives_from_them(relaxed):
-    """escnn's expanded filters and sampled bases stay out of the state dict (a network built from
-    the same configuration computes them again); loading rebuilds them, also into a network in
-    eval mode (whose filters escnn caches), inside a plain parent module, and from a state dict
-    written before that still holds them."""
+    """escnn's expanded filters (and the other buffers it derives exactly) stay out of the state
+    dict; the sampled bases, whose last bits differ between CPUs, stay in. Loading rebuilds the
+    filters, also into a network in eval mode (whose filters escnn caches), inside a plain parent
+    module, and from a state dict written before that still holds them."""
     from equimanip.models.mlp import EquivariantMLP
 
     cfg = NetworkConfig.cpu(relaxed=relaxed)
@@ -286,8 +286,9 @@ def test_state_dicts_hold_the_weights_not_what_escnn_derives_from_them(relaxed):
     state = actor.state_dict()
     derived = fields.derived_state_keys(actor)
     assert derived and not derived & set(state)
+    assert any(k.endswith(".filter") for k in derived) and any(k.endswith(".sampled_basis") for k in state)
     old_format = state | {k: b for k, b in actor.named_buffers(remove_duplicate=False) if k in derived}
-    assert _nbytes(state) * 5 < _nbytes(old_format)
+    assert _nbytes(state) * 2 < _nbytes(old_format)
 
     x = torch.rand(3, cfg.in_channels, cfg.heightmap_size, cfg.heightmap_size)
     with torch.no_grad():
