@@ -70,7 +70,7 @@ from equimanip.geometry import normalize_frame_id
 from equimanip.kinematics import PANDA
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.params import BASE_FRAME, CONTROL_PERIOD, ParamSpec, declare_parameters, param_values
-from equimanip.nodes.sync import JUMP_BACK_S, TimeSync
+from equimanip.nodes.sync import EpisodeStart, TimeSync
 from equimanip.nodes.throttle import ReasonThrottle
 from equimanip.safety import WORKSPACE_HIGH, WORKSPACE_LOW, CommandRejected, SafetyLimits, as_action, limit_action
 
@@ -250,7 +250,7 @@ class ControllerNode(Node):
         self._last_decided_ns = -1
         # Sets not answered in this episode (see _start_episode): stamped before the start event,
         # or at the stamp of the newest set of the episode before (republished in sync mode).
-        self._episode_start_ns: Optional[int] = None
+        self._episode_start = EpisodeStart()
         self._stale_stamp_ns: Optional[int] = None
         self.episode_start_ns: Optional[int] = None      # during on_episode_start: the event's stamp
         self._last_answer = -math.inf      # time.monotonic() of the last command published
@@ -658,7 +658,7 @@ class ControllerNode(Node):
             # By stamp, not by the set: the simulation republishes its last state while it waits,
             # and each republish is a new set of the same stamp.
             latest = self._latest
-            self._episode_start_ns = start_ns
+            self._episode_start.ns = start_ns
             before = latest is not None and (start_ns is None or latest.stamp_ns < start_ns
                                              or latest.stamp_ns == self._last_decided_ns)
             self._stale_stamp_ns = latest.stamp_ns if before else None
@@ -675,13 +675,9 @@ class ControllerNode(Node):
         """Whether ``inputs`` belongs to the episode before this one (see _start_episode). Stamps
         below the start event's are; below a ~/reset's newest set they need not be (a cell whose
         clock restarted), only that set's own stamp is taken as the episode before's."""
-        if self._episode_start_ns is not None and inputs.stamp_ns < self._episode_start_ns:
-            if self._episode_start_ns - inputs.stamp_ns <= JUMP_BACK_S * 1e9:
-                return True
-            # Far older: the cell's clock restarted (a new simulation whose start event was
-            # missed while discovery went on), not a late state: its states are answered.
-            self._episode_start_ns = None
-        return inputs.stamp_ns == self._stale_stamp_ns
+        # (Far older than the start: the cell's clock restarted, e.g. a new simulation whose start
+        # event was missed while discovery went on, not a late state: its states are answered.)
+        return self._episode_start.precedes(inputs.stamp_ns) or inputs.stamp_ns == self._stale_stamp_ns
 
     # ------------------------------------------------------------------ parameters
     @staticmethod

@@ -25,7 +25,7 @@ from geometry_msgs.msg import PoseArray, PoseStamped
 from equimanip.geometry import normalize_frame_id, yaw_of_quat_xyzw
 from equimanip.nodes import msgs, qos, topics
 from equimanip.nodes.params import ParamSpec
-from equimanip.nodes.sync import JUMP_BACK_S
+from equimanip.nodes.sync import EpisodeStart
 
 GOAL_SOURCES = ("topic", "object_poses", "nearest_object")
 # Longest wait (s) of a decision for the simulated cell's object poses of its own state (goal_at).
@@ -72,7 +72,7 @@ class GoalInput:
         self._earlier_episode_ns = -1
         # The start event's stamp (None after a ~/reset): poses stamped before it are the old
         # scene's even when they arrive after the event.
-        self._episode_start_ns: Optional[int] = None
+        self._episode_start = EpisodeStart()
         # Inputs and decisions run on different threads; a decision may wait for its poses.
         self._lock = threading.Lock()
         self._poses_arrived = threading.Condition(self._lock)
@@ -112,10 +112,8 @@ class GoalInput:
             with self._poses_arrived:
                 if stamp_ns == self._earlier_episode_ns:     # the last state before the reset, again
                     return
-                if self._episode_start_ns is not None and stamp_ns < self._episode_start_ns:
-                    if self._episode_start_ns - stamp_ns <= JUMP_BACK_S * 1e9:
-                        return                                # the old scene's, late
-                    self._episode_start_ns = None             # the cell's clock restarted
+                if self._episode_start.precedes(stamp_ns):   # the old scene's, late
+                    return
                 if stamp_ns < self._earlier_episode_ns:      # the cell's clock went back (a restart)
                     self._earlier_episode_ns = -1
                 self._object_poses.append((stamp_ns, poses))
@@ -134,7 +132,7 @@ class GoalInput:
             elif self._object_poses:
                 newest = max(s for s, _ in self._object_poses)
                 self._earlier_episode_ns = max(self._earlier_episode_ns, newest)
-            self._episode_start_ns = start_ns
+            self._episode_start.ns = start_ns
             self._object_poses.clear()
             self._object_poses.extend(kept)
 

@@ -25,6 +25,25 @@ from equimanip.nodes.msgs import seconds
 JUMP_BACK_S = 1.0
 
 
+class EpisodeStart:
+    """The stamp of the current episode's start event, to tell the episode before's messages that
+    arrive after it (stamped up to JUMP_BACK_S before it) from a restarted cell's (stamped far
+    before it: its clock went back, so the start is forgotten and its messages are this episode's).
+    Shared by the controller's states and its goal's object poses."""
+
+    def __init__(self):
+        self.ns: int | None = None      # None: no start event (or a restarted clock)
+
+    def precedes(self, stamp_ns: int) -> bool:
+        """Whether a message stamped ``stamp_ns`` is the episode before's."""
+        if self.ns is None or stamp_ns >= self.ns:
+            return False
+        if self.ns - stamp_ns <= JUMP_BACK_S * 1e9:
+            return True
+        self.ns = None
+        return False
+
+
 class TimeSync:
     def __init__(self, topics: Sequence[str], callback: Callable[[dict], None], slop: float = 0.0,
                  queue_size: int = 10, jump_back: float = JUMP_BACK_S):
