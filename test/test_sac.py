@@ -127,6 +127,23 @@ def test_sacfd_term_pulls_the_policy_mean_toward_expert_actions():
     assert learner().update(fixed_batch(expert=False))["sacfd_loss"] == 0.0   # no expert samples: no term
 
 
+def test_sacfd_on_the_sample_also_narrows_the_policy_on_expert_states():
+    """equi_rl's default SACfD pulls the reparameterised sample, not the mean, toward the expert:
+    its loss holds the policy's variance too, which the mean variant leaves to the temperature."""
+    batch = fixed_batch(expert=True)
+    entropies = {}
+    for target in ("mean", "sample"):
+        sac = learner(sacfd_weight=10.0, sacfd_target=target, lr=3e-3)
+        first = sac.update(batch)["sacfd_loss"]
+        for _ in range(40):
+            stats = sac.update(batch)
+        assert stats["sacfd_loss"] < 0.5 * first
+        entropies[target] = stats["entropy"]
+    assert entropies["sample"] < entropies["mean"] - 1.0
+    with pytest.raises(ValueError, match="sacfd_target"):
+        SACConfig(sacfd_target="pi").validate()
+
+
 def test_a_relaxed_networks_regulariser_enters_the_loss():
     class Penalised(TinyCritic):
         def regularization_loss(self):

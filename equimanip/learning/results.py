@@ -115,6 +115,10 @@ def sac_row(summary: dict, **provenance) -> dict:
         network += f", {summary['pretrain_steps']} pre-training updates"
     if summary.get("demo_fraction"):
         network += f", demonstrations {summary['demo_fraction']:.0%} of each batch"
+    if summary.get("sacfd_weight", 1.0) != 1.0:
+        network += f", SACfD weight {summary['sacfd_weight']:g}"
+    if summary.get("sacfd_target", "mean") != "mean":
+        network += f", SACfD on the {summary['sacfd_target']}"
     return {
         "experiment": "yaw_sector" if summary.get("yaw_sector") else "sample_efficiency",
         "task": summary["task"], "group": summary["group"], "relaxed": summary["relaxed"], "network": network,

@@ -25,8 +25,9 @@ One update (:meth:`SAC.update`) is the CleanRL-style SAC step plus SACfD's term:
 * critic: ``y = r + gamma (1 - terminated) (min Q_target(s', a') - alpha log pi(a'|s'))`` with
   ``a' ~ pi(s')``; loss ``w (Q1 - y)^2 + w (Q2 - y)^2`` (w = importance weights, 1 without PER);
 * actor: ``alpha log pi(a|s) - min Q(s, a)`` with ``a ~ pi(s)`` (reparameterised), plus
-  ``sacfd_weight`` times the squared distance between ``tanh(mean)`` and the expert's action on
-  expert samples; plus the relaxed networks' regulariser toward equivariance when they have one;
+  ``sacfd_weight`` times the squared distance between ``tanh(mean)`` (``sacfd_target`` "mean") or
+  the sampled action ("sample") and the expert's action on expert samples; plus the relaxed
+  networks' regulariser toward equivariance when they have one;
 * temperature: ``-log alpha (log pi + target_entropy)`` (automatic entropy tuning).
 
 Actions live in [-1, 1]^5 for the networks (tanh-squashed) and are scaled to the physical limits
@@ -98,6 +99,10 @@ class SACConfig:
     # --- demonstrations (SACfD)
     demos: int = 20
     sacfd_weight: float = 1.0
+    # What the SACfD term pulls toward the expert's action: the policy's mean ("mean", equi_rl's
+    # sacfd_mean) or its reparameterised sample ("sample", equi_rl's sacfd default, which also
+    # shrinks the policy's spread on the demonstrations' states).
+    sacfd_target: str = "mean"
     # SAC updates on the demonstrations alone before the first environment step (equi_rl's
     # pre_train_step, 0 there by default): the actor starts from a cloned expert, the critic from
     # the demonstrations' returns.
@@ -152,6 +157,8 @@ class SACConfig:
                              f"{self.demo_fraction}")
         if self.time_limit_min is not None and not self.time_limit_min > 0:
             raise ValueError(f"time_limit_min must be positive, got {self.time_limit_min}")
+        if self.sacfd_target not in ("mean", "sample"):
+            raise ValueError(f"sacfd_target must be mean or sample, got {self.sacfd_target!r}")
         if self.demos < 0 or self.augment_copies < 0 or self.final_eval_episodes < 0 or self.sacfd_weight < 0:
             raise ValueError("demos, augment_copies, final_eval_episodes and sacfd_weight must be >= 0")
         if self.goal_channel and self.task not in TABLE_GOAL_ROWS:
@@ -284,7 +291,8 @@ class SAC:
         actor_loss = (alpha * log_prob - torch.min(q1_pi, q2_pi)).mean()
         # SACfD: stay close to the expert's action where the sample is a demonstration
         if batch.is_expert.any() and cfg.sacfd_weight > 0:
-            sacfd_loss = F.mse_loss(mean_u[batch.is_expert], batch.action[batch.is_expert])
+            pulled = mean_u if cfg.sacfd_target == "mean" else u
+            sacfd_loss = F.mse_loss(pulled[batch.is_expert], batch.action[batch.is_expert])
         else:
             sacfd_loss = torch.zeros((), device=self.device)
         actor_total = actor_loss + cfg.sacfd_weight * sacfd_loss
@@ -598,7 +606,8 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                "heightmap_mode": observation_config.heightmap_mode,
                "robot_removal": observation_config.robot_removal,
                "goal_channel": observation_config.goal_channel, "pretrain_steps": config.pretrain_steps,
-               "demo_fraction": config.demo_fraction,
+               "demo_fraction": config.demo_fraction, "sacfd_weight": config.sacfd_weight,
+               "sacfd_target": config.sacfd_target,
                "best_success": state.best_success, "best_step": state.best_step,
                "stopped_by_time_limit": stopped_by_time}
     if config.final_eval_episodes:
@@ -746,6 +755,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo-fraction", type=float, default=d.demo_fraction,
                         help="fraction of every batch drawn from the demonstrations (0: uniform over the "
                              "buffer, as equi_rl)")
+    parser.add_argument("--sacfd-weight", type=float, default=d.sacfd_weight,
+                        help="weight of the SACfD term (the actor's L2 toward the expert's actions; 0: plain SAC)")
+    parser.add_argument("--sacfd-target", choices=["mean", "sample"], default=d.sacfd_target,
+                        help="what the SACfD term pulls toward the expert: the policy's mean (equi_rl's "
+                             "sacfd_mean) or its sample (equi_rl's sacfd)")
     parser.add_argument("--prioritized", action="store_true", help="prioritized replay (alpha 0.6, beta 0.4 -> 1)")
     parser.add_argument("--recompute-critic-features", action="store_true",
                         help="run the critic's encoder again for the actor's loss (equi_rl; about 30%% slower)")
@@ -777,6 +791,7 @@ def config_from_args(args) -> SACConfig:
                      yaw_sector=tuple(args.yaw_sector) if args.yaw_sector else None, prioritized=args.prioritized,
                      goal_channel={"auto": None, "on": True, "off": False}[args.goal_channel],
                      pretrain_steps=args.pretrain_steps, demo_fraction=args.demo_fraction,
+                     sacfd_weight=args.sacfd_weight, sacfd_target=args.sacfd_target,
                      reuse_critic_features=not args.recompute_critic_features,
                      augment_copies=args.augment_copies, batch_size=args.batch_size,
                      learning_starts=args.learning_starts, lr=args.lr,

@@ -322,7 +322,9 @@ def _use_own_derived_buffers(module, state_dict, prefix, local_metadata, strict,
                              error_msgs) -> None:
     derived = derived_state_keys(module)
     for name, buffer in module.named_buffers(remove_duplicate=False):
-        if name in derived:
+        # A sampled basis the state dict lacks (checkpoints written at 6cbe0a7, which dropped them
+        # too) is this network's own: the same up to the last bits of the CPU that computes it.
+        if name in derived or (name.rsplit(".", 1)[-1] in _KEPT_BASIS_BUFFERS and prefix + name not in state_dict):
             state_dict[prefix + name] = buffer
 
 
