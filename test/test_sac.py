@@ -186,6 +186,8 @@ def test_bad_configurations_are_refused():
         SACConfig(demo_fraction=1.0).validate()
     with pytest.raises(ValueError, match="demo_fraction"):
         SACConfig(demo_fraction=0.25, demos=0).validate()
+    with pytest.raises(ValueError, match="gamma"):
+        SACConfig(gamma=1.5).validate()
     with pytest.raises(ValueError, match="no goal on the table"):
         SACConfig(task="block_picking", goal_channel=True).validate()
     assert json.dumps(SACConfig().__dict__)        # plain data: goes into checkpoints and logs
@@ -211,11 +213,13 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
 
     out = tmp_path / "run"
     assert cli(["train", "sac", *TINY, "--steps", "6", "--pretrain-steps", "2", "--demo-fraction", "0.25",
+                "--sacfd-weight", "3", "--sacfd-target", "sample", "--gamma", "0.95",
                 "--out", str(out), "--json"]) == 0
     printed = capsys.readouterr().out
     assert "pre-trained on the demonstrations: 2 updates" in printed
     summary = json.loads(printed.strip().splitlines()[-1])
     assert summary["pretrain_steps"] == 2 and summary["demo_fraction"] == 0.25
+    assert (summary["sacfd_weight"], summary["sacfd_target"], summary["gamma"]) == (3.0, "sample", 0.95)
     assert summary["steps"] == 6 and [step for step, _ in summary["curve"]] == [3, 6]
     assert 0.0 <= summary["success"] <= 1.0 and summary["eval_episodes"] == 1
     for name in ("train.csv", "eval.csv", "best.pt", "last.pt", "train_state.pt", "replay.npz",

@@ -117,6 +117,8 @@ def sac_row(summary: dict, **provenance) -> dict:
         network += f", demonstrations {summary['demo_fraction']:.0%} of each batch"
     if summary.get("sacfd_weight", 1.0) != 1.0:
         network += f", SACfD weight {summary['sacfd_weight']:g}"
+    if summary.get("gamma", 0.99) != 0.99:
+        network += f", gamma {summary['gamma']:g}"
     if summary.get("sacfd_target", "mean") != "mean":
         network += f", SACfD on the {summary['sacfd_target']}"
     return {

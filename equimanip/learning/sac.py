@@ -606,7 +606,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                "heightmap_mode": observation_config.heightmap_mode,
                "robot_removal": observation_config.robot_removal,
                "goal_channel": observation_config.goal_channel, "pretrain_steps": config.pretrain_steps,
-               "demo_fraction": config.demo_fraction, "sacfd_weight": config.sacfd_weight,
+               "demo_fraction": config.demo_fraction, "sacfd_weight": config.sacfd_weight, "gamma": config.gamma,
                "sacfd_target": config.sacfd_target,
                "best_success": state.best_success, "best_step": state.best_step,
                "stopped_by_time_limit": stopped_by_time}
@@ -768,6 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learning-starts", type=int, default=d.learning_starts,
                         help="buffer items (copies included) before the first update")
     parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--gamma", type=float, default=d.gamma, help="discount (equi_rl: 0.99)")
     parser.add_argument("--num-envs", type=int, default=d.num_envs, help="environments stepped in parallel")
     parser.add_argument("--eval-every", type=int, default=d.eval_every)
     parser.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
@@ -794,7 +795,7 @@ def config_from_args(args) -> SACConfig:
                      sacfd_weight=args.sacfd_weight, sacfd_target=args.sacfd_target,
                      reuse_critic_features=not args.recompute_critic_features,
                      augment_copies=args.augment_copies, batch_size=args.batch_size,
-                     learning_starts=args.learning_starts, lr=args.lr,
+                     learning_starts=args.learning_starts, lr=args.lr, gamma=args.gamma,
                      num_envs=args.num_envs, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                      final_eval_episodes=args.final_eval_episodes, log_every=args.log_every, device=args.device,
                      threads=args.threads, time_limit_min=args.time_limit)
