@@ -77,10 +77,23 @@ def test_results_rows_tables_and_plot(tmp_path):
     assert views == ["64x64 gripper view"] * 2 + ["64x64 gripper (hand boxes) view"]
     assert results.sac_row(summary() | {"goal_channel": True})["network"].endswith(", goal channel")
     assert "goal" not in results.sac_row(summary() | {"goal_channel": False})["network"]
+    described = results.sac_row(summary() | {"sacfd_weight": 10.0, "sacfd_target": "sample", "gamma": 0.95})
+    assert described["network"].endswith(", SACfD weight 10, gamma 0.95, SACfD on the sample")
+    assert results.sac_row(summary() | {"sacfd_weight": 1.0, "sacfd_target": "mean"})["network"] == \
+        results.sac_row(summary())["network"]                         # the defaults go unsaid
     with pytest.raises(ValueError, match="columns"):
         results.append_row(csv_path, {"task": "x"}, ["task"])
     with pytest.raises(ValueError, match="does not have"):
         results.append_row(csv_path, {"unknown": 1}, results.SAC_FIELDS)
+
+
+def test_a_results_rows_revision_is_the_checkpoints_short_and_says_when_the_tree_was_modified():
+    from equimanip.checkpoint import git_revision
+
+    full, short = git_revision(), results.git_revision()
+    if full == "unknown":
+        pytest.skip("not a git checkout")
+    assert short == full[:7] + ("-dirty" if full.endswith("-dirty") else "")
 
 
 def test_results_command_adds_a_finished_run(tmp_path):

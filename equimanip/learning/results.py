@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import functools
 import json
 import os
 import platform
-import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -53,15 +51,13 @@ def machine_description() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {gpu}"
 
 
-@functools.lru_cache(maxsize=1)
 def git_revision() -> str:
-    """Short hash of the checked-out commit ('unknown' outside a git checkout), asked once per
-    process like equimanip.checkpoint.git_revision."""
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    """The short form of equimanip.checkpoint.git_revision (asked once per process, '-dirty'
+    when tracked files were modified: a row from an uncommitted tree says so)."""
+    from equimanip.checkpoint import git_revision as full_revision
+
+    rev = full_revision()
+    return rev if rev == "unknown" else rev[:7] + rev[40:]
 
 
 def today() -> str:

@@ -474,13 +474,10 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
     from equimanip.envs import ManipulationGymEnv, make_vector_env
     from equimanip.envs.demos import collect_demonstrations
 
-    from . import results
-
     command_start = time.perf_counter()
-    # Both revision helpers answer once per process: asked now, the checkpoints and the results
-    # row name the tree this run started from, not a commit made while it trained.
+    # The revision is asked once per process: asked now, the checkpoints and the results row name
+    # the tree this run started from, not a commit made while it trained.
     checkpoint.git_revision()
-    results.git_revision()
     config.validate()
     if config.network_settings is None:
         config = dataclasses.replace(config, network_settings=config.network_config().to_dict())
