@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from equimanip.learning.replay import Batch
@@ -144,6 +145,20 @@ def test_sacfd_on_the_sample_also_narrows_the_policy_on_expert_states():
         SACConfig(sacfd_target="pi").validate()
 
 
+def test_sacfd_targets_are_the_expert_actions_clamped_to_the_bound():
+    batch = fixed_batch(expert=True)
+    expert = batch.is_expert
+    assert (batch.action[expert].abs() > 0.5).any()
+    for bound in (1.0, 0.5):
+        sac = learner(sacfd_action_bound=bound)
+        with torch.no_grad():
+            _, _, mean_u = sac.policy(batch.obs)       # the actor is unchanged until its own step
+        expected = F.mse_loss(mean_u[expert], batch.action[expert].clamp(-bound, bound)).item()
+        assert sac.update(batch)["sacfd_loss"] == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="sacfd_action_bound"):
+        SACConfig(sacfd_action_bound=0.0).validate()
+
+
 def test_a_relaxed_networks_regulariser_enters_the_loss():
     class Penalised(TinyCritic):
         def regularization_loss(self):
@@ -213,13 +228,14 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
 
     out = tmp_path / "run"
     assert cli(["train", "sac", *TINY, "--steps", "6", "--pretrain-steps", "2", "--demo-fraction", "0.25",
-                "--sacfd-weight", "3", "--sacfd-target", "sample", "--gamma", "0.95",
+                "--sacfd-weight", "3", "--sacfd-target", "sample", "--sacfd-action-bound", "0.9", "--gamma", "0.95",
                 "--out", str(out), "--json"]) == 0
     printed = capsys.readouterr().out
     assert "pre-trained on the demonstrations: 2 updates" in printed
     summary = json.loads(printed.strip().splitlines()[-1])
     assert summary["pretrain_steps"] == 2 and summary["demo_fraction"] == 0.25
     assert (summary["sacfd_weight"], summary["sacfd_target"], summary["gamma"]) == (3.0, "sample", 0.95)
+    assert summary["sacfd_action_bound"] == 0.9
     assert summary["steps"] == 6 and [step for step, _ in summary["curve"]] == [3, 6]
     assert 0.0 <= summary["success"] <= 1.0 and summary["eval_episodes"] == 1
     for name in ("train.csv", "eval.csv", "best.pt", "last.pt", "train_state.pt", "replay.npz",

@@ -115,6 +115,8 @@ def sac_row(summary: dict, **provenance) -> dict:
         network += f", SACfD weight {summary['sacfd_weight']:g}"
     if summary.get("gamma", 0.99) != 0.99:
         network += f", gamma {summary['gamma']:g}"
+    if summary.get("sacfd_action_bound", 1.0) != 1.0:
+        network += f", SACfD targets within +-{summary['sacfd_action_bound']:g}"
     if summary.get("sacfd_target", "mean") != "mean":
         network += f", SACfD on the {summary['sacfd_target']}"
     return {

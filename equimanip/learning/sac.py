@@ -26,8 +26,8 @@ One update (:meth:`SAC.update`) is the CleanRL-style SAC step plus SACfD's term:
   ``a' ~ pi(s')``; loss ``w (Q1 - y)^2 + w (Q2 - y)^2`` (w = importance weights, 1 without PER);
 * actor: ``alpha log pi(a|s) - min Q(s, a)`` with ``a ~ pi(s)`` (reparameterised), plus
   ``sacfd_weight`` times the squared distance between ``tanh(mean)`` (``sacfd_target`` "mean") or
-  the sampled action ("sample") and the expert's action on expert samples; plus the relaxed
-  networks' regulariser toward equivariance when they have one;
+  the sampled action ("sample") and the expert's action (clamped to ``sacfd_action_bound``) on
+  expert samples; plus the relaxed networks' regulariser toward equivariance when they have one;
 * temperature: ``-log alpha (log pi + target_entropy)`` (automatic entropy tuning).
 
 Actions live in [-1, 1]^5 for the networks (tanh-squashed) and are scaled to the physical limits
@@ -103,6 +103,12 @@ class SACConfig:
     # sacfd_mean) or its reparameterised sample ("sample", equi_rl's sacfd default, which also
     # shrinks the policy's spread on the demonstrations' states).
     sacfd_target: str = "mean"
+    # The expert's normalised actions are clamped to [-b, b] as the SACfD term's targets. The
+    # experts' gripper commands (and most of their dz) lie exactly on the limits, +-1, which a
+    # tanh-squashed policy reaches only as its pre-tanh mean grows without bound: its log-density
+    # there, and with it the entropy the temperature is tuned on, then runs away (-9 against a
+    # target of -5, seen in runs that later collapsed). 1: equi_rl's targets, unclamped.
+    sacfd_action_bound: float = 1.0
     # SAC updates on the demonstrations alone before the first environment step (equi_rl's
     # pre_train_step, 0 there by default): the actor starts from a cloned expert, the critic from
     # the demonstrations' returns.
@@ -157,6 +163,8 @@ class SACConfig:
                              f"{self.demo_fraction}")
         if self.time_limit_min is not None and not self.time_limit_min > 0:
             raise ValueError(f"time_limit_min must be positive, got {self.time_limit_min}")
+        if not 0 < self.sacfd_action_bound <= 1:
+            raise ValueError(f"sacfd_action_bound must be in (0, 1], got {self.sacfd_action_bound}")
         if self.sacfd_target not in ("mean", "sample"):
             raise ValueError(f"sacfd_target must be mean or sample, got {self.sacfd_target!r}")
         if self.demos < 0 or self.augment_copies < 0 or self.final_eval_episodes < 0 or self.sacfd_weight < 0:
@@ -292,7 +300,8 @@ class SAC:
         # SACfD: stay close to the expert's action where the sample is a demonstration
         if batch.is_expert.any() and cfg.sacfd_weight > 0:
             pulled = mean_u if cfg.sacfd_target == "mean" else u
-            sacfd_loss = F.mse_loss(pulled[batch.is_expert], batch.action[batch.is_expert])
+            bound = cfg.sacfd_action_bound
+            sacfd_loss = F.mse_loss(pulled[batch.is_expert], batch.action[batch.is_expert].clamp(-bound, bound))
         else:
             sacfd_loss = torch.zeros((), device=self.device)
         actor_total = actor_loss + cfg.sacfd_weight * sacfd_loss
@@ -604,7 +613,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                "robot_removal": observation_config.robot_removal,
                "goal_channel": observation_config.goal_channel, "pretrain_steps": config.pretrain_steps,
                "demo_fraction": config.demo_fraction, "sacfd_weight": config.sacfd_weight, "gamma": config.gamma,
-               "sacfd_target": config.sacfd_target,
+               "sacfd_target": config.sacfd_target, "sacfd_action_bound": config.sacfd_action_bound,
                "best_success": state.best_success, "best_step": state.best_step,
                "stopped_by_time_limit": stopped_by_time}
     if config.final_eval_episodes:
@@ -757,6 +766,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sacfd-target", choices=["mean", "sample"], default=d.sacfd_target,
                         help="what the SACfD term pulls toward the expert: the policy's mean (equi_rl's "
                              "sacfd_mean) or its sample (equi_rl's sacfd)")
+    parser.add_argument("--sacfd-action-bound", type=float, default=d.sacfd_action_bound, metavar="B",
+                        help="clamp the expert's normalised actions to [-B, B] as SACfD targets (1: unclamped, "
+                             "as equi_rl)")
     parser.add_argument("--prioritized", action="store_true", help="prioritized replay (alpha 0.6, beta 0.4 -> 1)")
     parser.add_argument("--recompute-critic-features", action="store_true",
                         help="run the critic's encoder again for the actor's loss (equi_rl; about 30%% slower)")
@@ -790,6 +802,7 @@ def config_from_args(args) -> SACConfig:
                      goal_channel={"auto": None, "on": True, "off": False}[args.goal_channel],
                      pretrain_steps=args.pretrain_steps, demo_fraction=args.demo_fraction,
                      sacfd_weight=args.sacfd_weight, sacfd_target=args.sacfd_target,
+                     sacfd_action_bound=args.sacfd_action_bound,
                      reuse_critic_features=not args.recompute_critic_features,
                      augment_copies=args.augment_copies, batch_size=args.batch_size,
                      learning_starts=args.learning_starts, lr=args.lr, gamma=args.gamma,
