@@ -130,16 +130,22 @@ def save_checkpoint(path, kind: str, *, network_config, observation_config: Obse
 
 @functools.lru_cache(maxsize=1)
 def git_revision() -> str:
-    """The source tree's git revision ('unknown' outside a git checkout), '-dirty' if modified.
+    """This source tree's :func:`tree_revision`, asked once per process: a training run that takes
+    an hour reports the tree it started from, not a commit made while it ran
+    (equimanip.learning.sac.train asks at its start)."""
+    return tree_revision(Path(__file__).resolve().parent.parent)
 
-    Asked once per process: a training run that takes an hour reports the tree it started from,
-    not a commit made while it ran (equimanip.learning.sac.train asks at its start)."""
-    root = Path(__file__).resolve().parent.parent
+
+def tree_revision(root: Path) -> str:
+    """The git revision of the checkout at ``root`` ('unknown' outside one), '-dirty' if a tracked
+    file outside the documentation (docs/, *.md) is modified: results rows added to docs/results
+    while a run trains do not make the next run's revision dirty."""
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)docs", ":(exclude)*.md"],
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return rev + ("-dirty" if dirty else "")

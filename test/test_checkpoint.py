@@ -179,3 +179,27 @@ def test_the_training_camera_of_a_checkpoint_or_none_when_unknown_or_malformed(t
                      {"camera_pose": [float("nan")] * 7}, {"cell_params": ["no_such_cell"]},
                      {"cell_params": [str(broken)]}, {"cell_params": ["sim"]}):
         assert training_camera_pose(metadata) is None, metadata
+
+
+def test_a_revision_is_dirty_when_code_is_modified_not_when_only_documentation_is(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       check=True, capture_output=True)
+
+    assert ckpt.tree_revision(tmp_path) == "unknown"
+    (tmp_path / "docs").mkdir()
+    for name in ("code.py", "README.md", "docs/results.csv"):
+        (tmp_path / name).write_text("a\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "x")
+    clean = ckpt.tree_revision(tmp_path)
+    assert len(clean) == 40 and not clean.endswith("-dirty")
+    (tmp_path / "docs/results.csv").write_text("a\nrow added while a run trains\n")
+    (tmp_path / "README.md").write_text("b\n")
+    (tmp_path / "untracked.py").write_text("x\n")
+    assert ckpt.tree_revision(tmp_path) == clean
+    (tmp_path / "code.py").write_text("b\n")
+    assert ckpt.tree_revision(tmp_path) == clean + "-dirty"
