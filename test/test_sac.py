@@ -236,6 +236,7 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
     assert summary["pretrain_steps"] == 2 and summary["demo_fraction"] == 0.25
     assert (summary["sacfd_weight"], summary["sacfd_target"], summary["gamma"]) == (3.0, "sample", 0.95)
     assert summary["sacfd_action_bound"] == 0.9
+    assert summary["updates"] == 2 + 6            # pre-training, then one per step
     assert summary["steps"] == 6 and [step for step, _ in summary["curve"]] == [3, 6]
     assert 0.0 <= summary["success"] <= 1.0 and summary["eval_episodes"] == 1
     for name in ("train.csv", "eval.csv", "best.pt", "last.pt", "train_state.pt", "replay.npz",
@@ -267,6 +268,12 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
         assert (limited / name).stat().st_size > 0, name
     assert cli(["train", "sac", *TINY, "--time-limit", "0", "--out", str(tmp_path / "y")]) == 2
     assert "time_limit_min must be positive" in capsys.readouterr().err
+
+    # A fraction of an update per step: equi_rl's one update per 5 transitions, here one per 4.
+    assert cli(["train", "sac", *TINY, "--steps", "8", "--num-envs", "2", "--updates-per-step", "0.25",
+                "--out", str(tmp_path / "sparse"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 8 and summary["updates"] == 2 and summary["updates_per_step"] == 0.25
 
     # Nothing to resume, and bad settings: clear refusals.
     assert cli(["train", "sac", "--resume", "--out", str(tmp_path / "empty")]) == 2

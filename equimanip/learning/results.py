@@ -113,6 +113,8 @@ def sac_row(summary: dict, **provenance) -> dict:
         network += f", demonstrations {summary['demo_fraction']:.0%} of each batch"
     if summary.get("sacfd_weight", 1.0) != 1.0:
         network += f", SACfD weight {summary['sacfd_weight']:g}"
+    if summary.get("updates_per_step", 1.0) != 1.0:
+        network += f", {summary['updates_per_step']:g} updates per step"
     if summary.get("gamma", 0.99) != 0.99:
         network += f", gamma {summary['gamma']:g}"
     if summary.get("sacfd_action_bound", 1.0) != 1.0:

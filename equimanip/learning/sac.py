@@ -88,7 +88,9 @@ class SACConfig:
     tau: float = 0.01
     init_alpha: float = 0.01
     target_entropy: float = -5.0
-    updates_per_step: int = 1
+    # Updates per environment step; a fraction makes one update every 1 / f steps. equi_rl steps 5
+    # environments per update (0.2 here, with --num-envs 5): its curves count updates.
+    updates_per_step: float = 1.0
     learning_starts: int = 100                  # buffer items before the first update
     # The actor's loss reuses the critic encoder's features of the batch (computed for the critic's
     # loss, before its step) instead of running the encoder again: measured 511 -> 356 ms per update
@@ -461,6 +463,7 @@ class Progress:
     wall_s: float = 0.0
     recent_success: list = field(default_factory=list)
     evaluations: list = field(default_factory=list)    # (step, success_rate)
+    update_credit: float = 0.0      # updates owed by the steps taken (updates_per_step below 1)
 
 
 def build_networks(config: SACConfig):
@@ -562,9 +565,11 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
         obs = next_obs
         state.step += config.num_envs
 
-        # --- learn: one update per environment step
+        # --- learn: updates_per_step updates per environment step
         if len(buffer) >= config.learning_starts:
-            for _ in range(config.num_envs * config.updates_per_step):
+            state.update_credit += config.num_envs * config.updates_per_step
+            while state.update_credit > 1.0 - 1e-9:
+                state.update_credit -= 1.0
                 fraction = min(1.0, state.step / config.steps)
                 beta = config.per_beta_start + fraction * (config.per_beta_end - config.per_beta_start)
                 stats_window.append(learn_step(learner, buffer, config.batch_size, beta, device,
@@ -613,6 +618,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                "robot_removal": observation_config.robot_removal,
                "goal_channel": observation_config.goal_channel, "pretrain_steps": config.pretrain_steps,
                "demo_fraction": config.demo_fraction, "sacfd_weight": config.sacfd_weight, "gamma": config.gamma,
+               "num_envs": config.num_envs, "updates_per_step": config.updates_per_step, "updates": learner.updates,
                "sacfd_target": config.sacfd_target, "sacfd_action_bound": config.sacfd_action_bound,
                "best_success": state.best_success, "best_step": state.best_step,
                "stopped_by_time_limit": stopped_by_time}
@@ -779,6 +785,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--gamma", type=float, default=d.gamma, help="discount (equi_rl: 0.99)")
     parser.add_argument("--num-envs", type=int, default=d.num_envs, help="environments stepped in parallel")
+    parser.add_argument("--updates-per-step", type=float, default=d.updates_per_step,
+                        help="SAC updates per environment step; 0.2 with --num-envs 5 is equi_rl's one update "
+                             "per 5 transitions")
     parser.add_argument("--eval-every", type=int, default=d.eval_every)
     parser.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
     parser.add_argument("--final-eval-episodes", type=int, default=d.final_eval_episodes)
@@ -806,7 +815,8 @@ def config_from_args(args) -> SACConfig:
                      reuse_critic_features=not args.recompute_critic_features,
                      augment_copies=args.augment_copies, batch_size=args.batch_size,
                      learning_starts=args.learning_starts, lr=args.lr, gamma=args.gamma,
-                     num_envs=args.num_envs, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                     num_envs=args.num_envs, updates_per_step=args.updates_per_step,
+                     eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                      final_eval_episodes=args.final_eval_episodes, log_every=args.log_every, device=args.device,
                      threads=args.threads, time_limit_min=args.time_limit)
 
