@@ -53,7 +53,7 @@ def machine_description() -> str:
 
 def git_revision() -> str:
     """The short form of equimanip.checkpoint.git_revision (asked once per process, '-dirty'
-    when tracked files were modified: a row from an uncommitted tree says so)."""
+    when tracked code was modified: a row from an uncommitted tree says so)."""
     from equimanip.checkpoint import git_revision as full_revision
 
     rev = full_revision()
