@@ -87,6 +87,22 @@ def test_results_rows_tables_and_plot(tmp_path):
         results.append_row(csv_path, {"unknown": 1}, results.SAC_FIELDS)
 
 
+def test_the_plot_draws_one_configuration_per_group_never_an_average_of_several(tmp_path):
+    for row in (
+        summary(seed=0) | {"arm_control": 1},                                   # an older arm
+        summary(seed=0), summary(seed=1),                                       # C8, two seeds
+        summary(seed=0) | {"gamma": 0.95}, summary(seed=1) | {"gamma": 0.95},   # a variant, two seeds
+        summary(seed=2) | {"sacfd_weight": 10.0},                               # a variant, one seed
+        summary(group="none", seed=0)):
+        results.append_row(tmp_path / "sac.csv", results.sac_row(row), results.SAC_FIELDS)
+    arm, shown = results.plotted_configurations(results.read_rows(tmp_path / "sac.csv"))["block_picking"]
+    assert arm == "2" and set(shown) == {"c8", "none"}
+    network, runs = shown["c8"]
+    # Two configurations with two seeds each: the one added last, and only its runs.
+    assert network.endswith(", gamma 0.95") and [r["seed"] for r in runs] == ["0", "1"]
+    assert all(r["network"] == network and r["arm"] == "2" for r in runs)
+
+
 def test_a_results_rows_revision_is_the_checkpoints_short_and_says_when_the_tree_was_modified():
     from equimanip.checkpoint import git_revision
 

@@ -198,45 +198,65 @@ def sac_tables(rows: list[dict]) -> str:
     return "\n\n".join(parts)
 
 
-def plot_sac(rows: list[dict], path: Path) -> Path:
-    """Success against environment steps, one panel per task, one line per group (mean over seeds,
-    the seeds' range shaded)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    # One curve per run: a run continued with --resume has a row at each length; keep its longest.
+def plotted_configurations(rows: list[dict]) -> dict[str, tuple]:
+    """What :func:`plot_sac` draws: for each task, (its newest arm, {group: (network, runs)}) with
+    one configuration per group (c8, d4, relaxed c8, none, ...), the one with the most seeds on
+    that arm, then the one added to the file last. A run continued with --resume counts once, at
+    its longest row."""
     longest: dict[tuple, dict] = {}
     for r in rows:
         if r["experiment"] == "sample_efficiency" and r["curve"]:
             key = (r["task"], _label(r), r["network"], r["arm"], r["seed"])
             if key not in longest or int(r["steps"]) > int(longest[key]["steps"]):
                 longest[key] = r
-    efficiency = list(longest.values())
-    tasks = sorted({r["task"] for r in efficiency}) or ["(no runs yet)"]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.5), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        by_group = defaultdict(list)
-        for r in efficiency:
-            if r["task"] == task:
-                by_group[f"{_label(r)}, {r['network'].split(',')[0]}, arm {r['arm']}"].append(
-                    dict(parse_curve(r["curve"])))
-        for label, curves in sorted(by_group.items()):
+    position = {id(r): k for k, r in enumerate(rows)}     # the file's order: later rows are newer
+    plotted = {}
+    for task in sorted({r["task"] for r in longest.values()}):
+        runs = [r for r in longest.values() if r["task"] == task]
+        arm = max((r["arm"] for r in runs), key=lambda a: int(a) if str(a).isdigit() else -1)
+        configurations = defaultdict(list)
+        for r in runs:
+            if r["arm"] == arm:
+                configurations[(_label(r), r["network"], r["steps"])].append(r)
+        shown = {}
+        for (group, network, _), members in configurations.items():
+            rank = (len(members), max(position[id(m)] for m in members))
+            if group not in shown or rank > shown[group][0]:
+                shown[group] = (rank, network, members)
+        plotted[task] = (arm, {group: (network, members) for group, (_, network, members) in sorted(shown.items())})
+    return plotted
+
+
+def plot_sac(rows: list[dict], path: Path) -> Path:
+    """Success against environment steps, one panel per task: the comparison of groups, one line
+    per group as :func:`plotted_configurations` picks them (the mean over the configuration's
+    seeds, their range shaded). Runs of different configurations are never averaged together; the
+    variants tried are in the table."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    plotted = plotted_configurations(rows) or {"(no runs yet)": (None, {})}
+    fig, axes = plt.subplots(1, len(plotted), figsize=(6.5 * len(plotted), 5.0), squeeze=False)
+    for ax, (task, (arm, shown)) in zip(axes[0], plotted.items()):
+        for group, (network, members) in shown.items():
+            curves = [dict(parse_curve(m["curve"])) for m in members]
             steps = sorted(set.intersection(*(set(c) for c in curves)))
             values = np.array([[c[s] for s in steps] for c in curves])
+            detail = network.replace(" view", "").replace(", compact top", "")
             line, = ax.plot(steps, values.mean(0), "o-",
-                            label=f"{label} ({len(curves)} seed{'s' * (len(curves) > 1)})")
+                            label=f"{group}: {detail} ({len(curves)} seed{'s' * (len(curves) > 1)})")
             if len(curves) > 1:  # the seeds' range, in the colour of their mean
                 ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
         ax.axhline(0.9, color="grey", lw=0.8, ls="--")
-        ax.set_title(task)
+        ax.set_title(f"{task} (arm {arm})" if arm is not None else task)
         ax.set_xlabel("environment steps")
         ax.set_ylabel("success rate (held-out seeds)")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        if by_group:
-            ax.legend(loc="upper left", fontsize=8)
+        if shown:
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
