@@ -95,6 +95,17 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+# The training options a row's configuration names, in this order, where a run's summary differs
+# from SACConfig's defaults (runs from before an option existed have its default).
+_TRAINING_OPTIONS = (("pretrain_steps", "{} pre-training updates"),
+                     ("demo_fraction", "demonstrations {:.0%} of each batch"),
+                     ("sacfd_weight", "SACfD weight {:g}"),
+                     ("updates_per_step", "{:g} updates per step"),
+                     ("gamma", "gamma {:g}"),
+                     ("sacfd_action_bound", "SACfD targets within +-{:g}"),
+                     ("sacfd_target", "SACfD on the {}"))
+
+
 def sac_row(summary: dict, **provenance) -> dict:
     """The results row of a finished SAC run from its ``summary.json``; ``provenance`` (machine,
     date, revision, command) fills what the summary lacks."""
@@ -107,20 +118,13 @@ def sac_row(summary: dict, **provenance) -> dict:
     network = f"{size}x{size} {view} view, n_hidden {net['n_hidden']}, {net['top']} top"
     if summary.get("goal_channel"):
         network += ", goal channel"
-    if summary.get("pretrain_steps"):
-        network += f", {summary['pretrain_steps']} pre-training updates"
-    if summary.get("demo_fraction"):
-        network += f", demonstrations {summary['demo_fraction']:.0%} of each batch"
-    if summary.get("sacfd_weight", 1.0) != 1.0:
-        network += f", SACfD weight {summary['sacfd_weight']:g}"
-    if summary.get("updates_per_step", 1.0) != 1.0:
-        network += f", {summary['updates_per_step']:g} updates per step"
-    if summary.get("gamma", 0.99) != 0.99:
-        network += f", gamma {summary['gamma']:g}"
-    if summary.get("sacfd_action_bound", 1.0) != 1.0:
-        network += f", SACfD targets within +-{summary['sacfd_action_bound']:g}"
-    if summary.get("sacfd_target", "mean") != "mean":
-        network += f", SACfD on the {summary['sacfd_target']}"
+    from .sac import SACConfig
+
+    defaults = SACConfig()
+    for option, wording in _TRAINING_OPTIONS:
+        default = getattr(defaults, option)
+        if summary.get(option, default) != default:
+            network += ", " + wording.format(summary[option])
     return {
         "experiment": "yaw_sector" if summary.get("yaw_sector") else "sample_efficiency",
         "task": summary["task"], "group": summary["group"], "relaxed": summary["relaxed"], "network": network,
