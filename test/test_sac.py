@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from equimanip.learning.evaluate import training_seeds
 from equimanip.learning.replay import Batch
 from equimanip.learning.sac import SAC, SACConfig, squashed_gaussian
 
@@ -203,6 +204,10 @@ def test_bad_configurations_are_refused():
         SACConfig(demo_fraction=0.25, demos=0).validate()
     with pytest.raises(ValueError, match="gamma"):
         SACConfig(gamma=1.5).validate()
+    with pytest.raises(ValueError, match="run seeds"):
+        SACConfig(demos_from_seed=5000).validate()
+    with pytest.raises(ValueError, match="needs demonstrations"):
+        SACConfig(demos_from_seed=1, demos=0).validate()
     with pytest.raises(ValueError, match="no goal on the table"):
         SACConfig(task="block_picking", goal_channel=True).validate()
     assert json.dumps(SACConfig().__dict__)        # plain data: goes into checkpoints and logs
@@ -232,6 +237,7 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
                 "--out", str(out), "--json"]) == 0
     printed = capsys.readouterr().out
     assert "pre-trained on the demonstrations: 2 updates" in printed
+    assert f"1 expert demonstrations (episode seeds {training_seeds(0)[1]} .. " in printed
     summary = json.loads(printed.strip().splitlines()[-1])
     assert summary["pretrain_steps"] == 2 and summary["demo_fraction"] == 0.25
     assert (summary["sacfd_weight"], summary["sacfd_target"], summary["gamma"]) == (3.0, "sample", 0.95)
@@ -258,11 +264,15 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
     # A time limit stops taking steps, and the run still ends as a finished one: final evaluation,
     # checkpoints, plot and summary, with the steps it reached.
     limited = tmp_path / "limited"
-    assert cli(["train", "sac", *TINY, "--steps", "1000", "--time-limit", "1e-6", "--out", str(limited),
-                "--json"]) == 0
+    # (With another seed's demonstrations: the run's own seed stays, the demonstrations are seed 3's.)
+    assert cli(["train", "sac", *TINY, "--steps", "1000", "--time-limit", "1e-6", "--demos-from-seed", "3",
+                "--out", str(limited), "--json"]) == 0
     printed = capsys.readouterr().out
     assert "time limit of 1e-06 min reached at step 0 of 1000" in printed
+    first_demo_seed = training_seeds(3)[1]
+    assert f"1 expert demonstrations (episode seeds {first_demo_seed} .. " in printed
     summary = json.loads(printed.strip().splitlines()[-1])
+    assert summary["seed"] == 0 and summary["demos_from_seed"] == 3
     assert summary["stopped_by_time_limit"] and summary["steps"] == 0 and summary["eval_episodes"] == 1
     for name in ("last.pt", "learning_curve.png", "summary.json"):
         assert (limited / name).stat().st_size > 0, name

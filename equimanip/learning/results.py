@@ -99,6 +99,7 @@ def read_rows(path: Path) -> list[dict]:
 # from SACConfig's defaults (runs from before an option existed have its default).
 _TRAINING_OPTIONS = (("pretrain_steps", "{} pre-training updates"),
                      ("demo_fraction", "demonstrations {:.0%} of each batch"),
+                     ("demos_from_seed", "demonstrations of seed {}"),
                      ("sacfd_weight", "SACfD weight {:g}"),
                      ("updates_per_step", "{:g} updates per step"),
                      ("gamma", "gamma {:g}"),

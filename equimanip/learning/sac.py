@@ -120,6 +120,10 @@ class SACConfig:
     # demonstrations shrink to a few percent of the items and the SACfD term with them; a fixed
     # share keeps the actor near the expert through the whole run (DDPGfD's separate demo buffer).
     demo_fraction: float = 0.0
+    # Collect the demonstrations of this run seed instead of the run's own (None): separates what
+    # the demonstrations do from the rest of a run's randomness (network initialisation, its
+    # episodes, its minibatches), which the run seed keeps.
+    demos_from_seed: int | None = None
     # --- replay
     augment_copies: int = 4                     # rotated copies stored with every transition
     prioritized: bool = False
@@ -175,6 +179,10 @@ class SACConfig:
             raise ValueError(f"--goal-channel on: {self.task} has no goal on the table (tasks with one: "
                              f"{', '.join(TABLE_GOAL_ROWS)})")
         training_seeds(self.seed)                 # run seeds must stay clear of evaluation seeds
+        if self.demos_from_seed is not None:
+            if not self.demos:
+                raise ValueError("demos_from_seed needs demonstrations (--demos)")
+            training_seeds(self.demos_from_seed)
         self.network_config()                     # group, width and size checked by the models
         return self
 
@@ -498,6 +506,8 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     train_seed, demo_seed = training_seeds(config.seed)
+    if config.demos_from_seed is not None:
+        demo_seed = training_seeds(config.demos_from_seed)[1]
 
     actor, critic = networks if networks is not None else build_networks(config)
     net_config = config.network_config()
@@ -523,7 +533,8 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
         for demo in demos:
             for obs, action, reward, next_obs, terminated, _ in demo.transitions():
                 buffer.add(obs, normalize_action(action), reward, next_obs, terminated, is_expert=True)
-        print(f"{len(demos)} expert demonstrations, {sum(len(d) for d in demos)} transitions "
+        seeds = f" (episode seeds {demos[0].episode_seed} .. {demos[-1].episode_seed})" if demos else ""
+        print(f"{len(demos)} expert demonstrations{seeds}, {sum(len(d) for d in demos)} transitions "
               f"({len(buffer)} buffer items with the rotated copies)", flush=True)
         state.wall_s += pretrain(learner, buffer, config, device, progress)   # counted in the run's time
 
@@ -617,7 +628,8 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                "heightmap_mode": observation_config.heightmap_mode,
                "robot_removal": observation_config.robot_removal,
                "goal_channel": observation_config.goal_channel, "pretrain_steps": config.pretrain_steps,
-               "demo_fraction": config.demo_fraction, "sacfd_weight": config.sacfd_weight, "gamma": config.gamma,
+               "demo_fraction": config.demo_fraction, "demos_from_seed": config.demos_from_seed,
+               "sacfd_weight": config.sacfd_weight, "gamma": config.gamma,
                "num_envs": config.num_envs, "updates_per_step": config.updates_per_step, "updates": learner.updates,
                "sacfd_target": config.sacfd_target, "sacfd_action_bound": config.sacfd_action_bound,
                "best_success": state.best_success, "best_step": state.best_step,
@@ -767,6 +779,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo-fraction", type=float, default=d.demo_fraction,
                         help="fraction of every batch drawn from the demonstrations (0: uniform over the "
                              "buffer, as equi_rl)")
+    parser.add_argument("--demos-from-seed", type=int, default=None, metavar="SEED",
+                        help="collect the demonstrations run seed SEED would (default: this run's own), to tell "
+                             "a run's demonstrations from the rest of its randomness")
     parser.add_argument("--sacfd-weight", type=float, default=d.sacfd_weight,
                         help="weight of the SACfD term (the actor's L2 toward the expert's actions; 0: plain SAC)")
     parser.add_argument("--sacfd-target", choices=["mean", "sample"], default=d.sacfd_target,
@@ -810,8 +825,8 @@ def config_from_args(args) -> SACConfig:
                      yaw_sector=tuple(args.yaw_sector) if args.yaw_sector else None, prioritized=args.prioritized,
                      goal_channel={"auto": None, "on": True, "off": False}[args.goal_channel],
                      pretrain_steps=args.pretrain_steps, demo_fraction=args.demo_fraction,
-                     sacfd_weight=args.sacfd_weight, sacfd_target=args.sacfd_target,
-                     sacfd_action_bound=args.sacfd_action_bound,
+                     demos_from_seed=args.demos_from_seed, sacfd_weight=args.sacfd_weight,
+                     sacfd_target=args.sacfd_target, sacfd_action_bound=args.sacfd_action_bound,
                      reuse_critic_features=not args.recompute_critic_features,
                      augment_copies=args.augment_copies, batch_size=args.batch_size,
                      learning_starts=args.learning_starts, lr=args.lr, gamma=args.gamma,
