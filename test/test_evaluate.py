@@ -80,6 +80,7 @@ def test_results_rows_tables_and_plot(tmp_path):
     described = results.sac_row(summary() | {"sacfd_weight": 10.0, "sacfd_target": "sample", "gamma": 0.95})
     assert described["network"].endswith(", SACfD weight 10, gamma 0.95, SACfD on the sample")
     assert results.sac_row(summary() | {"demos_from_seed": 1})["network"].endswith(", demonstrations of seed 1")
+    assert results.sac_row(summary() | {"actor_average": 0.01})["network"].endswith(", actor averaged at 0.01")
     assert results.sac_row(summary() | {"sacfd_weight": 1.0, "sacfd_target": "mean", "demos_from_seed": None}
                            )["network"] == \
         results.sac_row(summary())["network"]                         # the defaults go unsaid

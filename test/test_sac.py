@@ -110,6 +110,27 @@ def test_target_critic_follows_the_critic_by_polyak_averaging():
         torch.testing.assert_close(target, 0.5 * old + 0.5 * new)
 
 
+def test_the_averaged_actor_follows_the_actor_by_polyak_averaging_and_is_the_policy():
+    plain = learner()
+    assert plain.actor_average is None and plain.policy_actor is plain.actor
+    sac, batch = learner(actor_average=0.25), fixed_batch()
+    assert sac.policy_actor is sac.actor_average
+    before = [p.clone() for p in sac.actor_average.parameters()]
+    sac.update(batch)
+    for old, average, new in zip(before, sac.actor_average.parameters(), sac.actor.parameters()):
+        torch.testing.assert_close(average, 0.75 * old + 0.25 * new)
+        assert not torch.equal(average, new) and not average.requires_grad
+    obs = batch.obs[:3].numpy()
+    assert not np.allclose(sac.act(obs, True), sac.act(obs, True, sac.policy_actor))
+    # Resuming restores both.
+    resumed = learner(actor_average=0.25)
+    resumed.load_state_dict(sac.state_dict())
+    np.testing.assert_array_equal(resumed.act(obs, True, resumed.policy_actor), sac.act(obs, True, sac.policy_actor))
+    np.testing.assert_array_equal(resumed.act(obs, True), sac.act(obs, True))
+    with pytest.raises(ValueError, match="actor_average"):
+        SACConfig(actor_average=1.0).validate()
+
+
 @pytest.mark.parametrize("target_entropy, direction", [(-50.0, -1), (50.0, +1)])
 def test_temperature_moves_toward_the_target_entropy(target_entropy, direction):
     # Entropy above the target: alpha falls (less reward for randomness); below: it rises.
@@ -278,6 +299,17 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
         assert (limited / name).stat().st_size > 0, name
     assert cli(["train", "sac", *TINY, "--time-limit", "0", "--out", str(tmp_path / "y")]) == 2
     assert "time_limit_min must be positive" in capsys.readouterr().err
+
+    # With an averaged actor, the saved policy is the average, not the live actor (which resumes).
+    averaged = tmp_path / "averaged"
+    assert cli(["train", "sac", *TINY, "--steps", "6", "--actor-average", "0.5", "--out", str(averaged),
+                "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["actor_average"] == 0.5
+    saved = load_checkpoint(averaged / "last.pt").state_dicts["actor"]
+    learner_state = torch.load(averaged / "train_state.pt", weights_only=False)["learner"]
+    for name, weights in saved.items():
+        torch.testing.assert_close(weights, learner_state["actor_average"][name])
+    assert any(not torch.equal(weights, learner_state["actor"][name]) for name, weights in saved.items())
 
     # A fraction of an update per step: equi_rl's one update per 5 transitions, here one per 4.
     assert cli(["train", "sac", *TINY, "--steps", "8", "--num-envs", "2", "--updates-per-step", "0.25",

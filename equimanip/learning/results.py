@@ -104,7 +104,8 @@ _TRAINING_OPTIONS = (("pretrain_steps", "{} pre-training updates"),
                      ("updates_per_step", "{:g} updates per step"),
                      ("gamma", "gamma {:g}"),
                      ("sacfd_action_bound", "SACfD targets within +-{:g}"),
-                     ("sacfd_target", "SACfD on the {}"))
+                     ("sacfd_target", "SACfD on the {}"),
+                     ("actor_average", "actor averaged at {:g}"))
 
 
 def sac_row(summary: dict, **provenance) -> dict:

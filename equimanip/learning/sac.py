@@ -97,6 +97,11 @@ class SACConfig:
     # at the CPU configuration (C8). The encoder is one Adam step staler there; False recomputes, as
     # equi_rl does.
     reuse_critic_features: bool = True
+    # Evaluate and save an exponential moving average of the actor's weights, updated at this rate
+    # after every actor step (0: the actor itself, as equi_rl). Exploration still samples the live
+    # actor. Why: at the CPU width the greedy policy of one run flips between 85-100% and 0% from one
+    # evaluation to the next (stop 24), so the policy a run ends with is a coin flip.
+    actor_average: float = 0.0
     buffer_size: int = 100_000                  # items (transitions and their copies)
     # --- demonstrations (SACfD)
     demos: int = 20
@@ -169,6 +174,8 @@ class SACConfig:
                              f"{self.demo_fraction}")
         if self.time_limit_min is not None and not self.time_limit_min > 0:
             raise ValueError(f"time_limit_min must be positive, got {self.time_limit_min}")
+        if not 0 <= self.actor_average < 1:
+            raise ValueError(f"actor_average must be in [0, 1), got {self.actor_average}")
         if not 0 < self.sacfd_action_bound <= 1:
             raise ValueError(f"sacfd_action_bound must be in (0, 1], got {self.sacfd_action_bound}")
         if self.sacfd_target not in ("mean", "sample"):
@@ -242,6 +249,16 @@ def squashed_gaussian(mean: torch.Tensor, log_std: torch.Tensor, deterministic: 
     return u, log_prob, torch.tanh(mean)
 
 
+@torch.no_grad()
+def _polyak(average: torch.nn.Module, module: torch.nn.Module, rate: float) -> None:
+    """``average``'s weights move ``rate`` of the way to ``module``'s; its buffers (escnn's sampled
+    kernel bases) are copied."""
+    for a, p in zip(average.parameters(), module.parameters()):
+        a.lerp_(p, rate)
+    for a, b in zip(average.buffers(), module.buffers()):
+        a.copy_(b)
+
+
 def relaxation_penalty(module: torch.nn.Module) -> torch.Tensor | None:
     """The regulariser toward equivariance of a relaxed network (its ``regularization_loss()``,
     already scaled by its strength), or None for exactly equivariant and plain networks."""
@@ -258,6 +275,9 @@ class SAC:
         self.actor = actor.to(self.device)
         self.critic = critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        # The weights' moving average (config.actor_average), or None: then the actor is the policy.
+        self.actor_average = (copy.deepcopy(self.actor).requires_grad_(False) if config.actor_average > 0
+                              else None)
         self.log_alpha = torch.tensor(math.log(config.init_alpha), device=self.device, requires_grad=True)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.lr)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.lr)
@@ -268,14 +288,21 @@ class SAC:
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.exp()
 
-    def policy(self, obs: torch.Tensor, deterministic: bool = False):
-        mean, log_std = self.actor(obs)
+    @property
+    def policy_actor(self) -> torch.nn.Module:
+        """The actor that is evaluated and saved as the policy: the moving average, where kept."""
+        return self.actor if self.actor_average is None else self.actor_average
+
+    def policy(self, obs: torch.Tensor, deterministic: bool = False, actor: torch.nn.Module | None = None):
+        mean, log_std = (actor if actor is not None else self.actor)(obs)
         return squashed_gaussian(mean, log_std, deterministic, self.log_std_bounds)
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """Normalised actions (B, 5) in [-1, 1] for heightmaps (B, C, S, S)."""
-        u, _, mean_u = self.policy(torch.as_tensor(obs, dtype=torch.float32, device=self.device), deterministic)
+    def act(self, obs: np.ndarray, deterministic: bool = False, actor: torch.nn.Module | None = None) -> np.ndarray:
+        """Normalised actions (B, 5) in [-1, 1] for heightmaps (B, C, S, S), by ``actor`` (default:
+        the live actor, the one that explores)."""
+        u, _, mean_u = self.policy(torch.as_tensor(obs, dtype=torch.float32, device=self.device), deterministic,
+                                   actor)
         return (mean_u if deterministic else u).cpu().numpy()
 
     def update(self, batch: Batch) -> dict:
@@ -322,6 +349,8 @@ class SAC:
         actor_total.backward()
         self.actor_optimizer.step()
         # (the critic's gradients from this step are discarded: zero_grad before its next step)
+        if self.actor_average is not None:
+            _polyak(self.actor_average, self.actor, cfg.actor_average)
 
         # --- temperature: keep the policy's entropy near the target
         alpha_loss = -(self.log_alpha * (log_prob.detach() + cfg.target_entropy)).mean()
@@ -330,11 +359,7 @@ class SAC:
         self.alpha_optimizer.step()
 
         # --- target critic: Polyak averaging
-        with torch.no_grad():
-            for target_p, p in zip(self.critic_target.parameters(), self.critic.parameters()):
-                target_p.lerp_(p, cfg.tau)
-            for target_b, b in zip(self.critic_target.buffers(), self.critic.buffers()):
-                target_b.copy_(b)
+        _polyak(self.critic_target, self.critic, cfg.tau)
         self.updates += 1
         return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "sacfd_loss": sacfd_loss.item(),
                 "alpha": self.alpha.item(), "entropy": -log_prob.mean().item(), "q": q1.mean().item(),
@@ -342,7 +367,8 @@ class SAC:
 
     # ---------------------------------------------------------------------------------- resuming
     def state_dict(self) -> dict:
-        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+        average = {} if self.actor_average is None else {"actor_average": self.actor_average.state_dict()}
+        return {"actor": self.actor.state_dict(), **average, "critic": self.critic.state_dict(),
                 "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().cpu(),
                 "actor_optimizer": self.actor_optimizer.state_dict(),
                 "critic_optimizer": self.critic_optimizer.state_dict(),
@@ -350,6 +376,8 @@ class SAC:
 
     def load_state_dict(self, state: dict) -> None:
         self.actor.load_state_dict(state["actor"])
+        if self.actor_average is not None:
+            self.actor_average.load_state_dict(state["actor_average"])
         self.critic.load_state_dict(state["critic"])
         self.critic_target.load_state_dict(state["critic_target"])
         with torch.no_grad():
@@ -547,7 +575,8 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
     last_eval = state.evaluations[-1][1] if state.evaluations else float("nan")
 
     def evaluate_now(episodes: int, env) -> float:
-        result = run_episodes(lambda o: unnormalize_action(learner.act(o.heightmap[None], True)[0]),
+        result = run_episodes(lambda o: unnormalize_action(learner.act(o.heightmap[None], True,
+                                                                       learner.policy_actor)[0]),
                               env, episodes, seed=EVAL_SEED_BASE)
         return result.success_rate, result
 
@@ -632,6 +661,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                "sacfd_weight": config.sacfd_weight, "gamma": config.gamma,
                "num_envs": config.num_envs, "updates_per_step": config.updates_per_step, "updates": learner.updates,
                "sacfd_target": config.sacfd_target, "sacfd_action_bound": config.sacfd_action_bound,
+               "actor_average": config.actor_average,
                "best_success": state.best_success, "best_step": state.best_step,
                "stopped_by_time_limit": stopped_by_time}
     if config.final_eval_episodes:
@@ -673,7 +703,7 @@ def save_checkpoint(path: Path, learner: SAC, config: SACConfig, state: Progress
                 "max_episode_steps": config.max_episode_steps}
     if summary is not None:
         metadata["summary"] = {k: v for k, v in summary.items() if k != "curve"}
-    save_policy(path, kind="sac", actor=learner.actor, critic=learner.critic,
+    save_policy(path, kind="sac", actor=learner.policy_actor, critic=learner.critic,
                 network_config=config.network_config(), observation_config=config.observation_config(),
                 task=config.task, command=command, metadata=metadata)
     if buffer is not None:
@@ -790,6 +820,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sacfd-action-bound", type=float, default=d.sacfd_action_bound, metavar="B",
                         help="clamp the expert's normalised actions to [-B, B] as SACfD targets (1: unclamped, "
                              "as equi_rl)")
+    parser.add_argument("--actor-average", type=float, default=d.actor_average, metavar="RATE",
+                        help="evaluate and save a moving average of the actor's weights, moved RATE of the way "
+                             "after every update (e.g. 0.01; 0: the actor itself, as equi_rl)")
     parser.add_argument("--prioritized", action="store_true", help="prioritized replay (alpha 0.6, beta 0.4 -> 1)")
     parser.add_argument("--recompute-critic-features", action="store_true",
                         help="run the critic's encoder again for the actor's loss (equi_rl; about 30%% slower)")
@@ -827,6 +860,7 @@ def config_from_args(args) -> SACConfig:
                      pretrain_steps=args.pretrain_steps, demo_fraction=args.demo_fraction,
                      demos_from_seed=args.demos_from_seed, sacfd_weight=args.sacfd_weight,
                      sacfd_target=args.sacfd_target, sacfd_action_bound=args.sacfd_action_bound,
+                     actor_average=args.actor_average,
                      reuse_critic_features=not args.recompute_critic_features,
                      augment_copies=args.augment_copies, batch_size=args.batch_size,
                      learning_starts=args.learning_starts, lr=args.lr, gamma=args.gamma,
