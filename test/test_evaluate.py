@@ -59,11 +59,12 @@ def summary(group="c8", seed=0, success=0.9, sector=None, all_yaw=None):
 
 def test_results_rows_tables_and_plot(tmp_path):
     csv_path, doc, plot = tmp_path / "sac.csv", tmp_path / "doc.md", tmp_path / "plot.png"
-    for row in (summary(seed=0, success=0.8), summary(seed=1, success=1.0), summary(group="none", success=0.1),
+    # (Seeds in the order their runs finished; the table lists them sorted.)
+    for row in (summary(seed=1, success=1.0), summary(seed=0, success=0.8), summary(group="none", success=0.1),
                 summary(sector=[0.0, 90.0], success=0.9, all_yaw=0.85)):
         results.append_row(csv_path, results.sac_row(row), results.SAC_FIELDS)
     rows = results.read_rows(csv_path)
-    assert len(rows) == 4 and rows[0]["curve"] == "500:0.2 1000:0.8" and rows[3]["experiment"] == "yaw_sector"
+    assert len(rows) == 4 and rows[1]["curve"] == "500:0.2 1000:0.8" and rows[3]["experiment"] == "yaw_sector"
     doc.write_text("# x\n<!-- results:sac -->\nold\n<!-- /results:sac -->\ntail\n")
     text = results.regenerate(csv_path, doc, plot)
     network = "64x64 table view, n_hidden 16, compact top"
