@@ -180,7 +180,8 @@ def sac_tables(rows: list[dict]) -> str:
         groups[(r["task"], _label(r), r["network"], r["arm"], r["steps"], r["demos"])].append(r)
     table = []
     for (task, label, network, arm, steps, demos), runs in sorted(groups.items()):
-        table.append([task, label, network, arm, demos, steps, len(runs), ", ".join(sorted((r["seed"] for r in runs), key=int)),
+        seeds = ", ".join(sorted((r["seed"] for r in runs), key=int))
+        table.append([task, label, network, arm, demos, steps, len(runs), seeds,
                       _mean_std([float(r["success"]) for r in runs]),
                       _mean_std([float(r["best_success"]) for r in runs]),
                       f"{np.mean([float(r['wall_s']) for r in runs]) / 60:.0f} min",
