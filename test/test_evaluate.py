@@ -82,8 +82,10 @@ def test_results_rows_tables_and_plot(tmp_path):
     assert described["network"].endswith(", SACfD weight 10, gamma 0.95, SACfD on the sample")
     assert results.sac_row(summary() | {"demos_from_seed": 1})["network"].endswith(", demonstrations of seed 1")
     assert results.sac_row(summary() | {"actor_average": 0.01})["network"].endswith(", actor averaged at 0.01")
-    assert results.sac_row(summary() | {"sacfd_weight": 1.0, "sacfd_target": "mean", "demos_from_seed": None}
-                           )["network"] == \
+    assert results.sac_row(summary() | {"cell_params": ["side_camera"]})["network"].endswith(
+        ", camera of side_camera")
+    assert results.sac_row(summary() | {"sacfd_weight": 1.0, "sacfd_target": "mean", "demos_from_seed": None,
+                                        "cell_params": []})["network"] == \
         results.sac_row(summary())["network"]                         # the defaults go unsaid
     with pytest.raises(ValueError, match="columns"):
         results.append_row(csv_path, {"task": "x"}, ["task"])

@@ -286,8 +286,9 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
     # checkpoints, plot and summary, with the steps it reached.
     limited = tmp_path / "limited"
     # (With another seed's demonstrations: the run's own seed stays, the demonstrations are seed 3's.)
+    # (And with another cell's camera: its parameter file goes with the checkpoint.)
     assert cli(["train", "sac", *TINY, "--steps", "1000", "--time-limit", "1e-6", "--demos-from-seed", "3",
-                "--out", str(limited), "--json"]) == 0
+                "--params", "side_camera", "--out", str(limited), "--json"]) == 0
     printed = capsys.readouterr().out
     assert "time limit of 1e-06 min reached at step 0 of 1000" in printed
     first_demo_seed = training_seeds(3)[1]
@@ -297,6 +298,14 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
     assert summary["stopped_by_time_limit"] and summary["steps"] == 0 and summary["eval_episodes"] == 1
     for name in ("last.pt", "learning_curve.png", "summary.json"):
         assert (limited / name).stat().st_size > 0, name
+    assert summary["cell_params"] == ["side_camera"]
+    from equimanip.checkpoint import training_camera_pose
+    from equimanip.config import cell_parameters
+
+    side_pose = cell_parameters(["side_camera"])["camera_pose"]
+    np.testing.assert_allclose(training_camera_pose(load_checkpoint(limited / "last.pt").metadata), side_pose)
+    assert cli(["train", "sac", *TINY, "--params", "no_such_cell", "--out", str(tmp_path / "z")]) == 2
+    assert "no parameter file 'no_such_cell'" in capsys.readouterr().err
     assert cli(["train", "sac", *TINY, "--time-limit", "0", "--out", str(tmp_path / "y")]) == 2
     assert "time_limit_min must be positive" in capsys.readouterr().err
 

@@ -105,7 +105,8 @@ _TRAINING_OPTIONS = (("pretrain_steps", "{} pre-training updates"),
                      ("gamma", "gamma {:g}"),
                      ("sacfd_action_bound", "SACfD targets within +-{:g}"),
                      ("sacfd_target", "SACfD on the {}"),
-                     ("actor_average", "actor averaged at {:g}"))
+                     ("actor_average", "actor averaged at {:g}"),
+                     ("cell_params", "camera of {}"))
 
 
 def sac_row(summary: dict, **provenance) -> dict:
@@ -124,9 +125,11 @@ def sac_row(summary: dict, **provenance) -> dict:
 
     defaults = SACConfig()
     for option, wording in _TRAINING_OPTIONS:
-        default = getattr(defaults, option)
-        if summary.get(option, default) != default:
-            network += ", " + wording.format(summary[option])
+        default, value = getattr(defaults, option), summary.get(option, getattr(defaults, option))
+        if isinstance(default, tuple):              # lists of names (cell_params): compared and worded as text
+            default, value = " ".join(default), " ".join(value)
+        if value != default:
+            network += ", " + wording.format(value)
     return {
         "experiment": "yaw_sector" if summary.get("yaw_sector") else "sample_efficiency",
         "task": summary["task"], "group": summary["group"], "relaxed": summary["relaxed"], "network": network,

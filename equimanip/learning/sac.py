@@ -72,6 +72,12 @@ class SACConfig:
     # for the tasks that have such a goal (block_pushing), whose 2 mm goal patch the depth camera
     # hardly sees.
     goal_channel: bool | None = None
+    # The cell's parameter files, as `equimanip run --params` and `equimanip eval --params` read them
+    # (a name in config/ such as side_camera, or a path): their camera, and their observation.*
+    # settings other than the ones the networks' input depends on. (): the default simulated camera,
+    # overhead and tilted, whose view of the table right beside the hand, on the robot's side, the
+    # hand and wrist hide at the start of an episode (scripts/pick_failures.py).
+    cell_params: tuple[str, ...] = ()
     # --- networks (equimanip.models.NetworkConfig; 'cpu' or 'paper' preset, then overrides)
     network: str = "auto"                       # cpu | paper | auto (paper on a GPU)
     group: str = "c8"
@@ -191,6 +197,8 @@ class SACConfig:
                 raise ValueError("demos_from_seed needs demonstrations (--demos)")
             training_seeds(self.demos_from_seed)
         self.network_config()                     # group, width and size checked by the models
+        if self.cell_params:
+            self.env_options()                    # the files exist and hold a valid camera
         return self
 
     def resolved_device(self) -> str:
@@ -230,6 +238,11 @@ class SACConfig:
         """Keyword arguments of ``equimanip.envs.ManipulationGymEnv`` for this run."""
         options = dict(observation_config=self.observation_config(), max_episode_steps=self.max_episode_steps,
                        yaw_sector=tuple(self.yaw_sector) if self.yaw_sector else None)
+        if self.cell_params:
+            from .evaluate import cell_setup
+
+            options["camera"], options["observation_config"] = cell_setup(list(self.cell_params),
+                                                                          options["observation_config"])
         return options | changes
 
 
@@ -661,7 +674,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                "sacfd_weight": config.sacfd_weight, "gamma": config.gamma,
                "num_envs": config.num_envs, "updates_per_step": config.updates_per_step, "updates": learner.updates,
                "sacfd_target": config.sacfd_target, "sacfd_action_bound": config.sacfd_action_bound,
-               "actor_average": config.actor_average,
+               "actor_average": config.actor_average, "cell_params": list(config.cell_params),
                "best_success": state.best_success, "best_step": state.best_step,
                "stopped_by_time_limit": stopped_by_time}
     if config.final_eval_episodes:
@@ -700,7 +713,7 @@ def save_checkpoint(path: Path, learner: SAC, config: SACConfig, state: Progress
 
     metadata = {"sac_config": asdict(config), "step": state.step, "best_success": state.best_success,
                 "best_step": state.best_step, "evaluations": state.evaluations,
-                "max_episode_steps": config.max_episode_steps}
+                "max_episode_steps": config.max_episode_steps, "cell_params": list(config.cell_params)}
     if summary is not None:
         metadata["summary"] = {k: v for k, v in summary.items() if k != "curve"}
     save_policy(path, kind="sac", actor=learner.policy_actor, critic=learner.critic,
@@ -724,6 +737,7 @@ def load_run_config(out: Path) -> SACConfig:
     saved.setdefault("reuse_critic_features", False)     # runs from before the option recomputed
     if saved.get("yaw_sector") is not None:
         saved["yaw_sector"] = tuple(saved["yaw_sector"])
+    saved["cell_params"] = tuple(saved.get("cell_params", ()))
     return SACConfig(**saved)
 
 
@@ -800,6 +814,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--yaw-sector", type=float, nargs=2, default=None, metavar=("START", "WIDTH"),
                         help="train (and evaluate) only on scenes whose scene yaw lies in [START, START + WIDTH) "
                              "degrees; the final evaluation is repeated over the whole circle")
+    parser.add_argument("--params", action="append", default=[], metavar="YAML",
+                        help="the cell's parameter file (a path or a name in config/, e.g. side_camera), as "
+                             "`equimanip run --params` takes it: train with its camera (default: the default "
+                             "simulated camera); repeatable, later files win")
     parser.add_argument("--goal-channel", choices=["auto", "on", "off"], default="auto",
                         help="the task's goal on the table as a heightmap channel (auto: on for the tasks "
                              "with one, block_pushing)")
@@ -857,6 +875,7 @@ def config_from_args(args) -> SACConfig:
                      seed=args.seed, max_episode_steps=args.max_episode_steps or None,
                      yaw_sector=tuple(args.yaw_sector) if args.yaw_sector else None, prioritized=args.prioritized,
                      goal_channel={"auto": None, "on": True, "off": False}[args.goal_channel],
+                     cell_params=tuple(args.params),
                      pretrain_steps=args.pretrain_steps, demo_fraction=args.demo_fraction,
                      demos_from_seed=args.demos_from_seed, sacfd_weight=args.sacfd_weight,
                      sacfd_target=args.sacfd_target, sacfd_action_bound=args.sacfd_action_bound,

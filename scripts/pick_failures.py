@@ -1,0 +1,130 @@
+"""Diagnostic: how does a block_picking policy fail, and where are the scenes it fails in?
+
+Runs a checkpoint (any learner, as `equimanip eval` loads it) on held-out episodes and sorts every
+failure by what the block and the hand did, read from the simulation's ground truth (which the
+policy never sees):
+
+* ``never closed``: the fingers never closed (measured aperture stayed above half open);
+* ``closed, not lifted``: they closed, but the block never rose 1 cm off the table (a miss, or a
+  grasp that slipped at once);
+* ``lifted, dropped``: the block rose at least 1 cm and ended on the table again;
+* ``held, too low``: the block was off the table when the episode ran out, below the 8 cm of success.
+
+For every episode it also notes where the block started (its distance and bearing from the
+workspace centre), its yaw against the hand's start (modulo 90 degrees: the cube's symmetry), and
+the step of the first closing. Prints a summary, then one line per failure; with --json, one JSON
+line. Appends no results row; docs/equivariant_sac.md quotes it.
+
+    python scripts/pick_failures.py runs/pick_c8_s4/last.pt --episodes 50
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+import torch
+
+LIFTED = 0.01          # m above the table: the block counts as lifted
+CLOSED = 0.5           # measured aperture (0 closed .. 1 open) below which the fingers count as closed
+
+
+def episode(policy, env, seed: int) -> dict:
+    from equimanip.envs.scene import workspace_centre_xy
+    from equimanip.geometry import yaw_of_quat_xyzw
+    from equimanip.sim.tasks.block_picking import BLOCK_SIZE
+
+    inner = env.unwrapped
+    env.reset(seed=seed)
+    start = inner.sim.observe(render=False)
+    block0 = start.object_poses[0]
+    offset = block0[:2] - workspace_centre_xy()
+    relative_yaw = math.degrees(yaw_of_quat_xyzw(block0[3:7]) - start.ee_yaw) % 90.0
+    first_close, highest, steps = None, 0.0, 0
+    terminated = truncated = False
+    while not (terminated or truncated):
+        action = np.clip(policy.act(inner.last_observation), env.action_space.low, env.action_space.high)
+        _, _, terminated, truncated, _ = env.step(action)
+        steps += 1
+        now = inner.sim.observe(render=False)
+        if first_close is None and now.gripper_aperture < CLOSED:
+            first_close = steps
+        highest = max(highest, float(now.object_poses[0, 2] - BLOCK_SIZE / 2.0))
+    final = float(inner.sim.observe(render=False).object_poses[0, 2] - BLOCK_SIZE / 2.0)
+    if terminated:
+        outcome = "success"
+    elif first_close is None:
+        outcome = "never closed"
+    elif highest < LIFTED:
+        outcome = "closed, not lifted"
+    elif final < LIFTED:
+        outcome = "lifted, dropped"
+    else:
+        outcome = "held, too low"
+    return {"seed": seed, "outcome": outcome, "steps": steps, "first_close_step": first_close,
+            "highest_m": round(highest, 3), "block_from_centre_m": round(float(np.linalg.norm(offset)), 3),
+            "block_bearing_deg": round(math.degrees(math.atan2(offset[1], offset[0])) % 360.0, 1),
+            "block_yaw_vs_hand_deg": round(relative_yaw, 1)}
+
+
+def main(argv=None) -> int:
+    from equimanip.checkpoint import load_policy
+    from equimanip.envs import ManipulationGymEnv
+    from equimanip.learning.evaluate import EVAL_SEED_BASE, cell_setup
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a block_picking checkpoint (best.pt or last.pt of a run, or a shipped one)")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=EVAL_SEED_BASE, help="first held-out episode seed")
+    parser.add_argument("--json", action="store_true", help="one JSON line instead of the text report")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    try:
+        policy = load_policy(args.checkpoint, device="cpu")
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+        print(f"cannot load {args.checkpoint}: {e}", file=sys.stderr)
+        return 1
+    if policy.task != "block_picking":
+        print(f"{args.checkpoint} was trained on {policy.task}, not block_picking", file=sys.stderr)
+        return 2
+    camera, observation = cell_setup(list(policy.metadata.get("cell_params") or []), policy.observation_config)
+    mode = "state" if getattr(policy, "input_kind", "heightmap") == "object_state" else "heightmap"
+    env = ManipulationGymEnv("block_picking", observation_config=observation, camera=camera, observation=mode,
+                             max_episode_steps=policy.metadata.get("max_episode_steps"))
+    try:
+        episodes = [episode(policy, env, seed) for seed in range(args.seed, args.seed + args.episodes)]
+    finally:
+        env.close()
+    outcomes = ["success", "never closed", "closed, not lifted", "lifted, dropped", "held, too low"]
+    counts = {name: sum(e["outcome"] == name for e in episodes) for name in outcomes}
+    failures = [e for e in episodes if e["outcome"] != "success"]
+    successes = [e for e in episodes if e["outcome"] == "success"]
+
+    def median(rows, key):
+        values = [r[key] for r in rows if r[key] is not None]
+        return round(float(np.median(values)), 3) if values else None
+
+    summary = {"checkpoint": args.checkpoint, "episodes": args.episodes, **counts,
+               "median_block_from_centre_m": {"success": median(successes, "block_from_centre_m"),
+                                              "failure": median(failures, "block_from_centre_m")},
+               "median_block_yaw_vs_hand_deg": {"success": median(successes, "block_yaw_vs_hand_deg"),
+                                                "failure": median(failures, "block_yaw_vs_hand_deg")},
+               "failures": failures}
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"{args.checkpoint}: " + ", ".join(f"{name} {count}" for name, count in counts.items())
+          + f" (of {args.episodes})")
+    print(f"block from the workspace centre, median: successes {summary['median_block_from_centre_m']['success']} m, "
+          f"failures {summary['median_block_from_centre_m']['failure']} m; block yaw against the hand (mod 90), "
+          f"median: {summary['median_block_yaw_vs_hand_deg']['success']} / "
+          f"{summary['median_block_yaw_vs_hand_deg']['failure']} deg")
+    for e in failures:
+        print("  " + ", ".join(f"{k} {v}" for k, v in e.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
