@@ -11,11 +11,15 @@ policy never sees):
 * ``held, too low``: the block was off the table when the episode ran out, below the 8 cm of success.
 
 For every episode it also notes where the block started (its distance and bearing from the
-workspace centre), its yaw against the hand's start (modulo 90 degrees: the cube's symmetry), and
-the step of the first closing. Prints a summary, then one line per failure; with --json, one JSON
-line. Appends no results row; docs/equivariant_sac.md quotes it.
+workspace centre), its yaw against the hand's start (modulo 90 degrees: the cube's symmetry), the
+step of the first closing, and how many heightmap pixels showed the block in the first
+observation: 0 means the policy could not see it at all (the default camera looks down from
+beyond the workspace, so the hand and wrist hide a patch of table on the robot's side of the
+hand). Prints a summary, then one line per failure; with --json, one JSON line. Appends no
+results row; docs/equivariant_sac.md quotes it.
 
     python scripts/pick_failures.py runs/pick_c8_s4/last.pt --episodes 50
+    python scripts/pick_failures.py runs/pick_c8_s4/last.pt --params side_camera   # another camera
 """
 from __future__ import annotations
 
@@ -29,6 +33,19 @@ import torch
 
 LIFTED = 0.01          # m above the table: the block counts as lifted
 CLOSED = 0.5           # measured aperture (0 closed .. 1 open) below which the fingers count as closed
+# A heightmap pixel shows the block when it is at least this much above the table (m); pixels less
+# than FINGER_DEPTH below the grasp point are the fingers drawn in (the 'gripper' view's depths).
+ABOVE_TABLE = 0.015
+FINGER_DEPTH = 0.02
+
+
+def block_pixels(observation) -> int:
+    """Pixels of the policy's first heightmap that show something standing on the table (the block).
+    Channel 0 of the 'gripper' view holds depths below the grasp point; the table is the most common
+    depth."""
+    depths = observation.heightmap[0]
+    table = float(np.median(depths))
+    return int(((depths < table - ABOVE_TABLE) & (depths > FINGER_DEPTH)).sum())
 
 
 def episode(policy, env, seed: int) -> dict:
@@ -40,6 +57,7 @@ def episode(policy, env, seed: int) -> dict:
     env.reset(seed=seed)
     start = inner.sim.observe(render=False)
     block0 = start.object_poses[0]
+    visible = block_pixels(inner.last_observation)
     offset = block0[:2] - workspace_centre_xy()
     relative_yaw = math.degrees(yaw_of_quat_xyzw(block0[3:7]) - start.ee_yaw) % 90.0
     first_close, highest, steps = None, 0.0, 0
@@ -66,7 +84,7 @@ def episode(policy, env, seed: int) -> dict:
     return {"seed": seed, "outcome": outcome, "steps": steps, "first_close_step": first_close,
             "highest_m": round(highest, 3), "block_from_centre_m": round(float(np.linalg.norm(offset)), 3),
             "block_bearing_deg": round(math.degrees(math.atan2(offset[1], offset[0])) % 360.0, 1),
-            "block_yaw_vs_hand_deg": round(relative_yaw, 1)}
+            "block_yaw_vs_hand_deg": round(relative_yaw, 1), "block_pixels_at_start": visible}
 
 
 def main(argv=None) -> int:
@@ -75,9 +93,13 @@ def main(argv=None) -> int:
     from equimanip.learning.evaluate import EVAL_SEED_BASE, cell_setup
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a block_picking checkpoint (best.pt or last.pt of a run, or a shipped one)")
+    parser.add_argument("checkpoint", help="a block_picking checkpoint on the 'gripper' heightmap (SAC's best.pt or "
+                                           "last.pt, or the shipped one)")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=EVAL_SEED_BASE, help="first held-out episode seed")
+    parser.add_argument("--params", action="append", default=None, metavar="YAML",
+                        help="the cell to run in (its camera), as `equimanip eval --params` (default: the cell "
+                             "the policy was trained in)")
     parser.add_argument("--json", action="store_true", help="one JSON line instead of the text report")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -89,9 +111,12 @@ def main(argv=None) -> int:
     if policy.task != "block_picking":
         print(f"{args.checkpoint} was trained on {policy.task}, not block_picking", file=sys.stderr)
         return 2
-    camera, observation = cell_setup(list(policy.metadata.get("cell_params") or []), policy.observation_config)
-    mode = "state" if getattr(policy, "input_kind", "heightmap") == "object_state" else "heightmap"
-    env = ManipulationGymEnv("block_picking", observation_config=observation, camera=camera, observation=mode,
+    if policy.observation_config.heightmap_mode != "gripper":
+        print(f"{args.checkpoint} does not see the 'gripper' heightmap this script reads", file=sys.stderr)
+        return 2
+    params = args.params if args.params is not None else list(policy.metadata.get("cell_params") or [])
+    camera, observation = cell_setup(params, policy.observation_config)
+    env = ManipulationGymEnv("block_picking", observation_config=observation, camera=camera,
                              max_episode_steps=policy.metadata.get("max_episode_steps"))
     try:
         episodes = [episode(policy, env, seed) for seed in range(args.seed, args.seed + args.episodes)]
@@ -106,7 +131,10 @@ def main(argv=None) -> int:
         values = [r[key] for r in rows if r[key] is not None]
         return round(float(np.median(values)), 3) if values else None
 
-    summary = {"checkpoint": args.checkpoint, "episodes": args.episodes, **counts,
+    hidden = [e for e in episodes if e["block_pixels_at_start"] == 0]
+    summary = {"checkpoint": args.checkpoint, "params": params, "episodes": args.episodes, **counts,
+               "block_hidden_at_start": len(hidden),
+               "failures_with_block_hidden_at_start": sum(e["outcome"] != "success" for e in hidden),
                "median_block_from_centre_m": {"success": median(successes, "block_from_centre_m"),
                                               "failure": median(failures, "block_from_centre_m")},
                "median_block_yaw_vs_hand_deg": {"success": median(successes, "block_yaw_vs_hand_deg"),
@@ -116,7 +144,9 @@ def main(argv=None) -> int:
         print(json.dumps(summary))
         return 0
     print(f"{args.checkpoint}: " + ", ".join(f"{name} {count}" for name, count in counts.items())
-          + f" (of {args.episodes})")
+          + f" (of {args.episodes}; camera of {' '.join(params) or 'the default cell'})")
+    print(f"block hidden from the first heightmap in {len(hidden)} episodes, "
+          f"{summary['failures_with_block_hidden_at_start']} of them failures")
     print(f"block from the workspace centre, median: successes {summary['median_block_from_centre_m']['success']} m, "
           f"failures {summary['median_block_from_centre_m']['failure']} m; block yaw against the hand (mod 90), "
           f"median: {summary['median_block_yaw_vs_hand_deg']['success']} / "
