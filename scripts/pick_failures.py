@@ -15,7 +15,9 @@ workspace centre), its yaw against the hand's start (modulo 90 degrees: the cube
 step of the first closing, and how many heightmap pixels showed the block in the first
 observation: 0 means the policy could not see it at all (the default camera looks down from
 beyond the workspace, so the hand and wrist hide a patch of table on the robot's side of the
-hand). Prints a summary, then one line per failure; with --json, one JSON line. Appends no
+hand, and more of it as the hand moves there). The summary splits the success rate between the
+robot's half of the workspace (blocks nearer the robot's base than the workspace centre, where
+the hand starts) and the far half. Prints a summary, then one line per failure; with --json, one JSON line. Appends no
 results row; docs/equivariant_sac.md quotes it.
 
     python scripts/pick_failures.py runs/pick_c8_s4/last.pt --episodes 50
@@ -84,7 +86,8 @@ def episode(policy, env, seed: int) -> dict:
     return {"seed": seed, "outcome": outcome, "steps": steps, "first_close_step": first_close,
             "highest_m": round(highest, 3), "block_from_centre_m": round(float(np.linalg.norm(offset)), 3),
             "block_bearing_deg": round(math.degrees(math.atan2(offset[1], offset[0])) % 360.0, 1),
-            "block_yaw_vs_hand_deg": round(relative_yaw, 1), "block_pixels_at_start": visible}
+            "block_yaw_vs_hand_deg": round(relative_yaw, 1), "block_pixels_at_start": visible,
+            "robot_half": bool(offset[0] < 0.0)}
 
 
 def main(argv=None) -> int:
@@ -132,7 +135,13 @@ def main(argv=None) -> int:
         return round(float(np.median(values)), 3) if values else None
 
     hidden = [e for e in episodes if e["block_pixels_at_start"] == 0]
+    def success_rate(rows):
+        return round(sum(r["outcome"] == "success" for r in rows) / len(rows), 3) if rows else None
+
+    halves = {"robot": [e for e in episodes if e["robot_half"]], "far": [e for e in episodes if not e["robot_half"]]}
     summary = {"checkpoint": args.checkpoint, "params": params, "episodes": args.episodes, **counts,
+               "success_by_half": {name: {"episodes": len(rows), "success": success_rate(rows)}
+                                   for name, rows in halves.items()},
                "block_hidden_at_start": len(hidden),
                "failures_with_block_hidden_at_start": sum(e["outcome"] != "success" for e in hidden),
                "median_block_from_centre_m": {"success": median(successes, "block_from_centre_m"),
@@ -145,12 +154,14 @@ def main(argv=None) -> int:
         return 0
     print(f"{args.checkpoint}: " + ", ".join(f"{name} {count}" for name, count in counts.items())
           + f" (of {args.episodes}; camera of {' '.join(params) or 'the default cell'})")
+    print("success in the robot's half of the workspace " + ", in the far half ".join(
+        f"{summary['success_by_half'][name]['success']} ({summary['success_by_half'][name]['episodes']} episodes)"
+        for name in ("robot", "far")))
     print(f"block hidden from the first heightmap in {len(hidden)} episodes, "
           f"{summary['failures_with_block_hidden_at_start']} of them failures")
-    print(f"block from the workspace centre, median: successes {summary['median_block_from_centre_m']['success']} m, "
-          f"failures {summary['median_block_from_centre_m']['failure']} m; block yaw against the hand (mod 90), "
-          f"median: {summary['median_block_yaw_vs_hand_deg']['success']} / "
-          f"{summary['median_block_yaw_vs_hand_deg']['failure']} deg")
+    distance, yaw = summary["median_block_from_centre_m"], summary["median_block_yaw_vs_hand_deg"]
+    print(f"medians, successes / failures: block from the workspace centre {distance['success']} / "
+          f"{distance['failure']} m, block yaw against the hand (mod 90) {yaw['success']} / {yaw['failure']} deg")
     for e in failures:
         print("  " + ", ".join(f"{k} {v}" for k, v in e.items()))
     return 0
