@@ -242,6 +242,20 @@ def test_the_goal_channel_is_on_for_tasks_with_a_goal_on_the_table_and_networks_
     assert off.network_config().in_channels == 2 and not off.observation_config().goal_channel
 
 
+def test_a_cells_parameter_files_give_the_training_camera_and_keep_the_networks_input():
+    from equimanip.config import cell_parameters
+    from equimanip.sim.camera import CameraConfig
+
+    default, side = SACConfig().env_options(), SACConfig(cell_params=("side_camera",)).validate().env_options()
+    assert "camera" not in default                  # the environment's own default camera
+    assert side["camera"] == CameraConfig.from_parameters(cell_parameters(["side_camera"]))
+    assert side["camera"] != CameraConfig()
+    for name in ("heightmap_size", "heightmap_mode", "robot_removal", "goal_channel"):   # the networks' input
+        assert getattr(side["observation_config"], name) == getattr(default["observation_config"], name), name
+    with pytest.raises(FileNotFoundError, match="no parameter file"):
+        SACConfig(cell_params=("no_such_cell",)).validate()
+
+
 TINY = ["--task", "reach", "--group", "c4", "--network", "cpu", "--n-hidden", "8", "--heightmap-size", "16",
         "--demos", "1", "--eval-every", "3", "--eval-episodes", "1", "--final-eval-episodes", "1",
         "--max-episode-steps", "4", "--batch-size", "8", "--learning-starts", "8", "--log-every", "2",
