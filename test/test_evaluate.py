@@ -104,9 +104,15 @@ def test_the_plot_draws_one_configuration_per_group_never_an_average_of_several(
     arm, shown = results.plotted_configurations(results.read_rows(tmp_path / "sac.csv"))["block_picking"]
     assert arm == "2" and set(shown) == {"c8", "none"}
     network, runs = shown["c8"]
-    # Two configurations with two seeds each: the one added last, and only its runs.
-    assert network.endswith(", gamma 0.95") and [r["seed"] for r in runs] == ["0", "1"]
+    # Two configurations with two seeds each: the one the other group shares (the plain CNN's
+    # setting), and only its runs.
+    assert network == shown["none"][0] and [r["seed"] for r in runs] == ["0", "1"]
     assert all(r["network"] == network and r["arm"] == "2" for r in runs)
+    # With the variant's setting as common as the other, the one added last.
+    results.append_row(tmp_path / "sac.csv", results.sac_row(summary(group="none", seed=1) | {"gamma": 0.95}),
+                       results.SAC_FIELDS)
+    network, runs = results.plotted_configurations(results.read_rows(tmp_path / "sac.csv"))["block_picking"][1]["c8"]
+    assert network.endswith(", gamma 0.95") and [r["seed"] for r in runs] == ["0", "1"]
 
 
 def test_a_results_rows_revision_is_the_checkpoints_short_and_says_when_the_tree_was_modified():

@@ -210,9 +210,10 @@ def sac_tables(rows: list[dict]) -> str:
 
 def plotted_configurations(rows: list[dict]) -> dict[str, tuple]:
     """What :func:`plot_sac` draws: for each task, (its newest arm, {group: (network, runs)}) with
-    one configuration per group (c8, d4, relaxed c8, none, ...), the one with the most seeds on
-    that arm, then the one added to the file last. A run continued with --resume counts once, at
-    its longest row."""
+    one configuration per group (c8, d4, relaxed c8, none, ...): the one with the most seeds on
+    that arm; between equals, the setting (view, width, camera, options) with the most runs over
+    all the groups, so that the lines compare groups in one setting where they can; then the one
+    added to the file last. A run continued with --resume counts once, at its longest row."""
     longest: dict[tuple, dict] = {}
     for r in rows:
         if r["experiment"] == "sample_efficiency" and r["curve"]:
@@ -228,9 +229,12 @@ def plotted_configurations(rows: list[dict]) -> dict[str, tuple]:
         for r in runs:
             if r["arm"] == arm:
                 configurations[(_label(r), r["network"], r["steps"])].append(r)
+        runs_in_setting = defaultdict(int)
+        for (_, network, steps), members in configurations.items():
+            runs_in_setting[network, steps] += len(members)
         shown = {}
-        for (group, network, _), members in configurations.items():
-            rank = (len(members), max(position[id(m)] for m in members))
+        for (group, network, steps), members in configurations.items():
+            rank = (len(members), runs_in_setting[network, steps], max(position[id(m)] for m in members))
             if group not in shown or rank > shown[group][0]:
                 shown[group] = (rank, network, members)
         plotted[task] = (arm, {group: (network, members) for group, (_, network, members) in sorted(shown.items())})
