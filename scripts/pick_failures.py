@@ -1,6 +1,7 @@
 """Diagnostic: how does a block_picking policy fail, and where are the scenes it fails in?
 
-Runs a checkpoint (any learner, as `equimanip eval` loads it) on held-out episodes and sorts every
+Runs a checkpoint that sees the 'gripper' heightmap (SAC's, or the shipped picking policy) on
+held-out episodes, in the cell it was trained in unless --params says otherwise, and sorts every
 failure by what the block and the hand did, read from the simulation's ground truth (which the
 policy never sees):
 
@@ -17,8 +18,8 @@ observation: 0 means the policy could not see it at all (the default camera look
 beyond the workspace, so the hand and wrist hide a patch of table on the robot's side of the
 hand, and more of it as the hand moves there). The summary splits the success rate between the
 robot's half of the workspace (blocks nearer the robot's base than the workspace centre, where
-the hand starts) and the far half. Prints a summary, then one line per failure; with --json, one JSON line. Appends no
-results row; docs/equivariant_sac.md quotes it.
+the hand starts) and the far half. Prints a summary, then one line per failure; with --json, one
+JSON line. Appends no results row; docs/equivariant_sac.md quotes it.
 
     python scripts/pick_failures.py runs/pick_c8_s4/last.pt --episodes 50
     python scripts/pick_failures.py runs/pick_c8_s4/last.pt --params side_camera   # another camera
@@ -62,7 +63,7 @@ def episode(policy, env, seed: int) -> dict:
     visible = block_pixels(inner.last_observation)
     offset = block0[:2] - workspace_centre_xy()
     relative_yaw = math.degrees(yaw_of_quat_xyzw(block0[3:7]) - start.ee_yaw) % 90.0
-    first_close, highest, steps = None, 0.0, 0
+    first_close, highest, height, steps = None, 0.0, 0.0, 0
     terminated = truncated = False
     while not (terminated or truncated):
         action = np.clip(policy.act(inner.last_observation), env.action_space.low, env.action_space.high)
@@ -71,15 +72,15 @@ def episode(policy, env, seed: int) -> dict:
         now = inner.sim.observe(render=False)
         if first_close is None and now.gripper_aperture < CLOSED:
             first_close = steps
-        highest = max(highest, float(now.object_poses[0, 2] - BLOCK_SIZE / 2.0))
-    final = float(inner.sim.observe(render=False).object_poses[0, 2] - BLOCK_SIZE / 2.0)
+        height = float(now.object_poses[0, 2] - BLOCK_SIZE / 2.0)     # the block's bottom above the table
+        highest = max(highest, height)
     if terminated:
         outcome = "success"
     elif first_close is None:
         outcome = "never closed"
     elif highest < LIFTED:
         outcome = "closed, not lifted"
-    elif final < LIFTED:
+    elif height < LIFTED:
         outcome = "lifted, dropped"
     else:
         outcome = "held, too low"
@@ -134,10 +135,10 @@ def main(argv=None) -> int:
         values = [r[key] for r in rows if r[key] is not None]
         return round(float(np.median(values)), 3) if values else None
 
-    hidden = [e for e in episodes if e["block_pixels_at_start"] == 0]
     def success_rate(rows):
         return round(sum(r["outcome"] == "success" for r in rows) / len(rows), 3) if rows else None
 
+    hidden = [e for e in episodes if e["block_pixels_at_start"] == 0]
     halves = {"robot": [e for e in episodes if e["robot_half"]], "far": [e for e in episodes if not e["robot_half"]]}
     summary = {"checkpoint": args.checkpoint, "params": params, "episodes": args.episodes, **counts,
                "success_by_half": {name: {"episodes": len(rows), "success": success_rate(rows)}
