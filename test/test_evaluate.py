@@ -68,7 +68,10 @@ def test_results_rows_tables_and_plot(tmp_path):
     doc.write_text("# x\n<!-- results:sac -->\nold\n<!-- /results:sac -->\ntail\n")
     text = results.regenerate(csv_path, doc, plot)
     network = "64x64 table view, n_hidden 16, compact top"
-    assert f"| block_picking | c8 | {network} | 2 | 20 | 1000 | 2 | 0, 1 | 90% ± 10% |" in text
+    # Seed 1's curve reaches 90% at step 1000 (its evaluation there: 100%), seed 0's never (80%).
+    c8 = f"| block_picking | c8 | {network} | 2 | 20 | 1000 | 2 | 0, 1 | 90% ± 10% | 90% ± 10% | 1 of 2 (step 1000) |"
+    assert c8 in text
+    assert f"| block_picking | none | {network} | 2 | 20 | 1000 | 1 | 0 | 10% | 10% | 0 of 1 |" in text
     assert "| block_picking | c8 | 2 | 0 90 | 0 | 1000 | 90% | 85% | -5 |" in text
     content = doc.read_text()
     assert "old" not in content and content.endswith("<!-- /results:sac -->\ntail\n") and text in content
