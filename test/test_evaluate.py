@@ -60,8 +60,11 @@ def summary(group="c8", seed=0, success=0.9, sector=None, all_yaw=None):
 def test_results_rows_tables_and_plot(tmp_path):
     csv_path, doc, plot = tmp_path / "sac.csv", tmp_path / "doc.md", tmp_path / "plot.png"
     # (Seeds in the order their runs finished; the table lists them sorted.)
-    for row in (summary(seed=1, success=1.0), summary(seed=0, success=0.8), summary(group="none", success=0.1),
-                summary(sector=[0.0, 90.0], success=0.9, all_yaw=0.85)):
+    for row in (summary(seed=1, success=1.0) | {"best_checkpoint_success": 0.96},
+                summary(seed=0, success=0.8) | {"best_checkpoint_success": 0.9},
+                summary(group="none", success=0.1),          # from before the best checkpoint was scored
+                summary(sector=[0.0, 90.0], success=0.9, all_yaw=0.85) | {"best_checkpoint_success": 0.9,
+                                                                         "best_checkpoint_success_all_yaw": 0.94}):
         results.append_row(csv_path, results.sac_row(row), results.SAC_FIELDS)
     rows = results.read_rows(csv_path)
     assert len(rows) == 4 and rows[1]["curve"] == "500:0.2 1000:0.8" and rows[3]["experiment"] == "yaw_sector"
@@ -71,8 +74,9 @@ def test_results_rows_tables_and_plot(tmp_path):
     # Seed 1's curve reaches 90% at step 1000 (its evaluation there: 100%), seed 0's never (80%).
     c8 = f"| block_picking | c8 | {network} | 2 | 20 | 1000 | 2 | 0, 1 | 90% ± 10% | 90% ± 10% | 1 of 2 (step 1000) |"
     assert c8 in text
-    assert f"| block_picking | none | {network} | 2 | 20 | 1000 | 1 | 0 | 10% | 10% | 0 of 1 |" in text
-    assert "| block_picking | c8 | 2 | 0 90 | 0 | 1000 | 90% | 85% | -5 |" in text
+    assert c8 + " 93% ± 3% |" in text                                # the best checkpoints' mean
+    assert f"| block_picking | none | {network} | 2 | 20 | 1000 | 1 | 0 | 10% | 10% | 0 of 1 | – |" in text
+    assert "| block_picking | c8 | 2 | 0 90 | 0 | 1000 | 90% | 85% | -5 | 90% -> 94% (+4) |" in text
     content = doc.read_text()
     assert "old" not in content and content.endswith("<!-- /results:sac -->\ntail\n") and text in content
     assert plot.stat().st_size > 10_000 and text in (tmp_path / "sac.md").read_text()

@@ -3,6 +3,7 @@ right way, SACfD pulls toward the expert), and a tiny end-to-end `equimanip trai
 writes its logs, checkpoints and plot and resumes."""
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from equimanip.learning.evaluate import training_seeds
+from equimanip.learning.evaluate import EVAL_SEED_BASE, VALIDATION_SEED_BASE, training_seeds
 from equimanip.learning.replay import Batch
 from equimanip.learning.sac import SAC, SACConfig, squashed_gaussian
 
@@ -280,6 +281,14 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
     assert summary["updates"] == 2 + 6            # pre-training, then one per step
     assert summary["steps"] == 6 and [step for step, _ in summary["curve"]] == [3, 6]
     assert 0.0 <= summary["success"] <= 1.0 and summary["eval_episodes"] == 1
+    # The periodic evaluations that choose the best checkpoint play the validation scenes; the best
+    # checkpoint is then scored on the test scenes, as `equimanip eval` scores it.
+    assert summary["best_checkpoint_success"] in (0.0, 1.0)
+    with (out / "eval.csv").open() as f:
+        assert {row["first_seed"] for row in csv.DictReader(f)} == {str(VALIDATION_SEED_BASE)}
+    assert cli(["eval", "--checkpoint", str(out / "best.pt"), "--episodes", "1", "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["seed"] == EVAL_SEED_BASE and evaluated["success_rate"] == summary["best_checkpoint_success"]
     for name in ("train.csv", "eval.csv", "best.pt", "last.pt", "train_state.pt", "replay.npz",
                  "learning_curve.png", "summary.json"):
         assert (out / name).stat().st_size > 0, name

@@ -3,11 +3,13 @@
     equimanip eval --checkpoint runs/pick_c8/best.pt --task block_picking --episodes 50
     equimanip eval --checkpoint C --rotate-scene 90 --perturb-gripper 0.03 --json
 
-**Seeds.** Evaluation episodes use the episode seeds ``EVAL_SEED_BASE + i`` (i = 0, 1, ...), the same
-set in every evaluation so that numbers are comparable across runs and checkpoints. Training never
-uses them: a training run with seed r plays episode seeds in ``[r * 10**6, (r + 1) * 10**6)`` (its
-demonstrations from ``r * 10**6 + DEMO_SEED_OFFSET``), with r below ``MAX_RUN_SEED``, all far below
-``EVAL_SEED_BASE`` (see :func:`training_seeds`).
+**Seeds.** Evaluation episodes (the test scenes) use the episode seeds ``EVAL_SEED_BASE + i`` (i = 0,
+1, ...), the same set in every evaluation so that numbers are comparable across runs and checkpoints.
+Training never uses them: a training run with seed r plays episode seeds in ``[r * 10**6, (r + 1) *
+10**6)`` (its demonstrations from ``r * 10**6 + DEMO_SEED_OFFSET``), with r below ``MAX_RUN_SEED``,
+all far below ``EVAL_SEED_BASE`` (see :func:`training_seeds`). A training run's periodic evaluations,
+which choose its best checkpoint, play the validation scenes from ``VALIDATION_SEED_BASE`` instead, so
+that the chosen checkpoint's score on the test scenes is not inflated by the choice.
 
 A policy here is anything with ``act(observation) -> action``: an
 :class:`~equimanip.perception.observation.Observation` in, a physical action ``[p, dx, dy, dz, dyaw]``
@@ -25,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 EVAL_SEED_BASE = 1_000_000_000
+VALIDATION_SEED_BASE = 2_000_000_000    # below 2**31: every seed a simulator takes
 RUN_SEED_STRIDE = 1_000_000
 DEMO_SEED_OFFSET = 500_000
 MAX_RUN_SEED = 1000

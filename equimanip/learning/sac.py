@@ -16,9 +16,10 @@ What happens, in order:
    replay buffer and flagged as expert data (SACfD).
 5. **Loop**: act (sampled from the policy), store the transition with its 4 rotated copies
    (``replay.ReplayBuffer``), one SAC update per environment step, evaluate every ``eval_every``
-   steps on held-out seeds (``evaluate``), log, keep the best checkpoint.
-6. **End**: a final evaluation, checkpoints (best and last), CSV logs, a learning-curve PNG, and
-   with ``--json`` one JSON line.
+   steps on held-out validation scenes (``evaluate``), log, keep the best checkpoint.
+6. **End**: a final evaluation of the last policy and of the best checkpoint on the held-out test
+   scenes, checkpoints (best and last), CSV logs, a learning-curve PNG, and with ``--json`` one
+   JSON line.
 
 One update (:meth:`SAC.update`) is the CleanRL-style SAC step plus SACfD's term:
 
@@ -58,7 +59,7 @@ import torch.nn.functional as F
 
 from equimanip.sim.task_names import TABLE_GOAL_ROWS, TASK_NAMES
 
-from .evaluate import EVAL_SEED_BASE, run_episodes, training_seeds
+from .evaluate import EVAL_SEED_BASE, VALIDATION_SEED_BASE, run_episodes, training_seeds
 from .replay import Batch, ReplayBuffer, normalize_action, unnormalize_action
 
 
@@ -471,7 +472,7 @@ def plot_learning_curve(out: Path, title: str) -> Path:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     if eval_rows:
         top.plot([r["step"] for r in eval_rows], [r["success_rate"] for r in eval_rows], "o-",
-                 label=f"evaluation ({int(eval_rows[-1]['episodes'])} held-out episodes)")
+                 label=f"evaluation ({int(eval_rows[-1]['episodes'])} held-out validation episodes)")
     if train_rows:
         top.plot([r["step"] for r in train_rows], [r["train_success"] for r in train_rows], alpha=0.6,
                  label="training episodes (last 20)")
@@ -587,10 +588,11 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
     stats_window: list[dict] = []
     last_eval = state.evaluations[-1][1] if state.evaluations else float("nan")
 
-    def evaluate_now(episodes: int, env) -> float:
-        result = run_episodes(lambda o: unnormalize_action(learner.act(o.heightmap[None], True,
-                                                                       learner.policy_actor)[0]),
-                              env, episodes, seed=EVAL_SEED_BASE)
+    def evaluate_now(episodes: int, env, seed: int = EVAL_SEED_BASE, act=None) -> float:
+        """The deterministic policy (the learner's, or ``act``) on ``episodes`` scenes from ``seed``:
+        the validation scenes for the periodic evaluations, the test scenes for the final ones."""
+        act = act or (lambda o: unnormalize_action(learner.act(o.heightmap[None], True, learner.policy_actor)[0]))
+        result = run_episodes(act, env, episodes, seed=seed)
         return result.success_rate, result
 
     bar = tqdm(total=config.steps, initial=state.step, desc=f"sac {config.task} {config.group}", disable=not progress,
@@ -640,11 +642,12 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                             alpha=f"{means['alpha']:.3g}")
             stats_window = []
         if state.step % config.eval_every < config.num_envs or state.step >= config.steps:
-            last_eval, result = evaluate_now(config.eval_episodes, eval_env)
+            last_eval, result = evaluate_now(config.eval_episodes, eval_env, seed=VALIDATION_SEED_BASE)
             state.evaluations.append((state.step, last_eval))
             log.write("eval", {"step": state.step, "success_rate": last_eval, "episodes": result.episodes,
                                "mean_steps": result.mean_steps, "eval_s": round(result.wall_s, 1),
-                               "wall_s": round(state.wall_s, 1)})
+                               "wall_s": round(state.wall_s, 1),
+                               "first_seed": str(result.per_episode[0]["seed"])})   # text: no TensorBoard curve
             if last_eval > state.best_success:
                 state.best_success, state.best_step = last_eval, state.step
                 save_checkpoint(out / "best.pt", learner, config, state, command)
@@ -657,7 +660,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
     bar.close()
     envs.close()
 
-    # --- final evaluation of the last policy on more held-out episodes
+    # --- final evaluation of the last policy and the best checkpoint on more held-out episodes
     from equimanip.sim.world import ARM_CONTROL_VERSION
 
     from .results import git_revision, machine_description, today
@@ -678,12 +681,23 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                "best_success": state.best_success, "best_step": state.best_step,
                "stopped_by_time_limit": stopped_by_time}
     if config.final_eval_episodes:
+        # The last policy, and the best checkpoint (chosen on the validation scenes) as a user
+        # would load it, both on the test scenes.
+        best_act = None
+        if (out / "best.pt").exists() and state.best_step != state.step:
+            from equimanip.checkpoint import load_policy
+
+            best_act = load_policy(out / "best.pt", device=str(device), optimize=False).act
         success, result = evaluate_now(config.final_eval_episodes, eval_env)
-        summary |= {"success": success, "eval_episodes": result.episodes}
+        summary |= {"success": success, "eval_episodes": result.episodes,
+                    "best_checkpoint_success": evaluate_now(config.final_eval_episodes, eval_env,
+                                                            act=best_act)[0] if best_act else success}
         if config.yaw_sector is not None:
-            # The symmetry-generalisation test: the same policy on scenes over the whole circle.
+            # The symmetry-generalisation test: the same policies on scenes over the whole circle.
             everywhere = ManipulationGymEnv(config.task, **config.env_options(yaw_sector=None))
             summary["success_all_yaw"], _ = evaluate_now(config.final_eval_episodes, everywhere)
+            summary["best_checkpoint_success_all_yaw"] = evaluate_now(
+                config.final_eval_episodes, everywhere, act=best_act)[0] if best_act else summary["success_all_yaw"]
             everywhere.close()
     eval_env.close()
     state.wall_s = wall_before + time.perf_counter() - session_start
@@ -912,8 +926,10 @@ def main(argv=None) -> int:
         line += f"success {summary['success']:.0%} over {summary['eval_episodes']} held-out episodes, "
     if summary.get("stopped_by_time_limit"):
         line += f"stopped by the time limit at step {summary['steps']} of {config.steps}, "
-    line += (f"best evaluation {summary['best_success']:.0%} at step {summary['best_step']}, "
-             f"{summary['wall_s'] / 60:.1f} min; logs and checkpoints in {args.out}")
+    line += f"best evaluation {summary['best_success']:.0%} at step {summary['best_step']}"
+    if "best_checkpoint_success" in summary:
+        line += f" (that checkpoint: {summary['best_checkpoint_success']:.0%} over the held-out episodes)"
+    line += f", {summary['wall_s'] / 60:.1f} min; logs and checkpoints in {args.out}"
     print(line)
     if "success_all_yaw" in summary:
         print(f"whole circle: success {summary['success_all_yaw']:.0%} (in the training sector "
