@@ -189,3 +189,18 @@ def test_eval_cell_setup_keeps_what_the_network_was_trained_with(tmp_path):
     assert camera.width == 96 and camera.height == 128                  # the rest: the default camera
     assert observation.cluster_eps == 0.05                               # the cell's perception
     assert observation.heightmap_size == 16 and observation.goal_in_state   # the network's, from training
+
+
+def test_equimanip_eval_runs_the_scripted_expert_in_the_same_scenes(capsys):
+    """`--expert`: the task's scripted expert in the scenes a checkpoint would get (here turned by 90
+    degrees), the baseline that tells a hard condition from a policy's weakness."""
+    from equimanip.cli import main as cli
+
+    assert cli(["eval", "--expert", "--task", "reach", "--episodes", "2", "--rotate-scene", "90", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["checkpoint"] == "expert" and out["rotate_scene"] == 90 and out["episodes"] == 2
+    assert out["success_rate"] == 1.0 and out["mean_steps"] < 30      # the expert reaches the target
+    assert cli(["eval", "--expert"]) == 2
+    assert "--expert needs --task" in capsys.readouterr().err
+    with pytest.raises(SystemExit):                                  # one source of actions, not two
+        cli(["eval", "--expert", "--checkpoint", "policy.pt", "--task", "reach"])

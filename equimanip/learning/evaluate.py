@@ -2,6 +2,7 @@
 
     equimanip eval --checkpoint runs/pick_c8/best.pt --task block_picking --episodes 50
     equimanip eval --checkpoint C --rotate-scene 90 --perturb-gripper 0.03 --json
+    equimanip eval --expert --task block_pushing --rotate-scene 90     # the scripted expert, the same scenes
 
 **Seeds.** Evaluation episodes (the test scenes) use the episode seeds ``EVAL_SEED_BASE + i`` (i = 0,
 1, ...), the same set in every evaluation so that numbers are comparable across runs and checkpoints.
@@ -99,7 +100,11 @@ def cell_setup(params_files, trained):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="equimanip eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint of any learner (checkpoint.load_policy)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a checkpoint of any learner (checkpoint.load_policy)")
+    source.add_argument("--expert", action="store_true",
+                        help="run the task's scripted expert instead (it reads the simulation's ground truth): "
+                             "how hard the scenes of these options are as such; needs --task")
     parser.add_argument("--task", default=None, help="task to run (default: the one the checkpoint was trained on)")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=EVAL_SEED_BASE,
@@ -132,6 +137,7 @@ def main(argv=None) -> int:
 
     from equimanip.checkpoint import load_policy
     from equimanip.envs import ManipulationGymEnv
+    from equimanip.perception.observation import ObservationConfig
     from equimanip.sim.tasks import TASKS
 
     torch.set_num_threads(max(1, args.threads))
@@ -142,22 +148,29 @@ def main(argv=None) -> int:
         print("equimanip eval: --seed must be >= 0", file=sys.stderr)
         return 2
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    try:
-        policy = load_policy(args.checkpoint, device=device)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
-        print(f"equimanip eval: cannot load {args.checkpoint}: {e}", file=sys.stderr)
-        return 1
+    if args.expert:
+        if args.task is None:
+            print("equimanip eval: --expert needs --task", file=sys.stderr)
+            return 2
+        policy = None
+    else:
+        try:
+            policy = load_policy(args.checkpoint, device=device)
+        except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+            print(f"equimanip eval: cannot load {args.checkpoint}: {e}", file=sys.stderr)
+            return 1
     task = args.task or policy.task
     if task not in TASKS:
         print(f"equimanip eval: unknown task '{task}'; available: {', '.join(sorted(TASKS))}", file=sys.stderr)
         return 2
-    max_steps = args.max_steps if args.max_steps is not None else policy.metadata.get("max_episode_steps")
-    params = args.params or list(policy.metadata.get("cell_params") or [])
+    metadata = policy.metadata if policy else {}
+    max_steps = args.max_steps if args.max_steps is not None else metadata.get("max_episode_steps")
+    params = args.params or list(metadata.get("cell_params") or [])
     if params and not args.params:
         print(f"note: evaluating in the cell the policy learnt in (--params {' '.join(params)}); "
               "--params sim for the default one", file=sys.stderr)
     try:
-        camera, observation = cell_setup(params, policy.observation_config)
+        camera, observation = cell_setup(params, policy.observation_config if policy else ObservationConfig())
     except (FileNotFoundError, OSError, ValueError, TypeError) as e:
         print(f"equimanip eval: --params: {e}", file=sys.stderr)
         return 2
@@ -174,9 +187,11 @@ def main(argv=None) -> int:
         return 2
     if args.seed < EVAL_SEED_BASE:
         print(f"note: seeds below {EVAL_SEED_BASE} may be scenes the policy was trained on", file=sys.stderr)
-    result = run_episodes(policy.act, env, args.episodes, seed=args.seed, progress=not args.json)
+    act = policy.act if policy else (lambda observation: env.expert_action())
+    result = run_episodes(act, env, args.episodes, seed=args.seed, progress=not args.json)
     env.close()
-    summary = {"checkpoint": str(args.checkpoint), "task": task, "seed": args.seed, "params": params,
+    summary = {"checkpoint": "expert" if args.expert else str(args.checkpoint), "task": task, "seed": args.seed,
+               "params": params,
                "rotate_scene": args.rotate_scene, "perturb_gripper": args.perturb_gripper,
                "perturb_objects": args.perturb_objects, "yaw_sector": args.yaw_sector,
                "max_steps": max_steps, **result.summary()}
