@@ -59,7 +59,7 @@ import torch.nn.functional as F
 
 from equimanip.sim.task_names import TABLE_GOAL_ROWS, TASK_NAMES
 
-from .evaluate import EVAL_SEED_BASE, VALIDATION_SEED_BASE, run_episodes, training_seeds
+from .evaluate import EVAL_SEED_BASE, VALIDATION_SEED_BASE, EvalResult, run_episodes, training_seeds
 from .replay import Batch, ReplayBuffer, normalize_action, unnormalize_action
 
 
@@ -588,7 +588,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
     stats_window: list[dict] = []
     last_eval = state.evaluations[-1][1] if state.evaluations else float("nan")
 
-    def evaluate_now(episodes: int, env, seed: int = EVAL_SEED_BASE, act=None) -> float:
+    def evaluate_now(episodes: int, env, seed: int = EVAL_SEED_BASE, act=None) -> tuple[float, EvalResult]:
         """The deterministic policy (the learner's, or ``act``) on ``episodes`` scenes from ``seed``:
         the validation scenes for the periodic evaluations, the test scenes for the final ones."""
         act = act or (lambda o: unnormalize_action(learner.act(o.heightmap[None], True, learner.policy_actor)[0]))
