@@ -76,7 +76,7 @@ def test_results_rows_tables_and_plot(tmp_path):
     assert c8 in text
     assert c8 + " 93% ± 3% |" in text                                # the best checkpoints' mean
     assert f"| block_picking | none | {network} | 2 | 20 | 1000 | 1 | 0 | 10% | 10% | 0 of 1 | – |" in text
-    assert "| block_picking | c8 | 2 | 0 90 | 0 | 1000 | 90% | 85% | -5 | 90% -> 94% (+4) |" in text
+    assert f"| block_picking | c8 | {network} | 2 | 0 90 | 0 | 1000 | 90% | 85% | -5 | 90% -> 94% (+4) |" in text
     content = doc.read_text()
     assert "old" not in content and content.endswith("<!-- /results:sac -->\ntail\n") and text in content
     assert plot.stat().st_size > 10_000 and text in (tmp_path / "sac.md").read_text()

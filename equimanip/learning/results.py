@@ -235,14 +235,14 @@ def sac_tables(rows: list[dict]) -> str:
             if r["best_checkpoint_success"] and r["best_checkpoint_success_all_yaw"]:
                 best_in, best_all = float(r["best_checkpoint_success"]), float(r["best_checkpoint_success_all_yaw"])
                 best = f"{best_in:.0%} -> {best_all:.0%} ({(best_all - best_in) * 100:+.0f})"
-            table.append([r["task"], _label(r), r["arm"], r["yaw_sector"], r["seed"], r["steps"], f"{inside:.0%}",
-                          f"{everywhere:.0%}", f"{(everywhere - inside) * 100:+.0f}", best,
+            table.append([r["task"], _label(r), r["network"], r["arm"], r["yaw_sector"], r["seed"], r["steps"],
+                          f"{inside:.0%}", f"{everywhere:.0%}", f"{(everywhere - inside) * 100:+.0f}", best,
                           f"{float(r['wall_s']) / 60:.0f} min"])
         parts.append("**Symmetry generalisation** (trained only on scenes whose scene yaw lies in the sector "
                      "[start, start + width) degrees; evaluated in the sector and over the whole circle):\n\n"
-                     + markdown_table(["task", "group", "arm", "sector", "seed", "steps", "in sector", "whole circle",
-                                       "change (points)", "best checkpoint: in sector -> whole circle",
-                                       "wall-clock"], table))
+                     + markdown_table(["task", "group", "network", "arm", "sector", "seed", "steps", "in sector",
+                                       "whole circle", "change (points)",
+                                       "best checkpoint: in sector -> whole circle", "wall-clock"], table))
     return "\n\n".join(parts)
 
 
