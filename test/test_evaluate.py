@@ -84,6 +84,9 @@ def test_results_rows_tables_and_plot(tmp_path):
              for extra in ({}, {"robot_removal": "above_grasp_point"}, {"robot_removal": "hand_boxes"})]
     assert views == ["64x64 gripper view"] * 2 + ["64x64 gripper (hand boxes) view"]
     assert results.sac_row(summary() | {"goal_channel": True})["network"].endswith(", goal channel")
+    centred = summary()
+    centred["network"] = centred["network"] | {"center_inputs": True}
+    assert results.sac_row(centred)["network"].endswith(", centred inputs")
     assert "goal" not in results.sac_row(summary() | {"goal_channel": False})["network"]
     described = results.sac_row(summary() | {"sacfd_weight": 10.0, "sacfd_target": "sample", "gamma": 0.95})
     assert described["network"].endswith(", SACfD weight 10, gamma 0.95, SACfD on the sample")

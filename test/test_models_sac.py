@@ -247,6 +247,33 @@ def test_cpu_inference_module_matches_and_stays_equivariant():
             assert relative_error(fast(sym.transform_heightmap(g, heightmap))[0], sym.transform_action(g, mean)) < 1e-4
 
 
+@pytest.mark.parametrize("group", ["c8", "d4", "none"])
+def test_centred_inputs_stay_equivariant_through_export_and_keep_the_state_dict(group):
+    torch.manual_seed(0)
+    cfg = NetworkConfig(group=group, center_inputs=True, **SMALL)
+    actor, critic = make_actor(cfg).eval(), make_critic(cfg).eval()
+    check_quarter_turns(actor, critic, cfg)
+    plain = actor.export()
+    heightmap = inputs(cfg, batch=1)[0]
+    fast, plan = optimize_for_cpu(plain, repeats=2)
+    assert plan[0].startswith("InputCentering")
+    with torch.no_grad():
+        torch.testing.assert_close(plain(heightmap), actor(heightmap), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fast(heightmap), actor(heightmap), atol=1e-5, rtol=1e-5)
+    # The same weights as without it: the constants come from the configuration, so a state dict
+    # loads either way and a checkpoint's settings decide. (The plain CNN's centring is the first
+    # layer of its Sequential, which renumbers its layers' keys.)
+    if group == "none":
+        return
+    torch.manual_seed(0)
+    uncentred = make_actor(NetworkConfig(group=group, **SMALL))
+    assert actor.state_dict().keys() == uncentred.state_dict().keys()
+    uncentred.load_state_dict(actor.state_dict())
+    with torch.no_grad():
+        centred = (heightmap - torch.tensor([0.16, 0.5]).view(1, 2, 1, 1)) / torch.tensor([0.16, 0.5]).view(1, 2, 1, 1)
+        torch.testing.assert_close(uncentred.eval()(centred), actor(heightmap), atol=1e-5, rtol=1e-5)
+
+
 def test_moving_one_network_leaves_the_others_where_they_are():
     """escnn shares its sampled kernel bases between every convolution of a process that uses the
     same basis. Moving one network (to a GPU while training; here to float64, which takes the

@@ -344,10 +344,24 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
     assert any(not torch.equal(weights, learner_state["actor"][name]) for name, weights in saved.items())
 
     # A fraction of an update per step: equi_rl's one update per 5 transitions, here one per 4.
+    # (With centred inputs: the checkpoint's network says so, and the policy a user loads centres.)
     assert cli(["train", "sac", *TINY, "--steps", "8", "--num-envs", "2", "--updates-per-step", "0.25",
-                "--out", str(tmp_path / "sparse"), "--json"]) == 0
+                "--center-inputs", "--out", str(tmp_path / "sparse"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 8 and summary["updates"] == 2 and summary["updates_per_step"] == 0.25
+    assert summary["network"]["center_inputs"] and load_checkpoint(tmp_path / "sparse" / "last.pt").network[
+        "center_inputs"]
+    from equimanip.checkpoint import load_policy
+    from equimanip.models import NetworkConfig, make_actor
+
+    saved = load_checkpoint(tmp_path / "sparse" / "last.pt")
+    actor = make_actor(NetworkConfig.from_dict(saved.network))
+    actor.load_state_dict(saved.state_dicts["actor"])
+    heightmap = torch.rand(1, 2, 16, 16) * torch.tensor([0.32, 1.0]).view(1, 2, 1, 1)
+    with torch.no_grad():
+        expected = torch.tanh(actor.eval()(heightmap)[0])
+    policy = load_policy(tmp_path / "sparse" / "last.pt")
+    torch.testing.assert_close(policy.network(heightmap), expected, atol=1e-5, rtol=1e-5)
 
     # Nothing to resume, and bad settings: clear refusals.
     assert cli(["train", "sac", "--resume", "--out", str(tmp_path / "empty")]) == 2

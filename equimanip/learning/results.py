@@ -125,6 +125,8 @@ def sac_row(summary: dict, **provenance) -> dict:
     network = f"{size}x{size} {view} view, n_hidden {net['n_hidden']}, {net['top']} top"
     if summary.get("goal_channel"):
         network += ", goal channel"
+    if net.get("center_inputs"):
+        network += ", centred inputs"
     from .sac import SACConfig
 
     defaults = SACConfig()

@@ -85,6 +85,7 @@ class SACConfig:
     n_hidden: int | None = None                 # None: the preset's
     heightmap_size: int | None = None           # None: the preset's
     relaxed: bool = False
+    center_inputs: bool = False                 # NetworkConfig.center_inputs
     # The resolved NetworkConfig (as a dict), filled when a run starts, so that a resumed run
     # rebuilds exactly its networks even if the presets have changed since.
     network_settings: dict | None = None
@@ -212,7 +213,7 @@ class SACConfig:
 
         if self.network_settings is not None:
             return NetworkConfig.from_dict(self.network_settings)
-        overrides = {"group": self.group, "relaxed": self.relaxed,
+        overrides = {"group": self.group, "relaxed": self.relaxed, "center_inputs": self.center_inputs,
                      "in_channels": 3 if self.shows_goal() else 2}
         if self.n_hidden is not None:
             overrides["n_hidden"] = self.n_hidden
@@ -819,6 +820,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="network preset: cpu (64 x 64, narrow), paper (equi_rl's), auto (paper on a GPU)")
     parser.add_argument("--n-hidden", type=int, default=None, help="override the preset's width")
     parser.add_argument("--heightmap-size", type=int, default=None, help="override the preset's heightmap size")
+    parser.add_argument("--center-inputs", action="store_true",
+                        help="centre and scale the heightmap channels to about -1..1 before the first convolution "
+                             "(NetworkConfig.center_inputs)")
     parser.add_argument("--demos", type=int, default=d.demos, help="expert episodes pre-loaded (successful ones)")
     parser.add_argument("--steps", type=int, default=None, help=f"environment steps (default {d.steps})")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"run seed, 0 .. 999 (evaluation seeds are "
@@ -883,7 +887,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args) -> SACConfig:
-    return SACConfig(task=args.task, group=args.group, relaxed=args.relaxed, network=args.network,
+    return SACConfig(task=args.task, group=args.group, relaxed=args.relaxed, center_inputs=args.center_inputs,
+                     network=args.network,
                      n_hidden=args.n_hidden, heightmap_size=args.heightmap_size, demos=args.demos,
                      steps=args.steps if args.steps is not None else SACConfig.steps,
                      seed=args.seed, max_episode_steps=args.max_episode_steps or None,

@@ -21,6 +21,12 @@ TOPS = ("paper", "compact")
 SO2_NONLINEARITIES = ("gated", "norm")
 
 
+# center_inputs: what each input channel is centred on and divided by, in channel order (heights or
+# gripper-view depths, clipped at 0.32 m as equi_rl's; gripper aperture 0..1; goal channel 0..1).
+INPUT_CENTRES = (0.16, 0.5, 0.5)
+INPUT_SCALES = (0.16, 0.5, 0.5)
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     # Symmetry group by name (equimanip.symmetry.GROUPS): c4 c8 c16 d4 d8 so2, or none (plain CNN).
@@ -48,6 +54,14 @@ class NetworkConfig:
     # Actor log-std clamp (equi_rl's).
     log_std_min: float = -20.0
     log_std_max: float = 2.0
+    # Centre and scale the input channels before the first convolution (INPUT_CENTRES /
+    # INPUT_SCALES: depths 0..0.32 m and the aperture and goal 0..1 to -1..1). Raw, a 4 cm block
+    # changes the depth channel by 0.04 beside a constant aperture plane of 1, and at n_hidden 8 the
+    # first layer is one regular field; scaled, the block's signal is 6 times larger. Supervised on
+    # the expert's actions, the initial actors of 2 of 7 run seeds learnt nothing raw and all 7
+    # learnt centred (docs/equivariant_sac.md, stop 27). Off by default and for every checkpoint
+    # from before it (their networks were trained without it).
+    center_inputs: bool = False
 
     @classmethod
     def paper(cls, **overrides) -> "NetworkConfig":
@@ -87,6 +101,8 @@ class NetworkConfig:
                              f"({sizes}, ...), got {size}")
         if self.in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
+        if self.center_inputs and self.in_channels > len(INPUT_CENTRES):
+            raise ValueError(f"center_inputs knows {len(INPUT_CENTRES)} input channels, got {self.in_channels}")
         if self.relaxed and not (G.is_finite and not G.is_trivial):
             raise ValueError(f"relaxed convolutions need a finite group (c4 c8 c16 d4 d8), not {self.group!r}")
         if self.relaxed_banks < 1 or self.relaxed_strength < 0:
@@ -111,4 +127,4 @@ class NetworkConfig:
         return cls(**data).validate()
 
 
-__all__ = ["NetworkConfig"]
+__all__ = ["NetworkConfig", "INPUT_CENTRES", "INPUT_SCALES"]

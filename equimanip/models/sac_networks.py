@@ -43,7 +43,7 @@ from torch import nn
 
 from equimanip import symmetry as sym
 from equimanip.models import fields
-from equimanip.models.config import NetworkConfig
+from equimanip.models.config import INPUT_CENTRES, INPUT_SCALES, NetworkConfig
 from equimanip.models.nonlinear import group_pooling, norm_invariants, norm_max_pool, so2_nonlinearity
 from equimanip.models.relaxed import RelaxedR2Conv
 
@@ -58,13 +58,32 @@ PLAIN_CHANNELS_PER_FIELD = math.sqrt(48 / 9)
 # ------------------------------------------------------------------------------- building blocks
 
 
+class InputCentering(nn.Module):
+    """``(x - centre) / scale`` per input channel (``NetworkConfig.center_inputs``). The channels
+    are trivial fields and the map is the same at every pixel, so it commutes with every rotation
+    and reflection of the image: the network stays exactly equivariant."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        # Not in the state dict: the constants follow from the network's configuration.
+        self.register_buffer("centre", torch.tensor(INPUT_CENTRES[:channels]).view(1, channels, 1, 1),
+                             persistent=False)
+        self.register_buffer("scale", torch.tensor(INPUT_SCALES[:channels]).view(1, channels, 1, 1),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.centre) / self.scale
+
+
 class EscnnStage(nn.Module):
     """Plain tensors in and out around an escnn module (the rest of the code never sees a
-    GeometricTensor); ``export()`` gives escnn's plain-torch equivalent."""
+    GeometricTensor); ``export()`` gives escnn's plain-torch equivalent. ``centering``: an
+    :class:`InputCentering` applied to the plain input first (the encoder's, with center_inputs)."""
 
-    def __init__(self, module: enn.EquivariantModule):
+    def __init__(self, module: enn.EquivariantModule, centering: InputCentering | None = None):
         super().__init__()
         self.module = module
+        self.centering = centering
 
     @property
     def in_type(self) -> enn.FieldType:
@@ -75,6 +94,8 @@ class EscnnStage(nn.Module):
         return self.module.out_type
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.centering is not None:
+            x = self.centering(x)
         return self.module(enn.GeometricTensor(x, self.module.in_type)).tensor
 
     def train(self, mode: bool = True):
@@ -86,7 +107,10 @@ class EscnnStage(nn.Module):
         self.eval()
         try:
             with torch.no_grad():
-                return self.module.export().eval()
+                plain = self.module.export().eval()
+                if self.centering is not None:     # one flat Sequential, as inference.optimize_for_cpu walks it
+                    plain = nn.Sequential(copy.deepcopy(self.centering), *plain.children()).eval()
+                return plain
         finally:
             self.train(was_training)
 
@@ -126,7 +150,7 @@ def _plain_width(fields_count: int) -> int:
 
 
 def _plain_encoder(cfg: NetworkConfig) -> tuple[nn.Sequential, int]:
-    layers: list[nn.Module] = []
+    layers: list[nn.Module] = [InputCentering(cfg.in_channels)] if cfg.center_inputs else []
     channels = cfg.in_channels
     for spec in encoder_schedule(cfg):
         out = _plain_width(spec["width"])
@@ -167,7 +191,7 @@ def _equivariant_encoder(cfg: NetworkConfig, gs) -> EscnnStage:
             if spec["pool"] > 1:
                 modules.append(norm_max_pool(modules[-1].out_type, spec["pool"]))
         current = modules[-1].out_type
-    return EscnnStage(enn.SequentialModule(*modules))
+    return EscnnStage(enn.SequentialModule(*modules), InputCentering(cfg.in_channels) if cfg.center_inputs else None)
 
 
 def network_gspace(cfg: NetworkConfig):
@@ -314,5 +338,5 @@ def make_critic(cfg: NetworkConfig | None = None) -> Critic:
     return own_copy(Critic(cfg, encoder, head(), head()))
 
 
-__all__ = ["Actor", "Critic", "EscnnStage", "make_actor", "make_critic", "make_encoder", "encoder_schedule",
-           "export_module", "own_copy", "network_gspace", "ACTION_DIM"]
+__all__ = ["Actor", "Critic", "EscnnStage", "InputCentering", "make_actor", "make_critic", "make_encoder",
+           "encoder_schedule", "export_module", "own_copy", "network_gspace", "ACTION_DIM"]
