@@ -187,6 +187,9 @@ def main(argv=None) -> int:
         return 2
     if args.seed < EVAL_SEED_BASE:
         print(f"note: seeds below {EVAL_SEED_BASE} may be scenes the policy was trained on", file=sys.stderr)
+    elif args.seed + args.episodes > VALIDATION_SEED_BASE:
+        print(f"note: seeds from {VALIDATION_SEED_BASE} are the validation scenes a SAC run chose its best "
+              "checkpoint on", file=sys.stderr)
     act = policy.act if policy else (lambda observation: env.expert_action())
     result = run_episodes(act, env, args.episodes, seed=args.seed, progress=not args.json)
     env.close()
