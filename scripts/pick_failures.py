@@ -63,16 +63,20 @@ def episode(policy, env, seed: int) -> dict:
     visible = block_pixels(inner.last_observation)
     offset = block0[:2] - workspace_centre_xy()
     relative_yaw = math.degrees(yaw_of_quat_xyzw(block0[3:7]) - start.ee_yaw) % 90.0
-    first_close, highest, height, steps = None, 0.0, 0.0, 0
+    table = float(block0[2] - BLOCK_SIZE / 2.0)
+    first_close, close_height, highest, height, steps = None, None, 0.0, 0.0, 0
+    now = start
     terminated = truncated = False
     while not (terminated or truncated):
         action = np.clip(policy.act(inner.last_observation), env.action_space.low, env.action_space.high)
+        if close_height is None and action[0] < CLOSED:      # where the hand is when it decides to close
+            close_height = float(now.ee_pose[2]) - table
         _, _, terminated, truncated, _ = env.step(action)
         steps += 1
         now = inner.sim.observe(render=False)
         if first_close is None and now.gripper_aperture < CLOSED:
             first_close = steps
-        height = float(now.object_poses[0, 2] - BLOCK_SIZE / 2.0)     # the block's bottom above the table
+        height = float(now.object_poses[0, 2] - BLOCK_SIZE / 2.0) - table     # the block's bottom above the table
         highest = max(highest, height)
     if terminated:
         outcome = "success"
@@ -85,6 +89,9 @@ def episode(policy, env, seed: int) -> dict:
     else:
         outcome = "held, too low"
     return {"seed": seed, "outcome": outcome, "steps": steps, "first_close_step": first_close,
+            # The grasp point's height above the table when the policy first commanded the fingers
+            # below half open (the block is 4 cm tall).
+            "close_command_height_m": None if close_height is None else round(close_height, 3),
             "highest_m": round(highest, 3), "block_from_centre_m": round(float(np.linalg.norm(offset)), 3),
             "block_bearing_deg": round(math.degrees(math.atan2(offset[1], offset[0])) % 360.0, 1),
             "block_yaw_vs_hand_deg": round(relative_yaw, 1), "block_pixels_at_start": visible,
@@ -149,6 +156,8 @@ def main(argv=None) -> int:
                                               "failure": median(failures, "block_from_centre_m")},
                "median_block_yaw_vs_hand_deg": {"success": median(successes, "block_yaw_vs_hand_deg"),
                                                 "failure": median(failures, "block_yaw_vs_hand_deg")},
+               "median_close_command_height_m": {"success": median(successes, "close_command_height_m"),
+                                                 "failure": median(failures, "close_command_height_m")},
                "failures": failures}
     if args.json:
         print(json.dumps(summary))
@@ -161,8 +170,10 @@ def main(argv=None) -> int:
     print(f"block hidden from the first heightmap in {len(hidden)} episodes, "
           f"{summary['failures_with_block_hidden_at_start']} of them failures")
     distance, yaw = summary["median_block_from_centre_m"], summary["median_block_yaw_vs_hand_deg"]
+    close = summary["median_close_command_height_m"]
     print(f"medians, successes / failures: block from the workspace centre {distance['success']} / "
-          f"{distance['failure']} m, block yaw against the hand (mod 90) {yaw['success']} / {yaw['failure']} deg")
+          f"{distance['failure']} m, block yaw against the hand (mod 90) {yaw['success']} / {yaw['failure']} deg, "
+          f"hand height at the closing command {close['success']} / {close['failure']} m")
     for e in failures:
         print("  " + ", ".join(f"{k} {v}" for k, v in e.items()))
     return 0
