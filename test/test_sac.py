@@ -363,6 +363,13 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
     policy = load_policy(tmp_path / "sparse" / "last.pt")
     torch.testing.assert_close(policy.network(heightmap), expected, atol=1e-5, rtol=1e-5)
 
+    # Trained in a yaw sector: the last policy and best.pt are scored in it and over the whole circle.
+    assert cli(["train", "sac", *TINY, "--steps", "6", "--yaw-sector", "0", "90", "--out", str(tmp_path / "sector"),
+                "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("success", "best_checkpoint_success", "success_all_yaw", "best_checkpoint_success_all_yaw"):
+        assert 0.0 <= summary[key] <= 1.0, key
+
     # Nothing to resume, and bad settings: clear refusals.
     assert cli(["train", "sac", "--resume", "--out", str(tmp_path / "empty")]) == 2
     assert cli(["train", "sac", *TINY, "--group", "c5", "--out", str(tmp_path / "x")]) == 2

@@ -194,8 +194,7 @@ def main(argv=None) -> int:
     result = run_episodes(act, env, args.episodes, seed=args.seed, progress=not args.json)
     env.close()
     summary = {"checkpoint": "expert" if args.expert else str(args.checkpoint), "task": task, "seed": args.seed,
-               "params": params,
-               "rotate_scene": args.rotate_scene, "perturb_gripper": args.perturb_gripper,
+               "params": params, "rotate_scene": args.rotate_scene, "perturb_gripper": args.perturb_gripper,
                "perturb_objects": args.perturb_objects, "yaw_sector": args.yaw_sector,
                "max_steps": max_steps, **result.summary()}
     print(f"{task}: success rate {result.success_rate:.0%} over {result.episodes} episodes "

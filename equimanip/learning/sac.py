@@ -689,16 +689,21 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
             from equimanip.checkpoint import load_policy
 
             best_act = load_policy(out / "best.pt", device=str(device), optimize=False).act
-        success, result = evaluate_now(config.final_eval_episodes, eval_env)
+
+        def last_and_best(env) -> tuple[float, float, EvalResult]:
+            """Success of the last policy and of best.pt on ``env``'s test scenes (one figure when
+            best.pt is the last policy)."""
+            last, result = evaluate_now(config.final_eval_episodes, env)
+            best = evaluate_now(config.final_eval_episodes, env, act=best_act)[0] if best_act else last
+            return last, best, result
+
+        success, best_checkpoint_success, result = last_and_best(eval_env)
         summary |= {"success": success, "eval_episodes": result.episodes,
-                    "best_checkpoint_success": evaluate_now(config.final_eval_episodes, eval_env,
-                                                            act=best_act)[0] if best_act else success}
+                    "best_checkpoint_success": best_checkpoint_success}
         if config.yaw_sector is not None:
             # The symmetry-generalisation test: the same policies on scenes over the whole circle.
             everywhere = ManipulationGymEnv(config.task, **config.env_options(yaw_sector=None))
-            summary["success_all_yaw"], _ = evaluate_now(config.final_eval_episodes, everywhere)
-            summary["best_checkpoint_success_all_yaw"] = evaluate_now(
-                config.final_eval_episodes, everywhere, act=best_act)[0] if best_act else summary["success_all_yaw"]
+            summary["success_all_yaw"], summary["best_checkpoint_success_all_yaw"], _ = last_and_best(everywhere)
             everywhere.close()
     eval_env.close()
     state.wall_s = wall_before + time.perf_counter() - session_start
