@@ -303,6 +303,8 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
     assert resumed["steps"] == 9 and [step for step, _ in resumed["curve"]] == [3, 6, 9]
     eval_rows = (out / "eval.csv").read_text().strip().splitlines()
     assert [row.split(",")[0] for row in eval_rows[1:]] == ["3", "6", "9"]
+    with (out / "eval.csv").open() as f:       # the kept rows come back as written: seeds stay integers
+        assert [row["first_seed"] for row in csv.DictReader(f)] == [str(VALIDATION_SEED_BASE)] * 3
     assert load_checkpoint(out / "last.pt").metadata["step"] == 9
 
     # A time limit stops taking steps, and the run still ends as a finished one: final evaluation,

@@ -764,18 +764,24 @@ def load_run_config(out: Path) -> SACConfig:
 def _load_training_state(out: Path, learner: SAC, buffer: ReplayBuffer, config: SACConfig) -> Progress:
     saved = torch.load(out / TRAIN_STATE, map_location=learner.device, weights_only=False)
     learner.load_state_dict(saved["learner"])
-    torch.set_rng_state(saved["torch_rng"])
+    torch.set_rng_state(saved["torch_rng"].cpu())   # loaded onto the learner's device with the rest
     buffer.load(out / REPLAY)
     progress = Progress(**saved["progress"])
     progress.evaluations = [tuple(e) for e in progress.evaluations]
     # Logged rows past the checkpoint describe steps that are now redone: drop them.
+    # The kept rows are written back as they were read, text for text (a seed stays an integer).
     for name in ("train", "eval"):
-        rows = [r for r in read_csv(out / f"{name}.csv") if r["step"] <= progress.step]
+        path = out / f"{name}.csv"
+        if not path.exists():
+            continue
+        with path.open() as f:
+            reader = csv.DictReader(f)
+            fields, rows = reader.fieldnames, [r for r in reader if float(r["step"]) <= progress.step]
         if rows:
-            with (out / f"{name}.csv").open("w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            with path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
                 writer.writeheader()
-                writer.writerows({k: int(v) if k in ("step", "episodes") else v for k, v in r.items()} for r in rows)
+                writer.writerows(rows)
     return progress
 
 
