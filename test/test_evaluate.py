@@ -97,6 +97,15 @@ def test_results_rows_tables_and_plot(tmp_path):
     assert results.sac_row(summary() | {"sacfd_weight": 1.0, "sacfd_target": "mean", "demos_from_seed": None,
                                         "cell_params": []})["network"] == \
         results.sac_row(summary())["network"]                         # the defaults go unsaid
+    # Runs a time limit stopped are grouped by the steps they were given, and say where they got to.
+    for seed, taken in ((0, 700), (1, 900)):
+        stopped = summary(seed=seed, success=1.0) | {"steps": taken, "command": "equimanip train sac --steps 1000",
+                                                     "cell_params": ["side_camera"]}
+        results.append_row(csv_path, results.sac_row(stopped), results.SAC_FIELDS)
+    text = results.sac_tables(results.read_rows(csv_path))
+    assert f"| {network}, camera of side_camera | 2 | 20 | 1000 (stopped at 700-900) | 2 | 0, 1 | 100% ± 0% |" in text
+    assert results.step_budget({"steps": "600", "command": "equimanip train sac --resume --steps 800"}) == 800
+    assert results.step_budget({"steps": "600", "command": ""}) == 600
     with pytest.raises(ValueError, match="columns"):
         results.append_row(csv_path, {"task": "x"}, ["task"])
     with pytest.raises(ValueError, match="does not have"):

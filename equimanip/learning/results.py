@@ -203,6 +203,24 @@ def _reached(runs: list[dict], level: float = REACHED) -> str:
     return f"{len(first)} of {len(runs)} (step {int(np.median(first))})"
 
 
+def step_budget(row: dict) -> int:
+    """The environment steps a run was given (its command's last ``--steps``), which is more than
+    the steps it took when a time limit (a GPU lease, say) stopped it: runs are grouped by what
+    they were given, and the table says where the stopped ones got to."""
+    words = str(row.get("command", "")).split()
+    given = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--steps"]
+    taken = int(row["steps"])
+    return max(taken, int(given[-1])) if given and given[-1].isdigit() else taken
+
+
+def _steps_cell(budget: int, runs: list[dict]) -> str:
+    taken = sorted(int(r["steps"]) for r in runs)
+    if taken[0] == budget:
+        return str(budget)
+    stopped = f"{taken[0]}" if taken[0] == taken[-1] else f"{taken[0]}-{taken[-1]}"
+    return f"{budget} (stopped at {stopped})"
+
+
 def sac_tables(rows: list[dict]) -> str:
     """The Markdown of both experiments: sample efficiency and symmetry generalisation."""
     import numpy as np
@@ -211,11 +229,11 @@ def sac_tables(rows: list[dict]) -> str:
     efficiency = [r for r in rows if r["experiment"] == "sample_efficiency"]
     groups = defaultdict(list)
     for r in efficiency:
-        groups[(r["task"], _label(r), r["network"], r["arm"], r["steps"], r["demos"])].append(r)
+        groups[(r["task"], _label(r), r["network"], r["arm"], step_budget(r), r["demos"])].append(r)
     table = []
-    for (task, label, network, arm, steps, demos), runs in sorted(groups.items()):
+    for (task, label, network, arm, budget, demos), runs in sorted(groups.items()):
         seeds = ", ".join(sorted((r["seed"] for r in runs), key=int))
-        table.append([task, label, network, arm, demos, steps, len(runs), seeds,
+        table.append([task, label, network, arm, demos, _steps_cell(budget, runs), len(runs), seeds,
                       _mean_std([float(r["success"]) for r in runs]),
                       _mean_std([float(r["best_success"]) for r in runs]), _reached(runs),
                       _mean_std([float(r["best_checkpoint_success"]) for r in runs if r["best_checkpoint_success"]]),
@@ -268,7 +286,7 @@ def plotted_configurations(rows: list[dict]) -> dict[str, tuple]:
         configurations = defaultdict(list)
         for r in runs:
             if r["arm"] == arm:
-                configurations[(_label(r), r["network"], r["steps"])].append(r)
+                configurations[(_label(r), r["network"], step_budget(r))].append(r)
         runs_in_setting = defaultdict(int)
         for (_, network, steps), members in configurations.items():
             runs_in_setting[network, steps] += len(members)
