@@ -298,7 +298,8 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
     assert last.metadata["sac_config"]["network_settings"] == last.network   # what a resume rebuilds
 
     # Resume: the same run continues from step 6 to 9, its logs extended, not restarted.
-    assert cli(["train", "sac", "--resume", "--out", str(out), "--steps", "9", "--json"]) == 0
+    # (On the device it is told: a run started on a lent GPU goes on on the CPU, and the other way.)
+    assert cli(["train", "sac", "--resume", "--out", str(out), "--steps", "9", "--device", "auto", "--json"]) == 0
     resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert resumed["steps"] == 9 and [step for step, _ in resumed["curve"]] == [3, 6, 9]
     eval_rows = (out / "eval.csv").read_text().strip().splitlines()
@@ -306,6 +307,8 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
     with (out / "eval.csv").open() as f:       # the kept rows come back as written: seeds stay integers
         assert [row["first_seed"] for row in csv.DictReader(f)] == [str(VALIDATION_SEED_BASE)] * 3
     assert load_checkpoint(out / "last.pt").metadata["step"] == 9
+    assert load_checkpoint(out / "last.pt").metadata["sac_config"]["device"] == "auto"
+    assert last.metadata["sac_config"]["device"] == "cpu"
 
     # A time limit stops taking steps, and the run still ends as a finished one: final evaluation,
     # checkpoints, plot and summary, with the steps it reached.

@@ -887,9 +887,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
     parser.add_argument("--final-eval-episodes", type=int, default=d.final_eval_episodes)
     parser.add_argument("--log-every", type=int, default=d.log_every, help="steps between train.csv rows")
-    parser.add_argument("--device", default=d.device, choices=["cpu", "cuda", "auto"])
-    parser.add_argument("--threads", type=int, default=d.threads,
-                        help="torch intra-op threads (1: see the module docstring)")
+    parser.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"],
+                        help=f"where the networks learn (default {d.device}); with --resume, where the run "
+                             "goes on (a run started on a GPU can continue on a CPU, and the other way)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help=f"torch intra-op threads (default {d.threads}: see the module docstring); with "
+                             "--resume, the continued run's")
     parser.add_argument("--time-limit", type=float, default=None, metavar="MIN",
                         help="stop taking steps MIN minutes after this command started, then evaluate and "
                              "write everything as for a finished run (the steps reached are recorded)")
@@ -915,8 +918,10 @@ def config_from_args(args) -> SACConfig:
                      learning_starts=args.learning_starts, lr=args.lr, gamma=args.gamma,
                      num_envs=args.num_envs, updates_per_step=args.updates_per_step,
                      eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                     final_eval_episodes=args.final_eval_episodes, log_every=args.log_every, device=args.device,
-                     threads=args.threads, time_limit_min=args.time_limit)
+                     final_eval_episodes=args.final_eval_episodes, log_every=args.log_every,
+                     device=SACConfig.device if args.device is None else args.device,
+                     threads=SACConfig.threads if args.threads is None else args.threads,
+                     time_limit_min=args.time_limit)
 
 
 def main(argv=None) -> int:
@@ -928,8 +933,12 @@ def main(argv=None) -> int:
             config = load_run_config(args.out)
             if args.steps is not None:
                 config = dataclasses.replace(config, steps=args.steps)
-            # A resumed run gets this command's limit, not the one it was started with.
+            # A resumed run gets this command's limit, not the one it was started with, and its
+            # device and threads where given (a lease ends: the run goes on on the CPU).
             config = dataclasses.replace(config, time_limit_min=args.time_limit)
+            for field, value in (("device", args.device), ("threads", args.threads)):
+                if value is not None:
+                    config = dataclasses.replace(config, **{field: value})
         else:
             config = config_from_args(args)
         config.validate()
