@@ -105,6 +105,7 @@ def test_results_rows_tables_and_plot(tmp_path):
     text = results.sac_tables(results.read_rows(csv_path))
     assert f"| {network}, camera of side_camera | 2 | 20 | 1000 (stopped at 700-900) | 2 | 0, 1 | 100% ± 0% |" in text
     assert results.step_budget({"steps": "600", "command": "equimanip train sac --resume --steps 800"}) == 800
+    assert results.step_budget({"steps": "600", "command": "equimanip train sac --steps=700"}) == 700
     assert results.step_budget({"steps": "600", "command": ""}) == 600
     with pytest.raises(ValueError, match="columns"):
         results.append_row(csv_path, {"task": "x"}, ["task"])

@@ -207,7 +207,7 @@ def step_budget(row: dict) -> int:
     """The environment steps a run was given (its command's last ``--steps``), which is more than
     the steps it took when a time limit (a GPU lease, say) stopped it: runs are grouped by what
     they were given, and the table says where the stopped ones got to."""
-    words = str(row.get("command", "")).split()
+    words = str(row.get("command", "")).replace("--steps=", "--steps ").split()
     given = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--steps"]
     taken = int(row["steps"])
     return max(taken, int(given[-1])) if given and given[-1].isdigit() else taken
