@@ -104,6 +104,10 @@ def test_results_rows_tables_and_plot(tmp_path):
         results.append_row(csv_path, results.sac_row(stopped), results.SAC_FIELDS)
     text = results.sac_tables(results.read_rows(csv_path))
     assert f"| {network}, camera of side_camera | 2 | 20 | 1000 (stopped at 700-900) | 2 | 0, 1 | 100% ± 0% |" in text
+    finished = summary(seed=2, success=1.0) | {"command": "equimanip train sac --steps 1000",
+                                               "cell_params": ["side_camera"]}
+    results.append_row(csv_path, results.sac_row(finished), results.SAC_FIELDS)
+    assert "| 1000 (2 of 3 stopped at 700-900) | 3 | 0, 1, 2 |" in results.sac_tables(results.read_rows(csv_path))
     assert results.step_budget({"steps": "600", "command": "equimanip train sac --resume --steps 800"}) == 800
     assert results.step_budget({"steps": "600", "command": "equimanip train sac --steps=700"}) == 700
     assert results.step_budget({"steps": "600", "command": ""}) == 600

@@ -214,11 +214,12 @@ def step_budget(row: dict) -> int:
 
 
 def _steps_cell(budget: int, runs: list[dict]) -> str:
-    taken = sorted(int(r["steps"]) for r in runs)
-    if taken[0] == budget:
+    stopped = sorted(int(r["steps"]) for r in runs if int(r["steps"]) < budget)
+    if not stopped:
         return str(budget)
-    stopped = f"{taken[0]}" if taken[0] == taken[-1] else f"{taken[0]}-{taken[-1]}"
-    return f"{budget} (stopped at {stopped})"
+    where = f"{stopped[0]}" if stopped[0] == stopped[-1] else f"{stopped[0]}-{stopped[-1]}"
+    which = "" if len(stopped) == len(runs) else f"{len(stopped)} of {len(runs)} "
+    return f"{budget} ({which}stopped at {where})"
 
 
 def sac_tables(rows: list[dict]) -> str:
