@@ -51,17 +51,16 @@ def main(argv=None) -> int:
             folder = ROOT / lease
             paths = sorted(folder.glob(f"{prefix}_*_eval.csv"))
             for group, marker in (("C8", "_c8_"), ("plain CNN", "_none_")):
-                runs = [p for p in paths if marker in p.name]
-                for k, path in enumerate(runs):
-                    run = path.name[: -len("_eval.csv")]
-                    steps, success = read_curve(path)
-                    style = dict(color="tab:red" if group == "plain CNN" else colour, marker="o", alpha=0.8)
-                    seeds = ", ".join(p.name[: -len("_eval.csv")][-1] for p in runs)
-                    label = f"{group}, {camera} (seed{'s' * (len(runs) > 1)} {seeds})" if k == 0 else None
-                    ax.plot(steps, success, label=label, **style)
+                runs = [p.name[: -len("_eval.csv")] for p in paths if marker in p.name]
+                seeds = ", ".join(run[-1] for run in runs)
+                label = f"{group}, {camera} (seed{'s' * (len(runs) > 1)} {seeds})"
+                line_colour = "tab:red" if group == "plain CNN" else colour
+                for k, run in enumerate(runs):       # one legend entry per group and camera
+                    ax.plot(*read_curve(folder / f"{run}_eval.csv"), label=label if k == 0 else None,
+                            color=line_colour, marker="o", alpha=0.8)
                     final = final_evaluation(folder, run)
                     if final is not None:
-                        ax.plot(*final, marker="*", markersize=12, color=style["color"], linestyle="none")
+                        ax.plot(*final, marker="*", markersize=12, color=line_colour, linestyle="none")
         ax.axhline(0.9, color="grey", lw=0.8, ls="--")
         ax.set_title(task)
         ax.set_xlabel("environment steps")

@@ -935,10 +935,8 @@ def main(argv=None) -> int:
                 config = dataclasses.replace(config, steps=args.steps)
             # A resumed run gets this command's limit, not the one it was started with, and its
             # device and threads where given (a lease ends: the run goes on on the CPU).
-            config = dataclasses.replace(config, time_limit_min=args.time_limit)
-            for field, value in (("device", args.device), ("threads", args.threads)):
-                if value is not None:
-                    config = dataclasses.replace(config, **{field: value})
+            given = {k: v for k, v in (("device", args.device), ("threads", args.threads)) if v is not None}
+            config = dataclasses.replace(config, time_limit_min=args.time_limit, **given)
         else:
             config = config_from_args(args)
         config.validate()
