@@ -117,26 +117,37 @@ def test_results_rows_tables_and_plot(tmp_path):
         results.append_row(csv_path, {"unknown": 1}, results.SAC_FIELDS)
 
 
-def test_the_plot_draws_one_configuration_per_group_never_an_average_of_several(tmp_path):
-    for row in (
-        summary(seed=0) | {"arm_control": 1},                                   # an older arm
-        summary(seed=0), summary(seed=1),                                       # C8, two seeds
-        summary(seed=0) | {"gamma": 0.95}, summary(seed=1) | {"gamma": 0.95},   # a variant, two seeds
-        summary(seed=2) | {"sacfd_weight": 10.0},                               # a variant, one seed
-        summary(group="none", seed=0)):
-        results.append_row(tmp_path / "sac.csv", results.sac_row(row), results.SAC_FIELDS)
-    arm, shown = results.plotted_configurations(results.read_rows(tmp_path / "sac.csv"))["block_picking"]
-    assert arm == "2" and set(shown) == {"c8", "none"}
-    network, runs = shown["c8"]
-    # Two configurations with two seeds each: the one the other group shares (the plain CNN's
-    # setting), and only its runs.
-    assert network == shown["none"][0] and [r["seed"] for r in runs] == ["0", "1"]
-    assert all(r["network"] == network and r["arm"] == "2" for r in runs)
-    # With the variant's setting as common as the other, the one added last.
-    results.append_row(tmp_path / "sac.csv", results.sac_row(summary(group="none", seed=1) | {"gamma": 0.95}),
-                       results.SAC_FIELDS)
-    network, runs = results.plotted_configurations(results.read_rows(tmp_path / "sac.csv"))["block_picking"][1]["c8"]
-    assert network.endswith(", gamma 0.95") and [r["seed"] for r in runs] == ["0", "1"]
+def test_each_plot_panel_compares_groups_in_one_setting_never_an_average_of_several(tmp_path):
+    csv_path = tmp_path / "sac.csv"
+
+    def add(*rows):
+        for row in rows:
+            results.append_row(csv_path, results.sac_row(row), results.SAC_FIELDS)
+        return results.plotted_panels(results.read_rows(csv_path))
+
+    # One group alone: the setting with the most runs, on the newest arm only.
+    panels = add(summary(seed=0) | {"arm_control": 1},
+                 summary(seed=0), summary(seed=1),                                    # C8, two seeds
+                 summary(seed=2) | {"sacfd_weight": 10.0})                            # a variant, one seed
+    assert [(task, arm, [r["seed"] for r in shown["c8"]]) for task, arm, _, shown in panels] == \
+        [("block_picking", "2", ["0", "1"])]
+    default_setting = panels[0][2]
+    # A second group in the default setting: that comparison is the panel.
+    panels = add(summary(group="none", seed=0), summary(seed=0) | {"gamma": 0.95}, summary(seed=1) | {"gamma": 0.95})
+    assert [(network, set(shown)) for _, _, network, shown in panels] == [(default_setting, {"c8", "none"})]
+    # A newer comparison comes first; each panel holds its setting's runs and nothing else.
+    panels = add(summary(group="none", seed=1) | {"gamma": 0.95})
+    assert [network.endswith(", gamma 0.95") for _, _, network, _ in panels] == [True, False]
+    for _, _, network, shown in panels:
+        assert all(r["network"] == network and r["arm"] == "2" for runs in shown.values() for r in runs)
+    assert [r["seed"] for r in panels[0][3]["c8"]] == ["0", "1"]
+    # At most PANELS_PER_TASK comparisons a task, the newest.
+    for k in range(results.PANELS_PER_TASK):
+        variant = {"gamma": 0.9 - k / 100}
+        panels = add(summary(seed=0) | variant, summary(group="none", seed=0) | variant)
+    assert len(panels) == results.PANELS_PER_TASK and not any(n == default_setting for _, _, n, _ in panels)
+    results.plot_sac(results.read_rows(csv_path), tmp_path / "sac.png")
+    assert (tmp_path / "sac.png").stat().st_size > 0
 
 
 def test_a_results_rows_revision_is_the_checkpoints_short_and_says_when_the_tree_was_modified():

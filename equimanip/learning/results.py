@@ -267,69 +267,79 @@ def sac_tables(rows: list[dict]) -> str:
     return "\n\n".join(parts)
 
 
-def plotted_configurations(rows: list[dict]) -> dict[str, tuple]:
-    """What :func:`plot_sac` draws: for each task, (its newest arm, {group: (network, runs)}) with
-    one configuration per group (c8, d4, relaxed c8, none, ...): the one with the most seeds on
-    that arm; between equals, the setting (view, width, camera, options) with the most runs over
-    all the groups, so that the lines compare groups in one setting where they can; then the one
-    added to the file last. A run continued with --resume counts once, at its longest row."""
+PANELS_PER_TASK = 3     # the newest comparisons of a task; older ones stay in the table
+
+
+def plotted_panels(rows: list[dict]) -> list[tuple[str, str, str, dict[str, list[dict]]]]:
+    """What :func:`plot_sac` draws: panels (task, arm, setting, {group: runs}). A setting is one
+    network configuration (view, width, camera, options) at one step budget on the task's newest
+    arm; a panel compares the groups run in it, so its lines differ in the group alone. Each task
+    gets its settings that two or more groups were run in, the newest first (by the file's order:
+    later rows are newer), at most PANELS_PER_TASK; a task with no such setting, the setting with
+    the most runs. A run continued with --resume counts once, at its longest row."""
     longest: dict[tuple, dict] = {}
     for r in rows:
         if r["experiment"] == "sample_efficiency" and r["curve"]:
             key = (r["task"], _label(r), r["network"], r["arm"], r["seed"])
             if key not in longest or int(r["steps"]) > int(longest[key]["steps"]):
                 longest[key] = r
-    position = {id(r): k for k, r in enumerate(rows)}     # the file's order: later rows are newer
-    plotted = {}
+    position = {id(r): k for k, r in enumerate(rows)}
+    panels = []
     for task in sorted({r["task"] for r in longest.values()}):
         runs = [r for r in longest.values() if r["task"] == task]
         arm = max((r["arm"] for r in runs), key=lambda a: int(a) if str(a).isdigit() else -1)
-        configurations = defaultdict(list)
+        settings: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
         for r in runs:
             if r["arm"] == arm:
-                configurations[(_label(r), r["network"], step_budget(r))].append(r)
-        runs_in_setting = defaultdict(int)
-        for (_, network, steps), members in configurations.items():
-            runs_in_setting[network, steps] += len(members)
-        shown = {}
-        for (group, network, steps), members in configurations.items():
-            rank = (len(members), runs_in_setting[network, steps], max(position[id(m)] for m in members))
-            if group not in shown or rank > shown[group][0]:
-                shown[group] = (rank, network, members)
-        plotted[task] = (arm, {group: (network, members) for group, (_, network, members) in sorted(shown.items())})
-    return plotted
+                settings[r["network"], step_budget(r)][_label(r)].append(r)
+
+        def newest(setting):
+            return max(position[id(r)] for members in settings[setting].values() for r in members)
+
+        compared = sorted((s for s, groups in settings.items() if len(groups) > 1), key=newest, reverse=True)
+        chosen = compared[:PANELS_PER_TASK] or [max(settings, key=lambda s: (
+            sum(len(m) for m in settings[s].values()), newest(s)))]
+        for setting in chosen:
+            groups = settings[setting]
+            panels.append((task, arm, setting[0], {g: sorted(groups[g], key=lambda r: int(r["seed"]))
+                                                   for g in sorted(groups)}))
+    return panels
 
 
 def plot_sac(rows: list[dict], path: Path) -> Path:
-    """Success against environment steps, one panel per task: the comparison of groups, one line
-    per group as :func:`plotted_configurations` picks them (the mean over the configuration's
-    seeds, their range shaded). Runs of different configurations are never averaged together; the
-    variants tried are in the table."""
+    """Success against environment steps, one panel per :func:`plotted_panels` comparison: one
+    line per group (the mean over its seeds, their range shaded). Runs of different settings are
+    never averaged together; every variant tried is in the table."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    plotted = plotted_configurations(rows) or {"(no runs yet)": (None, {})}
-    fig, axes = plt.subplots(1, len(plotted), figsize=(6.5 * len(plotted), 5.0), squeeze=False)
-    for ax, (task, (arm, shown)) in zip(axes[0], plotted.items()):
-        for group, (network, members) in shown.items():
+    panels = plotted_panels(rows) or [("(no runs yet)", None, "", {})]
+    columns = min(4, len(panels))
+    rows_of_panels = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows_of_panels, columns, figsize=(6.5 * columns, 5.4 * rows_of_panels),
+                             squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (task, arm, network, shown) in zip(axes.flat, panels):
+        for group, members in shown.items():
             curves = [dict(parse_curve(m["curve"])) for m in members]
             steps = sorted(set.intersection(*(set(c) for c in curves)))
             values = np.array([[c[s] for s in steps] for c in curves])
-            detail = network.replace(" view", "").replace(", compact top", "")
             line, = ax.plot(steps, values.mean(0), "o-",
-                            label=f"{group}: {detail} ({len(curves)} seed{'s' * (len(curves) > 1)})")
+                            label=f"{group} ({len(curves)} seed{'s' * (len(curves) > 1)})")
             if len(curves) > 1:  # the seeds' range, in the colour of their mean
                 ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
         ax.axhline(0.9, color="grey", lw=0.8, ls="--")
-        ax.set_title(f"{task} (arm {arm})" if arm is not None else task)
+        detail = network.replace(" view", "").replace(", compact top", "").replace("camera of ", "")
+        ax.set_title(f"{task} (arm {arm})\n{detail}" if arm is not None else task, fontsize=10)
         ax.set_xlabel("environment steps")
         ax.set_ylabel("success rate (held-out seeds)")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         if shown:
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7, frameon=False)
+            ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
