@@ -37,6 +37,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray, PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
@@ -81,6 +82,9 @@ MAX_TRAJECTORY_BYTES = 1_000_000
 # publishing its cloud takes about 0.18 s on the 2-core build machine (real time at 10 Hz is then
 # not kept, and the node says so); 2048 x 2048 took 1.4 s.
 MAX_CAMERA_PIXELS = 640 * 480
+# Longest wait at a reset for every subscriber to acknowledge the episode_start event (see
+# _reset_episode).
+EVENT_ACK_TIMEOUT_S = 0.2
 
 
 @dataclass
@@ -353,6 +357,12 @@ class SimNode(Node):
         self._publish_metadata()
         message = f"new '{self.env.task.name}' scene from seed {seed}"
         self._publish_event("episode_start", message, now)
+        # The new scene's first state only once every (reliable) subscriber holds the event: a
+        # controller's executor then takes the event first and runs its start hook before it
+        # answers that state (controller.py), where the two could otherwise cross in transit.
+        # Bounded, so a subscriber that has died but not yet been unmatched costs one short wait.
+        if not self._pub_events.wait_for_all_acked(Duration(seconds=EVENT_ACK_TIMEOUT_S)):
+            self.get_logger().debug("episode_start not acknowledged by every subscriber in time")
         self._publish_observation(obs, task_signals=False)
         return message
 

@@ -397,6 +397,61 @@ def test_episode_events_wait_for_the_decision_but_the_e_stop_does_not(ros):
     assert controller.hooks == [("end True", True), ("start", True)]
 
 
+def test_an_episode_start_that_came_in_with_the_new_state_runs_its_hook_before_that_state_is_answered(ros):
+    """The arm publishes its episode_start event, then the new scene's first state. Both can come
+    in while the decisions' thread is between running the queued hooks and deciding: the state is
+    then answered only after the start hook (a policy's goal, an expert's phase, a planner's warm
+    start are the new episode's), never with the episode before's memory."""
+    import threading
+
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    class Racing(Scripted):
+        def __init__(self, **kw):
+            super().__init__(FORWARD, **kw)
+            self.log, self.hold = [], False
+            self.in_window, self.delivered = threading.Event(), threading.Event()
+
+        def act(self, messages):
+            self.log.append(f"act {msgs.seconds(messages[topics.EE_POSE].header.stamp):.1f}")
+            return super().act(messages)
+
+        def on_episode_start(self):
+            self.log.append("start")
+
+        def on_episode_end(self, success):
+            self.log.append("end")
+
+        def _run_episode_events(self):
+            super()._run_episode_events()
+            if self.hold:       # hold the thread in the window while the event and the state come in
+                self.hold = False
+                self.in_window.set()
+                assert self.delivered.wait(30.0), "the test never delivered the event and the state"
+
+    controller = ros.add(Racing(context=ros.context))
+    cell = ros.node(Cell)
+    events = cell.create_publisher(DiagnosticArray, topics.SIM_EPISODE_EVENTS, qos.RELIABLE)
+    ros.spin_until(lambda: controller.inputs_connected() and cell.count_publishers(topics.TWIST) > 0
+                   and cell.count_subscribers(topics.SIM_EPISODE_EVENTS) > 0, what="discovery")
+
+    def event(name, stamp_s=0.0):
+        events.publish(DiagnosticArray(header=msgs.header("base_link", stamp_s), status=[DiagnosticStatus(name=name)]))
+
+    step(ros, cell, 1.0, 1)
+    controller.hold = True
+    event("episode_end")                        # wakes the decisions' thread: its hook, then the window
+    ros.spin_until(controller.in_window.is_set, what="the decisions' thread in the window")
+    event("episode_start", 1.1)
+    cell.state(1.1)
+    ros.spin_until(lambda: controller._latest is not None and controller._latest.stamp_ns == 1_100_000_000
+                   and len(controller._episode_events) == 1, what="the event and the new state, in hand")
+    controller.delivered.set()
+    ros.spin_until(lambda: len(cell.twists) >= 2, what="the answer to the new episode's first state")
+    assert controller.log == ["act 1.0", "end", "start", "act 1.1"]
+    assert [round(msgs.seconds(t.header.stamp), 3) for t in cell.twists] == [1.0, 1.1]
+
+
 def test_a_new_episode_does_not_answer_the_last_state_again(ros):
     """An episode event after the answer to the newest state: that state is not answered a second
     time (a command for a state the arm has left; in sync mode it would shift the steps), and the

@@ -395,6 +395,13 @@ class ControllerNode(Node):
         now = time.monotonic()
         with self._lock:
             inputs = self._latest
+            if self._episode_events:
+                # Queued since this turn ran the hooks, so (the one executor thread queues the
+                # events and hands over the sets in the order they came) before this set: an
+                # episode_start here would make it the new episode's first state, which must not
+                # be answered with the episode before's memory. The hooks first, next turn.
+                self._wake_decider.set()
+                return
             if inputs is None or self._from_before_episode(inputs) or not self._enabled or \
                     self._period_mismatch:
                 return
