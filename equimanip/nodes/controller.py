@@ -396,10 +396,10 @@ class ControllerNode(Node):
         with self._lock:
             inputs = self._latest
             if self._episode_events:
-                # Queued since this turn ran the hooks, so (the one executor thread queues the
-                # events and hands over the sets in the order they came) before this set: an
-                # episode_start here would make it the new episode's first state, which must not
-                # be answered with the episode before's memory. The hooks first, next turn.
+                # An episode event came in after this turn ran the hooks. The executor thread
+                # queues events and hands over sets in the order they arrive, so it may have come
+                # before this set: if it starts an episode, this set is that episode's first state
+                # and must not be answered with the episode before's memory. Hooks first (next turn).
                 self._wake_decider.set()
                 return
             if inputs is None or self._from_before_episode(inputs) or not self._enabled or \
