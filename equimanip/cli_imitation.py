@@ -3,7 +3,7 @@
 Kept apart from ``equimanip/cli.py`` so that the main command module only registers them::
 
     equimanip dataset info DIR [--json]
-    equimanip record --task T --episodes N --source expert|keyboard --out DIR
+    equimanip record --task T --episodes N --source expert|keyboard --out DIR [--on-interrupt keep|discard]
     equimanip train bc|bmil --demos DIR [options]   (options: equimanip train bmil --help)
 """
 from __future__ import annotations
@@ -72,6 +72,10 @@ def add_record_parser(sub) -> None:
     record.add_argument("--params", action="append", default=[], metavar="YAML",
                         help="extra parameter file (a path or a name in config/, e.g. side_camera)")
     record.add_argument("--note", default="", help="operator note stored with every episode")
+    # The recorder's on_interrupt parameter (choices and default: test_recorder checks they agree).
+    record.add_argument("--on-interrupt", choices=("keep", "discard"), default="keep",
+                        help="what Ctrl-C or SIGTERM does to the episode being recorded: keep it, marked "
+                        "unfinished (default), or discard it; earlier episodes are never touched")
     record.add_argument("--json", action="store_true", help="end with one JSON line")
 
 
@@ -87,7 +91,7 @@ def cmd_record(args) -> int:
         print("--episodes must be at least 1", file=sys.stderr)
         return 2
     config = RecordConfig(task=args.task, episodes=args.episodes, source=args.source, out=args.out, seed=args.seed,
-                          params_files=("sim", *args.params), note=args.note)
+                          params_files=("sim", *args.params), note=args.note, on_interrupt=args.on_interrupt)
     results = []
 
     def report(k, path, success, steps) -> None:
@@ -98,8 +102,9 @@ def cmd_record(args) -> int:
     try:
         record_demonstrations(config, on_episode=report)
     except Interrupted as e:
+        in_flight = "kept, marked unfinished" if args.on_interrupt == "keep" else "discarded"
         print(f"equimanip record: {e}; {len(list_bags(args.out))} episode bags in {args.out} "
-              f"(one in flight is kept, marked unfinished)", file=sys.stderr)
+              f"(one in flight is {in_flight})", file=sys.stderr)
         return 0
     except (BagWriteError, TimeoutError, RuntimeError, ValueError, FileNotFoundError) as e:
         print(f"equimanip record: {e}", file=sys.stderr)

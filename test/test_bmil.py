@@ -261,3 +261,59 @@ def test_train_observation_settings_come_from_the_cells_parameter_file_then_the_
         observation_config_from(["no_such_setting=1"])
     with pytest.raises(FileNotFoundError, match="available"):
         observation_config_from([], ["no_such_cell"])
+
+
+def test_every_bmil_setting_is_an_option_of_train_bmil_with_the_references_default():
+    """`equimanip train bmil` maps each option onto its config field; left out, each is the config's
+    default (the reference's), and out-of-range values are refused by the parser."""
+    from equimanip.learning.bmil import bmil_config_from, build_parser
+
+    parser = build_parser()
+    default = bmil_config_from(parser.parse_args(["--demos", "d"]))
+    assert default.backward == BackwardConfig() and default.trace_epochs is None
+    assert default.schedule() == (1, default.policy.epochs)
+    args = parser.parse_args(["--demos", "d", "--bounds-weight", "0.1", "--max-fit-epochs", "7", "--no-bound-action",
+                              "--no-clip-imagined-actions", "--trace-epochs", "0", "50"])
+    config = bmil_config_from(args)
+    b = config.backward
+    assert (b.bounds_weight, b.max_fit_epochs, b.bound_action, b.clip_imagined_actions) == (0.1, 7, False, False)
+    assert config.trace_epochs == (0, 50) and config.schedule() == (0, 50)
+    for bad, message in ((["--bounds-weight", "-1"], "bounds_weight must be"),
+                         (["--bounds-weight", "nan"], "bounds_weight must be"),
+                         (["--max-fit-epochs", "0"], "max_fit_epochs must be >= 1"),
+                         (["--trace-epochs", "5", "2"], "trace_epochs must be")):
+        with pytest.raises(ValueError, match=message):
+            bmil_config_from(parser.parse_args(["--demos", "d", *bad]))
+
+
+def test_train_bmil_refuses_an_out_of_range_setting_before_reading_the_demonstrations(capsys):
+    from equimanip.learning.bmil import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--demos", "/nonexistent", "--bounds-weight", "-0.5"])
+    assert exit_.value.code == 2 and "bounds_weight must be a finite number >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("learner", ["bc", "bmil"])
+def test_train_dataset_options_choose_the_episodes(learner, capsys):
+    """`equimanip train bc|bmil` passes the dataset's selection settings on (a directory recorded at
+    several control periods needs --control-period)."""
+    from equimanip.learning import bc, bmil
+    from equimanip.learning.bc import dataset_config_from
+
+    parser = (bc if learner == "bc" else bmil).build_parser()
+    observation = ObservationConfig(max_objects=2)
+    default = dataset_config_from(parser.parse_args(["--demos", "d"]), observation)
+    assert default == DatasetConfig(observation=observation)
+    chosen = dataset_config_from(parser.parse_args(
+        ["--demos", "d", "--control-period", "0.2", "--sync-slop", "0.005", "--keep-intact-steps",
+         "--include-unfinished", "--include-failed", "--input", "heightmap"]))
+    assert chosen == DatasetConfig(control_period=0.2, sync_slop=0.005, strict=False, include_unfinished=True,
+                                   only_success=False, heightmaps=True)
+    for bad, message in ((["--control-period", "-0.1"], "--control-period must be a positive"),
+                         (["--sync-slop", "-1"], "--sync-slop must be a finite number")):
+        with pytest.raises(ValueError, match=message):
+            dataset_config_from(parser.parse_args(["--demos", "d", *bad]))
+    with pytest.raises(SystemExit) as exit_:
+        (bc if learner == "bc" else bmil).main(["--demos", "/nonexistent", "--control-period", "0"])
+    assert exit_.value.code == 2 and "--control-period must be a positive" in capsys.readouterr().err

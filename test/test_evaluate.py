@@ -94,8 +94,15 @@ def test_results_rows_tables_and_plot(tmp_path):
     assert results.sac_row(summary() | {"actor_average": 0.01})["network"].endswith(", actor averaged at 0.01")
     assert results.sac_row(summary() | {"cell_params": ["side_camera"]})["network"].endswith(
         ", camera of side_camera")
+    assert results.sac_row(summary() | {"prioritized": True})["network"].endswith(", prioritized replay")
+    relaxed = summary()
+    relaxed["network"] = relaxed["network"] | {"relaxed": True, "relaxed_strength": 0.1, "relaxed_banks": 3}
+    assert results.sac_row(relaxed)["network"].endswith(", relaxed strength 0.1, 3 kernel banks")
+    so2 = summary()
+    so2["network"] = so2["network"] | {"group": "so2", "so2_nonlinearity": "norm"}
+    assert results.sac_row(so2)["network"].endswith(", norm nonlinearity")
     assert results.sac_row(summary() | {"sacfd_weight": 1.0, "sacfd_target": "mean", "demos_from_seed": None,
-                                        "cell_params": []})["network"] == \
+                                        "cell_params": [], "prioritized": False})["network"] == \
         results.sac_row(summary())["network"]                         # the defaults go unsaid
     # Runs a time limit stopped are grouped by the steps they were given, and say where they got to.
     for seed, taken in ((0, 700), (1, 900)):
@@ -232,3 +239,43 @@ def test_equimanip_eval_runs_the_scripted_expert_in_the_same_scenes(capsys):
     assert "--expert needs --task" in capsys.readouterr().err
     with pytest.raises(SystemExit):                                  # one source of actions, not two
         cli(["eval", "--expert", "--checkpoint", "policy.pt", "--task", "reach"])
+
+
+def test_eval_runs_100_episodes_from_perturbed_starts_unless_told():
+    """50 episodes as they come (SAC's final evaluation), 100 from perturbed starts (the protocol's
+    "at least 100"); an explicit --episodes always wins."""
+    from equimanip.learning.evaluate import parse_args
+
+    def episodes(*flags):
+        return parse_args(["--expert", "--task", "reach", *flags]).episodes
+
+    assert episodes() == 50 and episodes("--rotate-scene", "90") == 50
+    assert episodes("--perturb-gripper", "0.15") == 100 and episodes("--perturb-objects", "0.02") == 100
+    assert episodes("--perturb-gripper", "0") == 50                 # no perturbation asked for
+    assert episodes("--perturb-gripper", "0.15", "--episodes", "20") == 20
+    assert episodes("--episodes", "7") == 7
+
+
+def test_eval_device_is_refused_by_the_parser_unless_one_the_code_accepts(capsys):
+    """Typos and GPUs that torch does not see are argparse errors, before any checkpoint is read."""
+    from equimanip.learning.evaluate import parse_args
+
+    def device(value):
+        return parse_args(["--expert", "--task", "reach", "--device", value]).device
+
+    assert device("cpu") == "cpu" and device("auto") == "auto"
+    assert parse_args(["--expert", "--task", "reach"]).device == "cpu"
+    for typo in ("cdua", "gpu", "cuda:x", "CPU"):
+        with pytest.raises(SystemExit) as exit_:
+            device(typo)
+        assert exit_.value.code == 2 and "device must be auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    if torch.cuda.is_available():                       # a GPU machine: the ones torch sees, no more
+        count = torch.cuda.device_count()
+        assert device("cuda") == "cuda" and device(f"cuda:{count - 1}") == f"cuda:{count - 1}"
+        with pytest.raises(SystemExit):
+            device(f"cuda:{count}")
+        assert f"only {count} GPU(s)" in capsys.readouterr().err
+    else:
+        with pytest.raises(SystemExit):
+            device("cuda")
+        assert "torch sees no GPU here" in capsys.readouterr().err

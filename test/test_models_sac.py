@@ -101,31 +101,35 @@ def test_actor_and_critic_shapes_equivariance_and_export(group):
 
 @pytest.mark.parametrize("group", [g for g in GROUPS if g != "none"])
 def test_heads_are_equivariant_under_every_element(group):
-    """All elements (45-degree turns and so on), where they act exactly: on the 1 x 1 features."""
+    """All elements (45-degree turns and so on), where they act exactly: on the 1 x 1 features;
+    the escnn networks and their plain-torch exports (what inference runs) alike."""
     torch.manual_seed(0)
     cfg = NetworkConfig(group=group, **SMALL)
     actor, critic = make_actor(cfg).eval(), make_critic(cfg).eval()
     heightmap, action = inputs(cfg)
     gs = fields.gspace(group, planar=True)
-    out_type = actor.head.out_type
+    feature_type, out_type = actor.encoder.out_type, actor.head.out_type
     with torch.no_grad():
-        for net in (actor, critic):
+        for escnn_net, net in [(actor, actor), (critic, critic), (actor, actor.export()), (critic, critic.export())]:
             features = net.encoder(heightmap)
             assert features.shape[-2:] == (1, 1)
             for g in all_elements(group):
                 e = fields.to_escnn_element(gs, g)
-                rho = torch.as_tensor(net.encoder.out_type.representation(e), dtype=torch.float32)
+                # The exported encoder ends in the same field type as escnn's (its channels in order).
+                rho_type = feature_type if escnn_net is actor else critic.encoder.out_type
+                rho = torch.as_tensor(rho_type.representation(e), dtype=torch.float32)
                 turned = torch.einsum("ij,bjxy->bixy", rho, features)
-                if net is actor:
+                if escnn_net is actor:
                     rho_out = torch.as_tensor(out_type.representation(e), dtype=torch.float32)
-                    expected = torch.einsum("ij,bjxy->bixy", rho_out, actor.head(features))
-                    assert relative_error(actor.head(turned), expected) < 1e-4, g
+                    expected = torch.einsum("ij,bjxy->bixy", rho_out, net.head(features))
+                    assert relative_error(net.head(turned), expected) < 1e-4, g
                     # ... and the output representation is symmetry.py's action layout, then 5 invariants
-                    np.testing.assert_allclose(out_type.representation(e)[:5, :5],
+                    n = sym.ACTION_LAYOUT.size
+                    np.testing.assert_allclose(out_type.representation(e)[:n, :n],
                                                sym.representation(sym.ACTION_LAYOUT, g), atol=1e-6)
                 else:
-                    q_turned = critic.heads(turned, sym.transform_action(g, action))
-                    q = critic.heads(features, action)
+                    q_turned = net.heads(turned, sym.transform_action(g, action))
+                    q = net.heads(features, action)
                     assert all(relative_error(a, b) < 1e-4 for a, b in zip(q_turned, q)), g
 
 
@@ -345,3 +349,24 @@ def test_state_dicts_hold_the_weights_not_what_escnn_derives_from_them(relaxed):
     s = torch.rand(4, sym.object_state_layout(2).size)
     with torch.no_grad():
         assert torch.equal(fresh(s), mlp(s))
+
+
+def test_policy_benchmark_ends_with_one_json_line(capsys):
+    """`equimanip bench policy` runs end to end (a few timed calls, no paper network: building it
+    takes most of a minute here) and its last line is the JSON object with the issue's keys; the
+    figures themselves come from the benchmark run, not from this test."""
+    import json
+
+    from equimanip.bench import policy as bench
+
+    assert bench.main(["--json", "--no-paper", "--repeats", "5", "--update-repeats", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("actor_ms", "escnn_actor_ms", "sac_update_ms", "speedup_vs_escnn", "goals_met"):
+        assert key in result
+    assert "actor_paper_ms" not in result                 # --no-paper
+    assert result["actor_ms"] > 0 and result["escnn_actor_ms"] > 0 and result["sac_update_ms"] > 0
+    assert result["threads"] == 1 and result["is_default_cpu_config"]
+    assert set(result["goals_met"]) == {"actor_ms", "speedup", "sac_update_ms"}
+    assert result["speedup_vs_escnn"] == pytest.approx(result["escnn_actor_ms"] / result["actor_ms"])
+    with pytest.raises(SystemExit):
+        bench.main(["--repeats", "2"])                    # too few to take a median of

@@ -69,10 +69,10 @@ def test_recorded_episodes_read_back_intact(recorded):
     assert len(data.used_episodes) == 3 and len(data) == sum(read_bag(p).episode["steps"] for p in paths)
 
 
-def _record_process(out: Path, episodes: int = 50) -> subprocess.Popen:
+def _record_process(out: Path, episodes: int = 50, extra: tuple = ()) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "equimanip.cli", "record", "--task", "block_picking",
-                             "--episodes", str(episodes), "--out", str(out)],
+                             "--episodes", str(episodes), "--out", str(out), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
@@ -85,14 +85,18 @@ def _wait_for_episodes(out: Path, count: int, proc: subprocess.Popen, timeout: f
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_a_killed_recorder_keeps_every_earlier_episode(tmp_path, sig):
+@pytest.mark.parametrize("sig, on_interrupt", [
+    (signal.SIGKILL, None), (signal.SIGTERM, None), (signal.SIGINT, "keep"), (signal.SIGTERM, "discard")],
+    ids=["SIGKILL", "SIGTERM-keep-default", "SIGINT-keep", "SIGTERM-discard"])
+def test_a_killed_recorder_keeps_every_earlier_episode(tmp_path, sig, on_interrupt):
+    """``on_interrupt`` None: ``equimanip record`` without ``--on-interrupt`` (the node's default, keep)."""
     out = tmp_path / "demos"
-    proc = _record_process(out)
+    proc = _record_process(out, extra=("--on-interrupt", on_interrupt) if on_interrupt else ())
     try:
         _wait_for_episodes(out, 2, proc)
         proc.send_signal(sig)
         proc.wait(timeout=30)
+        output = proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -106,14 +110,67 @@ def test_a_killed_recorder_keeps_every_earlier_episode(tmp_path, sig):
     if sig == signal.SIGKILL:
         # No clean-up ran: at most the episode in flight is left, hidden, and never read.
         assert len(list_partial(out)) == 1 and len(finished) == len(finals)
+    elif on_interrupt == "discard":
+        # The episode in flight (the next index after the closed ones) is gone, under any name:
+        # nothing but the earlier, finished episodes is left in the directory.
+        assert proc.returncode == 0, output
+        assert finished == finals and list_partial(out) == []
+        assert sorted(os.listdir(out)) == [p.name for p in finals]
+        assert f"episode {len(finals)} discarded" in output and "(one in flight is discarded)" in output
+        assert [p.name for p in finals] == [f"episode_{k:04d}" for k in range(len(finals))]
     else:
-        # SIGTERM closes the episode in flight properly, kept and marked unfinished (on_interrupt).
-        assert proc.returncode == 0 and list_partial(out) == []
+        # SIGTERM or Ctrl-C closes the episode in flight properly, kept and marked unfinished (on_interrupt).
+        assert proc.returncode == 0 and list_partial(out) == [], output
+        assert "(one in flight is kept, marked unfinished)" in output
         unfinished = [p for p in finals if not read_bag(p).episode["finished"]]
         assert len(unfinished) == 1
         data = load_dataset(out)
         cut = [r for r in data.reports if r.name == unfinished[0].name]
         assert not cut[0].used and cut[0].reason      # reported, not mixed in
+
+
+def test_record_on_interrupt_flag_is_the_recorder_parameter():
+    """``equimanip record --on-interrupt`` offers the node parameter's choices, with its default."""
+    import argparse
+
+    from equimanip.cli_imitation import add_record_parser
+    from equimanip.nodes.recorder_node import ON_INTERRUPT, RecordConfig
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    add_record_parser(sub)
+    flag = next(a for a in sub.choices["record"]._actions if "--on-interrupt" in a.option_strings)
+    assert tuple(flag.choices) == tuple(ON_INTERRUPT.choices) and flag.default == ON_INTERRUPT.default
+    assert RecordConfig().on_interrupt == ON_INTERRUPT.default
+    assert parser.parse_args(["record", "--on-interrupt", "discard"]).on_interrupt == "discard"
+
+
+def test_following_episode_events_without_diagnostic_msgs_says_so(tmp_path):
+    """Without diagnostic_msgs (made unimportable in a process of its own) a recorder told to
+    follow the episode events says at start-up that it cannot, and why; it still starts (the
+    services work). Without follow_episode_events it says nothing about it."""
+    script = ("import sys; sys.modules['diagnostic_msgs'] = None\n"
+              "import rclpy\n"
+              "from rclpy.parameter import Parameter\n"
+              "from equimanip.nodes.recorder_node import RecorderNode\n"
+              "rclpy.init(args=sys.argv)\n"
+              "node = RecorderNode()\n"
+              "print('STARTED', file=sys.stderr, flush=True)\n"
+              "node.set_parameters([Parameter('follow_episode_events', value=True)])\n"
+              "node.destroy_node(); rclpy.shutdown()\n")
+    unavailable = "following the simulation's episode events is unavailable"
+    for follow in ("true", "false"):
+        result = subprocess.run([sys.executable, "-c", script, "--ros-args", "-p", f"output_dir:={tmp_path}",
+                                 "-p", f"follow_episode_events:={follow}"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        start_up, later = result.stderr.split("STARTED")
+        assert (unavailable in start_up) == (follow == "true"), result.stderr
+        assert "recording" in start_up and "topics into" in start_up     # it starts all the same
+        if follow == "true":   # and says why, at error level
+            assert "[ERROR]" in start_up and "diagnostic_msgs/DiagnosticArray cannot be imported (" in start_up
+        else:                  # turned on later: said then
+            assert unavailable in later, result.stderr
 
 
 def test_unwritable_output_directory_stops_the_node(tmp_path, ros):

@@ -379,3 +379,123 @@ def test_train_sac_end_to_end_writes_logs_checkpoints_plot_and_resumes(tmp_path,
     assert cli(["train", "sac", "--resume", "--out", str(tmp_path / "empty")]) == 2
     assert cli(["train", "sac", *TINY, "--group", "c5", "--out", str(tmp_path / "x")]) == 2
     assert "unknown group" in capsys.readouterr().err
+
+
+def test_the_defaults_are_equi_rls():
+    from equimanip.learning.sac import build_parser, config_from_args
+
+    d = SACConfig()
+    assert (d.lr, d.gamma, d.batch_size, d.tau) == (1e-3, 0.99, 64, 0.01)
+    assert (d.init_alpha, d.target_entropy, d.updates_per_step) == (0.01, -5.0, 1.0)
+    # The command's defaults are the configuration's.
+    parsed = config_from_args(build_parser().parse_args(["--out", "run"]))
+    assert parsed == d
+    sac = learner()
+    assert sac.alpha.item() == pytest.approx(0.01)
+    assert {group["lr"] for opt in (sac.actor_optimizer, sac.critic_optimizer, sac.alpha_optimizer)
+            for group in opt.param_groups} == {1e-3}
+
+
+def parsed_config(*flags) -> SACConfig:
+    from equimanip.learning.sac import build_parser, config_from_args
+
+    return config_from_args(build_parser().parse_args(["--out", "run", *flags]))
+
+
+def test_the_command_sets_the_relaxed_so2_and_top_network_settings_and_refuses_bad_ones(capsys):
+    from equimanip.learning.sac import build_networks, main
+    from equimanip.models import NetworkConfig
+
+    # Not given: NetworkConfig's, and the preset's top.
+    for preset, top in (("cpu", "compact"), ("paper", "paper")):
+        net = parsed_config("--network", preset).network_config()
+        assert (net.relaxed_strength, net.relaxed_banks, net.so2_nonlinearity) == (1e-3, 2, "gated")
+        assert net.top == top
+    # Given: they win over the preset, as --n-hidden and --heightmap-size do.
+    net = parsed_config("--network", "paper", "--top", "compact", "--n-hidden", "16").network_config()
+    assert (net.top, net.n_hidden, net.heightmap_size) == ("compact", 16, 128)
+    assert parsed_config("--network", "cpu", "--top", "paper").network_config().top == "paper"
+    config = parsed_config("--group", "c4", "--relaxed", "--relaxed-strength", "0.5", "--relaxed-banks", "3",
+                           "--network", "cpu", "--heightmap-size", "16").validate()
+    assert config.network_config() == NetworkConfig.cpu(group="c4", relaxed=True, relaxed_strength=0.5,
+                                                        relaxed_banks=3, heightmap_size=16)
+    actor, critic = build_networks(config)                  # the networks take them
+    assert actor.config.relaxed_strength == critic.config.relaxed_strength == 0.5
+    assert {len(m.banks) for m in actor.modules() if hasattr(m, "mixing")} == {3}
+    assert parsed_config("--relaxed", "--relaxed-strength", "0").network_config().relaxed_strength == 0.0
+    net = parsed_config("--group", "so2", "--so2-nonlinearity", "norm").validate().network_config()
+    assert net.so2_nonlinearity == "norm"
+
+    # Bad values: argparse's error, naming the flag.
+    for flags, message in ((["--relaxed-strength", "-0.1"], "must be >= 0"),
+                           (["--relaxed-strength", "nan"], "must be >= 0"),
+                           (["--relaxed-strength", "strong"], "not a number"),
+                           (["--relaxed-banks", "0"], "must be >= 1"),
+                           (["--so2-nonlinearity", "relu"], "invalid choice"),
+                           (["--top", "wide"], "invalid choice")):
+        with pytest.raises(SystemExit) as exit_:
+            parsed_config("--relaxed", *flags)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument {flags[0]}" in err and message in err, flags
+    # Settings for networks the run does not build: refused, not ignored.
+    for flags, message in ((["--relaxed-strength", "0.1"], "need --relaxed"),
+                           (["--relaxed-banks", "3"], "need --relaxed"),
+                           (["--group", "c8", "--so2-nonlinearity", "norm"], "needs --group so2")):
+        assert main(["--out", "run", *flags]) == 2
+        assert message in capsys.readouterr().err, flags
+
+
+def _recording_vector_envs(monkeypatch) -> list:
+    """Patches ``equimanip.envs.make_vector_env`` to keep every vector environment it makes."""
+    import equimanip.envs
+
+    made, make = [], equimanip.envs.make_vector_env
+
+    def recording(*args, **kwargs):
+        made.append(make(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(equimanip.envs, "make_vector_env", recording)
+    return made
+
+
+def test_train_sac_steps_async_envs_like_sync_ones_and_closes_their_workers(tmp_path, capsys, monkeypatch):
+    from gymnasium.vector import AsyncVectorEnv
+
+    from equimanip.cli import main as cli
+
+    made = _recording_vector_envs(monkeypatch)
+    flags = [*TINY, "--steps", "4", "--num-envs", "2", "--final-eval-episodes", "0", "--json"]
+    assert cli(["train", "sac", *flags, "--async-envs", "--out", str(tmp_path / "async")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["async_envs"] and summary["steps"] == 4 and summary["updates"] == 4
+    (envs,) = made
+    assert isinstance(envs, AsyncVectorEnv) and envs.closed
+    assert len(envs.processes) == 2 and not any(process.is_alive() for process in envs.processes)
+    # The same episodes and updates as the environments stepped one after the other.
+    assert cli(["train", "sac", *flags, "--out", str(tmp_path / "sync")]) == 0
+    capsys.readouterr()
+
+    def logged(run):
+        return [{k: v for k, v in row.items() if k != "wall_s"} for row in csv.DictReader((run / "train.csv").open())]
+
+    assert logged(tmp_path / "async") == logged(tmp_path / "sync")
+    assert cli(["train", "sac", *TINY, "--async-envs", "--out", str(tmp_path / "one")]) == 2
+    assert "needs num_envs > 1" in capsys.readouterr().err
+
+
+def test_a_failing_run_terminates_its_async_workers(tmp_path, monkeypatch):
+    import equimanip.learning.sac as sac_module
+    from equimanip.cli import main as cli
+
+    made = _recording_vector_envs(monkeypatch)
+
+    def failing_step(*args, **kwargs):
+        raise RuntimeError("update failed")
+
+    monkeypatch.setattr(sac_module, "learn_step", failing_step)
+    with pytest.raises(RuntimeError, match="update failed"):
+        cli(["train", "sac", *TINY, "--steps", "4", "--num-envs", "2", "--async-envs", "--out", str(tmp_path / "r")])
+    (envs,) = made
+    assert envs.closed and not any(process.is_alive() for process in envs.processes)

@@ -30,6 +30,7 @@ import time
 import torch
 
 from equimanip.bench.common import print_report, time_ms
+from equimanip.symmetry import ACTION_LAYOUT
 
 GOAL_ACTOR_MS = 5.0
 GOAL_SPEEDUP = 1.5
@@ -90,7 +91,7 @@ class _Outputs(torch.nn.Module):
 
     def forward(self, x):
         out = self.head(self.encoder(x)).flatten(1)
-        return out[:, :5], out[:, 5:]
+        return out[:, :ACTION_LAYOUT.size], out[:, ACTION_LAYOUT.size:]
 
 
 def _update_ms(cfg, repeats: int, device: str = "cpu") -> tuple[float, float, int]:

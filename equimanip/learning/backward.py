@@ -98,6 +98,8 @@ class BackwardConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.patience < 0 or self.scale_coef <= 0 or self.lr <= 0 or self.weight_decay < 0:
             raise ValueError("patience >= 0, scale_coef > 0, lr > 0 and weight_decay >= 0 are required")
+        if not (self.bounds_weight >= 0 and math.isfinite(self.bounds_weight)):
+            raise ValueError(f"bounds_weight must be a finite number >= 0, got {self.bounds_weight}")
         return self
 
 

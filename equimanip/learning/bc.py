@@ -387,6 +387,22 @@ def add_common_arguments(parser) -> None:
                         help="an ObservationConfig setting (e.g. cluster_eps=0.02), as the policy will see; "
                              "over --params")
     parser.add_argument("--demo-count", type=int, default=None, help="use only the first N usable episodes")
+    from equimanip.data.dataset import DatasetConfig
+
+    data = DatasetConfig()
+    parser.add_argument("--control-period", type=float, default=data.control_period, metavar="S",
+                        help="use only the episodes recorded at this control period, in seconds (default: the "
+                             "one every episode shares; a directory that mixes several needs it)")
+    parser.add_argument("--sync-slop", type=float, default=data.sync_slop, metavar="S",
+                        help="pair a cloud with the pose and joint states within S seconds of it (default %(default)s: "
+                             "equal stamps only, as the simulation records them)")
+    parser.add_argument("--keep-intact-steps", action="store_true",
+                        help="keep the intact steps of episodes with missing messages (default: leave such "
+                             "episodes out)")
+    parser.add_argument("--include-unfinished", action="store_true",
+                        help="also use episodes whose recording was stopped mid-way (left out by default)")
+    parser.add_argument("--include-failed", action="store_true",
+                        help="also use failed demonstrations (left out by default)")
     from equimanip.learning.heightmap_imitation import HeightmapConfig
 
     h = HeightmapConfig()
@@ -425,6 +441,21 @@ def bc_config_from(args) -> BCConfig:
                     standardise_aperture=args.standardise_aperture).validate()
 
 
+def dataset_config_from(args, observation: Optional[ObservationConfig] = None):
+    """The DatasetConfig of ``equimanip train bc|bmil``: which episodes are used and how steps pair,
+    for ``observation`` (default: ObservationConfig(); load_demos passes --params' and --observation's)."""
+    from equimanip.data.dataset import DatasetConfig
+
+    if args.control_period is not None and not (args.control_period > 0 and math.isfinite(args.control_period)):
+        raise ValueError(f"--control-period must be a positive number of seconds, got {args.control_period}")
+    if not (args.sync_slop >= 0 and math.isfinite(args.sync_slop)):
+        raise ValueError(f"--sync-slop must be a finite number of seconds >= 0, got {args.sync_slop}")
+    return DatasetConfig(observation=observation or ObservationConfig(), heightmaps=args.input == "heightmap",
+                         sync_slop=args.sync_slop, strict=not args.keep_intact_steps,
+                         only_success=not args.include_failed, include_unfinished=args.include_unfinished,
+                         control_period=args.control_period)
+
+
 def heightmap_config_from(args):
     from equimanip.learning.heightmap_imitation import HeightmapConfig
 
@@ -434,15 +465,13 @@ def heightmap_config_from(args):
 
 def load_demos(args):
     """The dataset the command trains on (``--demo-count``: the first N usable episodes)."""
-    from equimanip.data.dataset import DatasetConfig, load_dataset, select_episodes
+    from equimanip.data.dataset import load_dataset, select_episodes
     from equimanip.learning.heightmap_imitation import heightmap_observation
 
     observation = observation_config_from(args.observation, args.params)
-    heightmaps = args.input == "heightmap"
-    if heightmaps:
+    if args.input == "heightmap":
         observation = heightmap_observation(observation, heightmap_config_from(args))
-    dataset = load_dataset(args.demos, DatasetConfig(observation=observation, heightmaps=heightmaps),
-                           progress=not args.json)
+    dataset = load_dataset(args.demos, dataset_config_from(args, observation), progress=not args.json)
     if args.demo_count is not None:
         dataset = select_episodes(dataset, args.demo_count)
     return dataset
@@ -517,15 +546,21 @@ def run_command(kind: str, args, train, command: Optional[str] = None) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def build_parser():
     import argparse
 
     parser = argparse.ArgumentParser(prog="equimanip train bc", description="Behaviour cloning from recorded "
                                      "demonstrations (defaults: the BMIL reference's BC baseline).")
     add_common_arguments(parser)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = bc_config_from(args)
+        dataset_config_from(args)          # its options checked before the dataset is read
     except ValueError as e:
         parser.error(str(e))
 

@@ -54,6 +54,8 @@ class BMILConfig:
             raise ValueError(f"demo_ratio must be in [0, 1], got {self.demo_ratio}")
         if not 1 <= self.trace_lengths[0] <= self.trace_lengths[1]:
             raise ValueError(f"trace_lengths must be (first, last) with 1 <= first <= last, got {self.trace_lengths}")
+        if self.trace_epochs is not None and not 0 <= self.trace_epochs[0] <= self.trace_epochs[1]:
+            raise ValueError(f"trace_epochs must be (start, end) with 0 <= start <= end, got {self.trace_epochs}")
         if self.demo_repeat < 1:
             raise ValueError(f"demo_repeat must be >= 1, got {self.demo_repeat}")
         if self.samples_per_start < 1:
@@ -123,21 +125,24 @@ def train_bmil(dataset, config: Optional[BMILConfig] = None, progress: bool = Fa
 PRESETS = {"pick": {"trace_lengths": (1, 3), "scale_coef": 30.0}, "push": {"trace_lengths": (1, 1), "scale_coef": 3.0}}
 
 
-def main(argv=None) -> int:
+def build_parser():
     import argparse
 
-    from equimanip.learning.bc import add_common_arguments, bc_config_from, command_line, run_command
+    from equimanip.learning.bc import add_common_arguments
 
-    b = BackwardConfig()
+    b, m = BackwardConfig(), BMILConfig()
     parser = argparse.ArgumentParser(prog="equimanip train bmil", description="BMIL: behaviour cloning with "
                                      "traces imagined by backwards models (defaults: the reference's).")
     add_common_arguments(parser)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="pick",
                         help="the reference's pick-and-place (traces 1 -> 3, scale 30) or push (1, scale 3) setting")
-    parser.add_argument("--demo-ratio", type=float, default=BMILConfig().demo_ratio)
+    parser.add_argument("--demo-ratio", type=float, default=m.demo_ratio)
     parser.add_argument("--trace-lengths", type=int, nargs=2, default=None, metavar=("FIRST", "LAST"))
-    parser.add_argument("--samples-per-start", type=int, default=1)
-    parser.add_argument("--demo-repeat", type=int, default=BMILConfig().demo_repeat,
+    parser.add_argument("--trace-epochs", type=int, nargs=2, default=None, metavar=("START", "END"),
+                        help="epochs over which the trace length grows from FIRST to LAST, counted from 0 "
+                             "(default: 1 to --epochs, the reference's; the last length is then never reached)")
+    parser.add_argument("--samples-per-start", type=int, default=m.samples_per_start)
+    parser.add_argument("--demo-repeat", type=int, default=m.demo_repeat,
                         help="copies of each demonstration in the backwards models' data (the reference: 10; "
                              "1 refits about ten times faster, what docs/imitation.md's runs use)")
     parser.add_argument("--scale-coef", type=float, default=None)
@@ -149,23 +154,52 @@ def main(argv=None) -> int:
     parser.add_argument("--backward-lr", type=float, default=b.lr)
     parser.add_argument("--backward-weight-decay", type=float, default=b.weight_decay)
     parser.add_argument("--backward-batch-size", type=int, default=b.batch_size)
+    parser.add_argument("--bounds-weight", type=float, default=b.bounds_weight,
+                        help="weight of the log-variance bounds term in the backwards models' loss "
+                             "(default %(default)s, the reference's)")
     parser.add_argument("--holdout", type=float, default=b.holdout)
     parser.add_argument("--patience", type=int, default=b.patience)
     parser.add_argument("--improvement", type=float, default=b.improvement)
-    args = parser.parse_args(argv)
+    parser.add_argument("--max-fit-epochs", type=int, default=b.max_fit_epochs,
+                        help="most epochs of one refit of the backwards models, converged or not "
+                             "(default %(default)s: a safety cap)")
+    parser.add_argument("--no-bound-action", dest="bound_action", action="store_false",
+                        help="leave the action model's mean unclamped (default: clamped to the action limits, "
+                             "the reference's bounded_act)")
+    parser.add_argument("--no-clip-imagined-actions", dest="clip_imagined_actions", action="store_false",
+                        help="leave imagined actions outside the action limits, as the reference does (default: "
+                             "clipped, since our policy's output is linear, not squashed; see backward.py)")
+    return parser
+
+
+def bmil_config_from(args) -> BMILConfig:
+    """The BMILConfig of ``equimanip train bmil``'s options (the preset's where not given)."""
+    from equimanip.learning.bc import bc_config_from
+
     preset = PRESETS[args.preset]
-    scale_coef = args.scale_coef if args.scale_coef is not None else preset["scale_coef"]
+    return BMILConfig(
+        policy=bc_config_from(args),
+        backward=BackwardConfig(hidden=args.backward_hidden, depth=args.backward_depth, lr=args.backward_lr,
+                                weight_decay=args.backward_weight_decay, batch_size=args.backward_batch_size,
+                                holdout=args.holdout, patience=args.patience, improvement=args.improvement,
+                                max_fit_epochs=args.max_fit_epochs, bounds_weight=args.bounds_weight,
+                                bound_action=args.bound_action, clip_imagined_actions=args.clip_imagined_actions,
+                                noise_mode=args.noise_mode, noise_scale=args.noise_scale,
+                                logvar_clamp=args.logvar_clamp,
+                                scale_coef=args.scale_coef if args.scale_coef is not None else preset["scale_coef"]),
+        demo_ratio=args.demo_ratio, samples_per_start=args.samples_per_start, demo_repeat=args.demo_repeat,
+        trace_lengths=tuple(args.trace_lengths) if args.trace_lengths else preset["trace_lengths"],
+        trace_epochs=tuple(args.trace_epochs) if args.trace_epochs else None).validate()
+
+
+def main(argv=None) -> int:
+    from equimanip.learning.bc import command_line, dataset_config_from, run_command
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        config = BMILConfig(
-            policy=bc_config_from(args),
-            backward=BackwardConfig(hidden=args.backward_hidden, depth=args.backward_depth, lr=args.backward_lr,
-                                    weight_decay=args.backward_weight_decay, batch_size=args.backward_batch_size,
-                                    holdout=args.holdout, patience=args.patience, improvement=args.improvement,
-                                    noise_mode=args.noise_mode, noise_scale=args.noise_scale,
-                                    logvar_clamp=args.logvar_clamp,
-                                    scale_coef=scale_coef),
-            demo_ratio=args.demo_ratio, samples_per_start=args.samples_per_start, demo_repeat=args.demo_repeat,
-            trace_lengths=tuple(args.trace_lengths) if args.trace_lengths else preset["trace_lengths"]).validate()
+        config = bmil_config_from(args)
+        dataset_config_from(args)          # its options checked before the dataset is read
     except ValueError as e:
         parser.error(str(e))
 

@@ -110,6 +110,7 @@ _TRAINING_OPTIONS = (("pretrain_steps", "{} pre-training updates"),
                      ("sacfd_action_bound", "SACfD targets within +-{:g}"),
                      ("sacfd_target", "SACfD on the {}"),
                      ("actor_average", "actor averaged at {:g}"),
+                     ("prioritized", "prioritized replay"),
                      ("cell_params", "camera of {}"))
 
 
@@ -127,6 +128,17 @@ def sac_row(summary: dict, **provenance) -> dict:
         network += ", goal channel"
     if net.get("center_inputs"):
         network += ", centred inputs"
+    from equimanip.models.config import NetworkConfig
+
+    # Network settings a run may change from NetworkConfig's defaults, named where it did.
+    net_defaults = NetworkConfig()
+    if net.get("relaxed"):
+        for key, wording in (("relaxed_strength", "relaxed strength {:g}"), ("relaxed_banks", "{} kernel banks")):
+            if net.get(key, getattr(net_defaults, key)) != getattr(net_defaults, key):
+                network += ", " + wording.format(net[key])
+    if net.get("group") == "so2" and net.get("so2_nonlinearity", net_defaults.so2_nonlinearity) != \
+            net_defaults.so2_nonlinearity:
+        network += f", {net['so2_nonlinearity']} nonlinearity"
     from .sac import SACConfig
 
     defaults = SACConfig()

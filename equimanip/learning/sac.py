@@ -10,8 +10,8 @@ What happens, in order:
    group, width, heightmap size, relaxed): the actor gives the mean and log-std of a Gaussian over
    the pre-tanh action; the critic gives two Q values. Target critic = a copy, updated by Polyak
    averaging.
-3. **Environment**: ``equimanip.envs`` (Gymnasium, vector API) with the heightmap the networks
-   take; no ROS in the loop.
+3. **Environment**: ``equimanip.envs`` (Gymnasium, vector API: ``num_envs`` copies, in subprocesses
+   with ``async_envs``) with the heightmap the networks take; no ROS in the loop.
 4. **Demonstrations**: ``demos`` successful episodes of the scripted expert pre-loaded in the
    replay buffer and flagged as expert data (SACfD).
 5. **Loop**: act (sampled from the policy), store the transition with its 4 rotated copies
@@ -85,6 +85,12 @@ class SACConfig:
     n_hidden: int | None = None                 # None: the preset's
     heightmap_size: int | None = None           # None: the preset's
     relaxed: bool = False
+    # The relaxed networks' regulariser toward equivariance and their kernel banks per layer, the
+    # SO(2) networks' nonlinearity, the encoder's top. None: NetworkConfig's (the preset's top).
+    relaxed_strength: float | None = None
+    relaxed_banks: int | None = None
+    so2_nonlinearity: str | None = None
+    top: str | None = None
     center_inputs: bool = False                 # NetworkConfig.center_inputs
     # The resolved NetworkConfig (as a dict), filled when a run starts, so that a resumed run
     # rebuilds exactly its networks even if the presets have changed since.
@@ -149,6 +155,10 @@ class SACConfig:
     steps: int = 5000                           # environment steps (demonstrations not counted)
     seed: int = 0
     num_envs: int = 1
+    # Step the num_envs environments in subprocesses, one simulation each (Gymnasium's
+    # AsyncVectorEnv), instead of one after the other in this process. The same episodes; faster only
+    # where there are cores to spare for them.
+    async_envs: bool = False
     eval_every: int = 500
     eval_episodes: int = 20
     final_eval_episodes: int = 50
@@ -190,6 +200,14 @@ class SACConfig:
             raise ValueError(f"sacfd_target must be mean or sample, got {self.sacfd_target!r}")
         if self.demos < 0 or self.augment_copies < 0 or self.final_eval_episodes < 0 or self.sacfd_weight < 0:
             raise ValueError("demos, augment_copies, final_eval_episodes and sacfd_weight must be >= 0")
+        # Settings that would change nothing are refused: a user who gives one expects an effect.
+        if (self.relaxed_strength is not None or self.relaxed_banks is not None) and not self.relaxed:
+            raise ValueError("relaxed_strength and relaxed_banks set the relaxed networks: they need --relaxed")
+        if self.so2_nonlinearity is not None and self.group != "so2":
+            raise ValueError(f"so2_nonlinearity sets the SO(2) networks: it needs --group so2, not {self.group!r}")
+        if self.async_envs and self.num_envs < 2:
+            raise ValueError(f"async_envs steps several environments in subprocesses: it needs num_envs > 1, "
+                             f"got {self.num_envs}")
         if self.goal_channel and self.task not in TABLE_GOAL_ROWS:
             raise ValueError(f"--goal-channel on: {self.task} has no goal on the table (tasks with one: "
                              f"{', '.join(TABLE_GOAL_ROWS)})")
@@ -215,10 +233,10 @@ class SACConfig:
             return NetworkConfig.from_dict(self.network_settings)
         overrides = {"group": self.group, "relaxed": self.relaxed, "center_inputs": self.center_inputs,
                      "in_channels": 3 if self.shows_goal() else 2}
-        if self.n_hidden is not None:
-            overrides["n_hidden"] = self.n_hidden
-        if self.heightmap_size is not None:
-            overrides["heightmap_size"] = self.heightmap_size
+        # Settings given explicitly win over the preset's.
+        for name in ("n_hidden", "heightmap_size", "top", "relaxed_strength", "relaxed_banks", "so2_nonlinearity"):
+            if getattr(self, name) is not None:
+                overrides[name] = getattr(self, name)
         preset = self.network if self.network != "auto" else ("paper" if self.resolved_device() == "cuda" else "cpu")
         return NetworkConfig.paper(**overrides) if preset == "paper" else NetworkConfig.cpu(**overrides)
 
@@ -582,83 +600,89 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
         state.wall_s += pretrain(learner, buffer, config, device, progress)   # counted in the run's time
 
     log = RunLog(out)
-    envs = make_vector_env(config.task, config.num_envs, **config.env_options())
-    eval_env = ManipulationGymEnv(config.task, **config.env_options())
-    obs, _ = envs.reset(seed=state.next_episode_seed)
-    recent = deque(state.recent_success, maxlen=20)
-    stats_window: list[dict] = []
-    last_eval = state.evaluations[-1][1] if state.evaluations else float("nan")
+    envs = make_vector_env(config.task, config.num_envs, asynchronous=config.async_envs, **config.env_options())
+    try:
+        eval_env = ManipulationGymEnv(config.task, **config.env_options())
+        obs, _ = envs.reset(seed=state.next_episode_seed)
+        recent = deque(state.recent_success, maxlen=20)
+        stats_window: list[dict] = []
+        last_eval = state.evaluations[-1][1] if state.evaluations else float("nan")
 
-    def evaluate_now(episodes: int, env, seed: int = EVAL_SEED_BASE, act=None) -> tuple[float, EvalResult]:
-        """The deterministic policy (the learner's, or ``act``) on ``episodes`` scenes from ``seed``:
-        the validation scenes for the periodic evaluations, the test scenes for the final ones."""
-        act = act or (lambda o: unnormalize_action(learner.act(o.heightmap[None], True, learner.policy_actor)[0]))
-        result = run_episodes(act, env, episodes, seed=seed)
-        return result.success_rate, result
+        def evaluate_now(episodes: int, env, seed: int = EVAL_SEED_BASE, act=None) -> tuple[float, EvalResult]:
+            """The deterministic policy (the learner's, or ``act``) on ``episodes`` scenes from ``seed``:
+            the validation scenes for the periodic evaluations, the test scenes for the final ones."""
+            act = act or (lambda o: unnormalize_action(learner.act(o.heightmap[None], True, learner.policy_actor)[0]))
+            result = run_episodes(act, env, episodes, seed=seed)
+            return result.success_rate, result
 
-    bar = tqdm(total=config.steps, initial=state.step, desc=f"sac {config.task} {config.group}", disable=not progress,
-               dynamic_ncols=True)
-    session_start = time.perf_counter()
-    wall_before = state.wall_s
-    stopped_by_time = False
-    while state.step < config.steps:
-        if config.time_limit_min is not None and time.perf_counter() - command_start >= 60 * config.time_limit_min:
-            stopped_by_time = True
-            tqdm.write(f"time limit of {config.time_limit_min:g} min reached at step {state.step} of "
-                       f"{config.steps}: final evaluation")
-            break
-        # --- act in every environment, store what happened
-        u = learner.act(obs)
-        next_obs, rewards, terminated, truncated, infos = envs.step(np.stack([unnormalize_action(a) for a in u]))
-        for i in range(config.num_envs):
-            done = bool(terminated[i] or truncated[i])
-            final = infos["final_obs"][i] if done else next_obs[i]
-            buffer.add(obs[i], u[i], rewards[i], final, bool(terminated[i]))
-            if done:
-                state.episodes += 1
-                recent.append(float(terminated[i]))
-        state.next_episode_seed = int(max(envs.get_attr("episode_seed"))) + 1
-        obs = next_obs
-        state.step += config.num_envs
+        bar = tqdm(total=config.steps, initial=state.step, desc=f"sac {config.task} {config.group}",
+                   disable=not progress, dynamic_ncols=True)
+        session_start = time.perf_counter()
+        wall_before = state.wall_s
+        stopped_by_time = False
+        while state.step < config.steps:
+            if config.time_limit_min is not None and time.perf_counter() - command_start >= 60 * config.time_limit_min:
+                stopped_by_time = True
+                tqdm.write(f"time limit of {config.time_limit_min:g} min reached at step {state.step} of "
+                           f"{config.steps}: final evaluation")
+                break
+            # --- act in every environment, store what happened
+            u = learner.act(obs)
+            next_obs, rewards, terminated, truncated, infos = envs.step(np.stack([unnormalize_action(a) for a in u]))
+            for i in range(config.num_envs):
+                done = bool(terminated[i] or truncated[i])
+                final = infos["final_obs"][i] if done else next_obs[i]
+                buffer.add(obs[i], u[i], rewards[i], final, bool(terminated[i]))
+                if done:
+                    state.episodes += 1
+                    recent.append(float(terminated[i]))
+            state.next_episode_seed = int(max(envs.get_attr("episode_seed"))) + 1
+            obs = next_obs
+            state.step += config.num_envs
 
-        # --- learn: updates_per_step updates per environment step
-        if len(buffer) >= config.learning_starts:
-            state.update_credit += config.num_envs * config.updates_per_step
-            while state.update_credit > 1.0 - 1e-9:
-                state.update_credit -= 1.0
-                fraction = min(1.0, state.step / config.steps)
-                beta = config.per_beta_start + fraction * (config.per_beta_end - config.per_beta_start)
-                stats_window.append(learn_step(learner, buffer, config.batch_size, beta, device,
-                                               config.demo_fraction))
+            # --- learn: updates_per_step updates per environment step
+            if len(buffer) >= config.learning_starts:
+                state.update_credit += config.num_envs * config.updates_per_step
+                while state.update_credit > 1.0 - 1e-9:
+                    state.update_credit -= 1.0
+                    fraction = min(1.0, state.step / config.steps)
+                    beta = config.per_beta_start + fraction * (config.per_beta_end - config.per_beta_start)
+                    stats_window.append(learn_step(learner, buffer, config.batch_size, beta, device,
+                                                   config.demo_fraction))
 
-        # --- log, evaluate, checkpoint
-        state.wall_s = wall_before + time.perf_counter() - session_start
-        train_success = float(np.mean(recent)) if recent else float("nan")
-        if stats_window and (state.step % config.log_every < config.num_envs or state.step >= config.steps):
-            means = {k: float(np.mean([s[k] for s in stats_window])) for k in stats_window[0]}
-            log.write("train", {"step": state.step, "episodes": state.episodes, "train_success": train_success,
-                                **means, "buffer_items": len(buffer), "wall_s": round(state.wall_s, 1)})
-            bar.set_postfix(success=_percent(train_success), eval=_percent(last_eval),
-                            q_loss=f"{means['critic_loss']:.3g}", pi_loss=f"{means['actor_loss']:.3g}",
-                            alpha=f"{means['alpha']:.3g}")
-            stats_window = []
-        if state.step % config.eval_every < config.num_envs or state.step >= config.steps:
-            last_eval, result = evaluate_now(config.eval_episodes, eval_env, seed=VALIDATION_SEED_BASE)
-            state.evaluations.append((state.step, last_eval))
-            log.write("eval", {"step": state.step, "success_rate": last_eval, "episodes": result.episodes,
-                               "mean_steps": result.mean_steps, "eval_s": round(result.wall_s, 1),
-                               "wall_s": round(state.wall_s, 1),
-                               "first_seed": str(result.per_episode[0]["seed"])})   # text: no TensorBoard curve
-            if last_eval > state.best_success:
-                state.best_success, state.best_step = last_eval, state.step
-                save_checkpoint(out / "best.pt", learner, config, state, command)
-            state.recent_success = list(recent)
-            save_checkpoint(out / "last.pt", learner, config, state, command, buffer=buffer)
-            tqdm.write(f"step {state.step:6d}  eval success {last_eval:.0%} ({result.episodes} episodes)  "
-                       f"training success {_percent(train_success)}  {state.episodes} episodes  "
-                       f"{state.wall_s / 60:.1f} min")
-        bar.update(config.num_envs)
-    bar.close()
+            # --- log, evaluate, checkpoint
+            state.wall_s = wall_before + time.perf_counter() - session_start
+            train_success = float(np.mean(recent)) if recent else float("nan")
+            if stats_window and (state.step % config.log_every < config.num_envs or state.step >= config.steps):
+                means = {k: float(np.mean([s[k] for s in stats_window])) for k in stats_window[0]}
+                log.write("train", {"step": state.step, "episodes": state.episodes, "train_success": train_success,
+                                    **means, "buffer_items": len(buffer), "wall_s": round(state.wall_s, 1)})
+                bar.set_postfix(success=_percent(train_success), eval=_percent(last_eval),
+                                q_loss=f"{means['critic_loss']:.3g}", pi_loss=f"{means['actor_loss']:.3g}",
+                                alpha=f"{means['alpha']:.3g}")
+                stats_window = []
+            if state.step % config.eval_every < config.num_envs or state.step >= config.steps:
+                last_eval, result = evaluate_now(config.eval_episodes, eval_env, seed=VALIDATION_SEED_BASE)
+                state.evaluations.append((state.step, last_eval))
+                log.write("eval", {"step": state.step, "success_rate": last_eval, "episodes": result.episodes,
+                                   "mean_steps": result.mean_steps, "eval_s": round(result.wall_s, 1),
+                                   "wall_s": round(state.wall_s, 1),
+                                   "first_seed": str(result.per_episode[0]["seed"])})   # text: no TensorBoard curve
+                if last_eval > state.best_success:
+                    state.best_success, state.best_step = last_eval, state.step
+                    save_checkpoint(out / "best.pt", learner, config, state, command)
+                state.recent_success = list(recent)
+                save_checkpoint(out / "last.pt", learner, config, state, command, buffer=buffer)
+                tqdm.write(f"step {state.step:6d}  eval success {last_eval:.0%} ({result.episodes} episodes)  "
+                           f"training success {_percent(train_success)}  {state.episodes} episodes  "
+                           f"{state.wall_s / 60:.1f} min")
+            bar.update(config.num_envs)
+        bar.close()
+    except BaseException:
+        # The subprocess workers (async_envs) end with the run, not outlive it: terminated, since a
+        # step that failed or was interrupted may still be pending there, and a polite close waits on it.
+        envs.close(terminate=True)
+        raise
     envs.close()
 
     # --- final evaluation of the last policy and the best checkpoint on more held-out episodes
@@ -675,8 +699,9 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
                "robot_removal": observation_config.robot_removal,
                "goal_channel": observation_config.goal_channel, "pretrain_steps": config.pretrain_steps,
                "demo_fraction": config.demo_fraction, "demos_from_seed": config.demos_from_seed,
-               "sacfd_weight": config.sacfd_weight, "gamma": config.gamma,
-               "num_envs": config.num_envs, "updates_per_step": config.updates_per_step, "updates": learner.updates,
+               "sacfd_weight": config.sacfd_weight, "gamma": config.gamma, "prioritized": config.prioritized,
+               "num_envs": config.num_envs, "async_envs": config.async_envs,
+               "updates_per_step": config.updates_per_step, "updates": learner.updates,
                "sacfd_target": config.sacfd_target, "sacfd_action_bound": config.sacfd_action_bound,
                "actor_average": config.actor_average, "cell_params": list(config.cell_params),
                "best_success": state.best_success, "best_step": state.best_step,
@@ -816,8 +841,32 @@ def pretrain(learner: "SAC", buffer: ReplayBuffer, config: SACConfig, device: st
 # ------------------------------------------------------------------------------------ the command
 
 
+def _non_negative(text: str) -> float:
+    """argparse type: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:                           # NaN too
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    d = SACConfig()
+    from equimanip.models.config import SO2_NONLINEARITIES, TOPS, NetworkConfig
+
+    d, net = SACConfig(), NetworkConfig()
     parser = argparse.ArgumentParser(prog="equimanip train sac", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="run directory (logs, checkpoints, plot)")
@@ -831,6 +880,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="network preset: cpu (64 x 64, narrow), paper (equi_rl's), auto (paper on a GPU)")
     parser.add_argument("--n-hidden", type=int, default=None, help="override the preset's width")
     parser.add_argument("--heightmap-size", type=int, default=None, help="override the preset's heightmap size")
+    parser.add_argument("--top", choices=TOPS, default=None,
+                        help="override the preset's encoder top: compact (the cpu preset's, 4 x 4 to 1 x 1) or "
+                             "paper (equi_rl's, 8 x 8 to 1 x 1)")
+    parser.add_argument("--relaxed-strength", type=_non_negative, default=None, metavar="S",
+                        help=f"strength of the relaxed networks' regulariser toward equivariance (default "
+                             f"{net.relaxed_strength:g}; 0: none; with --relaxed)")
+    parser.add_argument("--relaxed-banks", type=_at_least_one, default=None, metavar="K",
+                        help=f"kernel banks per relaxed convolution (default {net.relaxed_banks}; with --relaxed)")
+    parser.add_argument("--so2-nonlinearity", choices=SO2_NONLINEARITIES, default=None,
+                        help=f"nonlinearity of the SO(2) networks' hidden fields (default {net.so2_nonlinearity}; "
+                             "with --group so2)")
     parser.add_argument("--center-inputs", action="store_true",
                         help="centre and scale the heightmap channels to about -1..1 before the first convolution "
                              "(NetworkConfig.center_inputs)")
@@ -880,6 +940,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--gamma", type=float, default=d.gamma, help="discount (equi_rl: 0.99)")
     parser.add_argument("--num-envs", type=int, default=d.num_envs, help="environments stepped in parallel")
+    parser.add_argument("--async-envs", action="store_true",
+                        help="step the --num-envs environments in subprocesses, one simulation each (Gymnasium's "
+                             "AsyncVectorEnv; the same episodes, faster with cores to spare; needs --num-envs > 1)")
     parser.add_argument("--updates-per-step", type=float, default=d.updates_per_step,
                         help="SAC updates per environment step; 0.2 with --num-envs 5 is equi_rl's one update "
                              "per 5 transitions")
@@ -902,7 +965,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args) -> SACConfig:
     return SACConfig(task=args.task, group=args.group, relaxed=args.relaxed, center_inputs=args.center_inputs,
-                     network=args.network,
+                     network=args.network, top=args.top, relaxed_strength=args.relaxed_strength,
+                     relaxed_banks=args.relaxed_banks, so2_nonlinearity=args.so2_nonlinearity,
                      n_hidden=args.n_hidden, heightmap_size=args.heightmap_size, demos=args.demos,
                      steps=args.steps if args.steps is not None else SACConfig.steps,
                      seed=args.seed, max_episode_steps=args.max_episode_steps or None,
@@ -916,7 +980,7 @@ def config_from_args(args) -> SACConfig:
                      reuse_critic_features=not args.recompute_critic_features,
                      augment_copies=args.augment_copies, batch_size=args.batch_size,
                      learning_starts=args.learning_starts, lr=args.lr, gamma=args.gamma,
-                     num_envs=args.num_envs, updates_per_step=args.updates_per_step,
+                     num_envs=args.num_envs, async_envs=args.async_envs, updates_per_step=args.updates_per_step,
                      eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                      final_eval_episodes=args.final_eval_episodes, log_every=args.log_every,
                      device=SACConfig.device if args.device is None else args.device,

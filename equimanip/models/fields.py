@@ -11,7 +11,8 @@ API::
 
 ``group='none'`` has no escnn counterpart here: the networks use plain torch layers for it.
 
-Conventions, checked by ``test/test_models_fields.py``:
+Conventions, checked when the networks are built (``_verify``) and by
+``test/test_models_sac.py::test_heads_are_equivariant_under_every_element``:
 
 * symmetry.py's element ``(angle, flip)`` is ``R(angle) @ diag(1, -1)^flip`` with the mirror
   ``y -> -y``; escnn's dihedral element ``(f, k)`` is "flip f, then rotate by k 2 pi / N". They agree

@@ -30,6 +30,8 @@ import warnings
 import torch
 from torch import nn
 
+from equimanip.symmetry import ACTION_LAYOUT
+
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
@@ -102,7 +104,7 @@ def optimize_for_cpu(actor, example: torch.Tensor | None = None, repeats: int = 
                 chosen.append(keep_layer)
                 x = keep_layer(x)
             plan.append(f"{type(layer).__name__}:{current}")
-        head = _ActorOutputs(nn.Sequential(*chosen), 5, cfg.log_std_min, cfg.log_std_max).eval()
+        head = _ActorOutputs(nn.Sequential(*chosen), ACTION_LAYOUT.size, cfg.log_std_min, cfg.log_std_max).eval()
         with warnings.catch_warnings():
             # torch 2.13 marks TorchScript deprecated in favour of torch.compile / torch.export; on
             # this CPU those need a compiler run per process (tens of seconds), which a controller

@@ -54,8 +54,13 @@ from equimanip.nodes.spin import spin_node
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray
-except ImportError:  # pragma: no cover - the wheel is an install requirement; be explicit if absent
+    _NO_EPISODE_EVENTS = ""
+except ImportError as _e:  # an install requirement; without it the recorder says so (__init__)
     DiagnosticArray = None
+    _NO_EPISODE_EVENTS = (f"follow_episode_events: following the simulation's episode events is unavailable, "
+                          f"their message type diagnostic_msgs/DiagnosticArray cannot be imported ({_e}); no "
+                          f"episode will start on its own. Install diagnostic_msgs (ros-$ROS_DISTRO-"
+                          f"diagnostic-msgs; pip: ros-diagnostic-msgs) or use ~/start_episode and ~/stop_episode")
 
 PARAMS = [
     ParamSpec("output_dir", "demos", "Directory the episode bags are written to (created if needed).",
@@ -83,6 +88,8 @@ PARAMS = [
     ParamSpec("end_grace", 0.3, "After an episode_end event, keep writing messages of the final "
               "state (stamped at or before the event) for this long (s) before closing.", min=0.0, max=10.0),
 ]
+
+ON_INTERRUPT = next(s for s in PARAMS if s.name == "on_interrupt")
 
 # Pre-roll: messages received while no episode is open are kept this long, so that a state that
 # arrives just before its episode_start event still lands in the episode.
@@ -211,6 +218,10 @@ class RecorderNode(Node):
         if DiagnosticArray is not None:
             self.create_subscription(DiagnosticArray, topics.SIM_EPISODE_EVENTS, self._on_episode_event,
                                      qos.RELIABLE)
+        else:   # never silently: asked for at start-up or later, it would record nothing
+            if p["follow_episode_events"]:
+                self.get_logger().error(_NO_EPISODE_EVENTS)
+            self.add_post_set_parameters_callback(self._on_follow_set)
         self.create_service(Trigger, "~/start_episode", self._srv_start)
         self.create_service(SetBool, "~/stop_episode", self._srv_stop)
         self.create_service(Trigger, "~/discard_episode", self._srv_discard)
@@ -385,6 +396,10 @@ class RecorderNode(Node):
         return True
 
     # ------------------------------------------------------------------------------ events
+    def _on_follow_set(self, params) -> None:
+        if any(q.name == "follow_episode_events" and q.value for q in params):
+            self.get_logger().error(_NO_EPISODE_EVENTS)
+
     def _on_episode_event(self, msg) -> None:
         if not self.get_parameter("follow_episode_events").value:
             return
@@ -469,6 +484,7 @@ class RecordConfig:
     sim_overrides: dict = field(default_factory=dict)
     note: str = ""
     episode_timeout_s: float = 300.0
+    on_interrupt: str = ON_INTERRUPT.default     # keep | discard: the episode in flight on Ctrl-C/SIGTERM
 
 
 SOURCES = ("expert", "keyboard")
@@ -521,10 +537,14 @@ def record_demonstrations(config: RecordConfig, on_episode=None) -> list[Path]:
 
     if config.source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, got '{config.source}'")
+    if config.on_interrupt not in ON_INTERRUPT.choices:
+        raise ValueError(f"on_interrupt must be one of {', '.join(ON_INTERRUPT.choices)}, "
+                         f"got '{config.on_interrupt}'")
     expert = config.source == "expert"
     paths: list[Path] = []
     # Ctrl-C and SIGTERM end the run between two callbacks (never inside a write): the graph then
-    # closes, and the recorder keeps the episode in flight as unfinished (on_interrupt).
+    # closes, and the recorder keeps the episode in flight as unfinished or discards it
+    # (config.on_interrupt, the recorder's on_interrupt).
     stop = _StopOnSignal()
     with stop, InProcessGraph(config.params_files) as graph:
         spin_until = stop.guard(graph.spin_until)
@@ -539,7 +559,7 @@ def record_demonstrations(config: RecordConfig, on_episode=None) -> list[Path]:
             controller = graph.add(TeleopKeyboard(context=graph.context))
         # The recorder follows the simulation's episode events, as it does in any graph.
         recorder = graph.node(RecorderNode, output_dir=str(config.out), task=config.task, source=config.source,
-                              note=config.note, follow_episode_events=True)
+                              note=config.note, follow_episode_events=True, on_interrupt=config.on_interrupt)
         done = {"value": None}
         recorder.create_subscription(Bool, topics.SIM_EPISODE_DONE, lambda m: done.update(value=m.data), qos.RELIABLE)
         reset = recorder.create_client(Trigger, topics.SIM_RESET)
