@@ -3,8 +3,10 @@
     python scripts/plot_gpu_sac.py            # writes docs/results/gpu/sac_paper_curves.png
 
 Each run's periodic evaluations (`*_eval.csv`, 20 held-out episodes each) against environment
-steps, one line per run: the first lease (default camera, C8 seeds 0-2, the plain CNN, pushing)
-and the second (the side camera, C8 seeds 0-2). The results table cannot hold the first lease's
+steps, one line per run: the first lease (default camera, C8 seeds 0-2, the plain CNN, pushing),
+the second (the side camera, C8 seeds 0-2) and the third (pushing with prioritized replay and with
+the side camera, the plain CNN with the side camera). A run's camera and replay are read from its
+name (``side``, ``per``) where its lease mixed them. The results table cannot hold the first lease's
 runs (they were stopped before their final evaluations); this plot draws both from the same kind
 of file. Where a run's final evaluation exists (50 test episodes), it is marked at its last step.
 (The first lease's periodic evaluations played the first 20 test scenes, the second's 20 validation
@@ -18,7 +20,10 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "docs" / "results" / "gpu"
-LEASES = (("sac_paper_h200", "default camera"), ("sac_paper_side_h200", "side camera"))
+# Each lease's folder and the camera of its runs (None: named per run, ``side`` in the name).
+LEASES = (("sac_paper_h200", "default camera"), ("sac_paper_side_h200", "side camera"),
+          ("sac_paper_lease3_h200", None))
+COLOURS = ("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:olive")
 
 
 def read_curve(path: Path) -> tuple[list[int], list[float]]:
@@ -47,20 +52,25 @@ def main(argv=None) -> int:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
     for ax, task in zip(axes, ("block_picking", "block_pushing")):
         prefix = "pick" if task == "block_picking" else "push"
-        for (lease, camera), colour in zip(LEASES, ("tab:blue", "tab:green")):
+        lines: dict[str, list[tuple[Path, str]]] = {}     # legend label -> (folder, run) of its lines
+        for number, (lease, camera) in enumerate(LEASES, start=1):
             folder = ROOT / lease
-            paths = sorted(folder.glob(f"{prefix}_*_eval.csv"))
-            for group, marker in (("C8", "_c8_"), ("plain CNN", "_none_")):
-                runs = [p.name[: -len("_eval.csv")] for p in paths if marker in p.name]
-                seeds = ", ".join(run[-1] for run in runs)
-                label = f"{group}, {camera} (seed{'s' * (len(runs) > 1)} {seeds})"
-                line_colour = "tab:red" if group == "plain CNN" else colour
-                for k, run in enumerate(runs):       # one legend entry per group and camera
-                    ax.plot(*read_curve(folder / f"{run}_eval.csv"), label=label if k == 0 else None,
-                            color=line_colour, marker="o", alpha=0.8)
-                    final = final_evaluation(folder, run)
-                    if final is not None:
-                        ax.plot(*final, marker="*", markersize=12, color=line_colour, linestyle="none")
+            for path in sorted(folder.glob(f"{prefix}_*_eval.csv")):
+                run = path.name[: -len("_eval.csv")]
+                group = "plain CNN" if "_none_" in run else "C8"
+                seen_by = camera or ("side camera" if "_side_" in run else "default camera")
+                replay = ", prioritized replay" if "_per_" in run else ""
+                lines.setdefault(f"{group}, {seen_by}{replay}, lease {number}", []).append((folder, run))
+        for colour, (label, runs) in zip(COLOURS, lines.items()):
+            colour = "tab:red" if label.startswith("plain CNN") and "lease 1" in label else colour
+            seeds = ", ".join(run[-1] for _, run in runs)
+            for k, (folder, run) in enumerate(runs):     # one legend entry per label
+                ax.plot(*read_curve(folder / f"{run}_eval.csv"),
+                        label=f"{label} (seed{'s' * (len(runs) > 1)} {seeds})" if k == 0 else None,
+                        color=colour, marker="o", alpha=0.8)
+                final = final_evaluation(folder, run)
+                if final is not None:
+                    ax.plot(*final, marker="*", markersize=12, color=colour, linestyle="none")
         ax.axhline(0.9, color="grey", lw=0.8, ls="--")
         ax.set_title(task)
         ax.set_xlabel("environment steps")
