@@ -27,10 +27,12 @@ def errors(policy, seeds) -> dict:
     from equimanip.envs import ManipulationGymEnv
     from equimanip.learning.evaluate import cell_setup
 
-    camera, observation = cell_setup(list(policy.metadata["sac_config"].get("cell_params") or []),
-                                     policy.observation_config)
+    sac = policy.metadata["sac_config"]
+    camera, observation = cell_setup(list(sac.get("cell_params") or []), policy.observation_config)
+    # The run's own scenes: its cell, episode length and yaw sector (where it was trained in one).
     env = ManipulationGymEnv(policy.task, observation_config=observation, camera=camera,
-                             max_episode_steps=policy.metadata.get("max_episode_steps"))
+                             max_episode_steps=policy.metadata.get("max_episode_steps"),
+                             yaw_sector=tuple(sac["yaw_sector"]) if sac.get("yaw_sector") else None)
     inner = env.unwrapped
     low, high = env.action_space.low, env.action_space.high
     half_range = (high - low) / 2.0
@@ -61,8 +63,8 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+", help="SAC checkpoints (best.pt or last.pt)")
-    parser.add_argument("--episodes", type=int, default=20,
-                        help="episodes of each set (default 20: as many as the runs' demonstrations)")
+    parser.add_argument("--episodes", type=int, default=None,
+                        help="episodes of each set (default: as many as the run's demonstrations)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     for path in args.checkpoints:
@@ -72,9 +74,10 @@ def main(argv=None) -> int:
             parser.error(f"{path} is not a SAC checkpoint (it records no sac_config)")
         demo_seed = training_seeds(sac["demos_from_seed"] if sac.get("demos_from_seed") is not None
                                    else sac["seed"])[1]
+        episodes = args.episodes if args.episodes is not None else sac["demos"]
         print(json.dumps({"checkpoint": path, "task": policy.task, "entries": list(ACTION_NAMES),
-                          "demonstration_scenes": errors(policy, range(demo_seed, demo_seed + args.episodes)),
-                          "held_out_scenes": errors(policy, range(EVAL_SEED_BASE, EVAL_SEED_BASE + args.episodes))}),
+                          "demonstration_scenes": errors(policy, range(demo_seed, demo_seed + episodes)),
+                          "held_out_scenes": errors(policy, range(EVAL_SEED_BASE, EVAL_SEED_BASE + episodes))}),
               flush=True)
     return 0
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
                 seen_by = camera or ("side camera" if "_side_" in run else "default camera")
                 replay = ", prioritized replay" if "_per_" in run else ""
                 lines.setdefault(f"{group}, {seen_by}{replay}, lease {number}", []).append((folder, run))
-        for colour, (label, runs) in zip(COLOURS, lines.items()):
+        for colour, (label, runs) in zip(itertools.cycle(COLOURS), lines.items()):
             colour = "tab:red" if label.startswith("plain CNN") and "lease 1" in label else colour
             seeds = ", ".join(run[-1] for _, run in runs)
             for k, (folder, run) in enumerate(runs):     # one legend entry per label

@@ -3,9 +3,9 @@
 Trains BC and BMIL as `python -m equimanip.learning.bmil_experiments run --task block_pushing`
 does (same demonstrations, side camera, goal given, push preset, demo repeat 1), or loads a
 checkpoint (`--checkpoint`: SAC's best.pt or last.pt, run in the cell it was trained in and on its
-own episode length), runs each on the same held-out episodes (perturbed starts by default for
-the imitation policies, none for a checkpoint) and sorts every failure by what the block did,
-read from the simulation's ground truth (which the policies never see):
+own episode length), runs each on the same held-out episodes (perturbed starts by default for the
+imitation policies, none for a checkpoint unless --perturb says) and sorts every failure by what
+the block did, read from the simulation's ground truth (which the policies never see):
 
 * ``untouched``: the block moved less than 1 cm: the gripper never got to it (or went past);
 * ``pushed, short``: it moved, and ended closer to the goal than it started, but not within
@@ -40,14 +40,15 @@ def imitation_env(perturb: float):
                               max_episode_steps=experiments.MAX_STEPS, perturb_gripper=perturb)
 
 
-def checkpoint_env(policy):
-    """The cell a checkpoint was trained in, with its episode length (as `equimanip eval`)."""
+def checkpoint_env(policy, perturb: float = 0.0):
+    """The cell a checkpoint was trained in, with its episode length (as `equimanip eval`), the
+    hand's start shifted by up to ``perturb`` metres."""
     from equimanip.envs import ManipulationGymEnv
     from equimanip.learning.evaluate import cell_setup
 
     camera, observation = cell_setup(list(policy.metadata.get("cell_params") or []), policy.observation_config)
     return ManipulationGymEnv("block_pushing", observation_config=observation, camera=camera,
-                              max_episode_steps=policy.metadata.get("max_episode_steps"))
+                              max_episode_steps=policy.metadata.get("max_episode_steps"), perturb_gripper=perturb)
 
 
 def outcomes(policy, env, episodes: int) -> dict:
@@ -99,29 +100,38 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", action="append", default=[], metavar="PT",
                         help="a block_pushing checkpoint to run instead of training BC and BMIL (repeatable)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--demos", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=None, help="imitation: the run seed (default 0)")
+    parser.add_argument("--demos", type=int, default=None, help="imitation: demonstrations (default 10)")
     parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--perturb", type=float, default=experiments.PERTURB,
-                        help="gripper offset (m); 0: in distribution")
-    parser.add_argument("--methods", nargs="+", default=["bc", "bmil"], choices=("bc", "bmil", "equi_bc", "equi_bmil"))
+    parser.add_argument("--perturb", type=float, default=None,
+                        help=f"gripper offset (m); 0: in distribution (default {experiments.PERTURB:g} for the "
+                             "imitation policies, 0 for a checkpoint)")
+    parser.add_argument("--methods", nargs="+", default=None, choices=("bc", "bmil", "equi_bc", "equi_bmil"),
+                        help="imitation: the methods to train (default bc bmil)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
     if args.checkpoint:
+        if args.seed is not None or args.demos is not None or args.methods is not None:
+            parser.error("--seed, --demos and --methods choose the imitation policies to train; a checkpoint "
+                         "is run as it is")
         from equimanip.checkpoint import load_policy
         for path in args.checkpoint:
             policy = load_policy(path, device="cpu")
             if policy.task != "block_pushing":
                 parser.error(f"{path} was trained on {policy.task}, not block_pushing")
-            print(json.dumps({"checkpoint": path, **outcomes(policy, checkpoint_env(policy), args.episodes)}),
-                  flush=True)
+            env = checkpoint_env(policy, args.perturb or 0.0)
+            print(json.dumps({"checkpoint": path, "perturb": args.perturb or 0.0,
+                              **outcomes(policy, env, args.episodes)}), flush=True)
         return 0
-    data = experiments.demonstrations("block_pushing", args.seed, args.demos, "given")
-    for method in args.methods:
-        policy, _, _ = experiments.train("block_pushing", method, data, args.seed, demo_repeat=1)
-        print(json.dumps({"method": method, "seed": args.seed, "demos": args.demos, "perturb": args.perturb,
-                          **outcomes(policy, imitation_env(args.perturb), args.episodes)}), flush=True)
+    seed = args.seed if args.seed is not None else 0
+    demos = args.demos if args.demos is not None else 10
+    perturb = args.perturb if args.perturb is not None else experiments.PERTURB
+    data = experiments.demonstrations("block_pushing", seed, demos, "given")
+    for method in args.methods or ["bc", "bmil"]:
+        policy, _, _ = experiments.train("block_pushing", method, data, seed, demo_repeat=1)
+        print(json.dumps({"method": method, "seed": seed, "demos": demos, "perturb": perturb,
+                          **outcomes(policy, imitation_env(perturb), args.episodes)}), flush=True)
     return 0
 
 

@@ -101,6 +101,8 @@ def test_trace_length_schedule_is_the_references():
     lengths = [trace_length(e, (1, 200), (1, 3)) for e in range(200)]
     assert lengths[0] == 1 and lengths[100] == 1 and lengths[101] == 2 and lengths[-1] == 2
     assert {trace_length(e, (1, 200), (1, 1)) for e in range(200)} == {1}
+    # A schedule that starts and ends at one epoch (--trace-epochs 50 50) is a step there.
+    assert [trace_length(e, (50, 50), (1, 3)) for e in (0, 49, 50, 199)] == [1, 1, 3, 3]
 
 
 @pytest.mark.parametrize("group, element", [("c8", sym.GroupElement(3 * math.pi / 4)),

@@ -254,6 +254,9 @@ def test_eval_runs_100_episodes_from_perturbed_starts_unless_told():
     assert episodes("--perturb-gripper", "0") == 50                 # no perturbation asked for
     assert episodes("--perturb-gripper", "0.15", "--episodes", "20") == 20
     assert episodes("--episodes", "7") == 7
+    for bad in ("-0.1", "nan", "inf", "far"):                      # a distance, in metres
+        with pytest.raises(SystemExit):
+            episodes("--perturb-gripper", bad)
 
 
 def test_eval_device_is_refused_by_the_parser_unless_one_the_code_accepts(capsys):

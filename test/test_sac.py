@@ -427,8 +427,9 @@ def test_the_command_sets_the_relaxed_so2_and_top_network_settings_and_refuses_b
     assert net.so2_nonlinearity == "norm"
 
     # Bad values: argparse's error, naming the flag.
-    for flags, message in ((["--relaxed-strength", "-0.1"], "must be >= 0"),
-                           (["--relaxed-strength", "nan"], "must be >= 0"),
+    for flags, message in ((["--relaxed-strength", "-0.1"], "must be a finite number >= 0"),
+                           (["--relaxed-strength", "nan"], "must be a finite number >= 0"),
+                           (["--relaxed-strength", "inf"], "must be a finite number >= 0"),
                            (["--relaxed-strength", "strong"], "not a number"),
                            (["--relaxed-banks", "0"], "must be >= 1"),
                            (["--so2-nonlinearity", "relu"], "invalid choice"),

@@ -303,6 +303,8 @@ def trace_length(epoch: int, epochs: tuple[int, int], lengths: tuple[int, int]) 
     (With epochs counted from 0 to n - 1 and the schedule (1, n), the last length is reached only
     at epoch n, i.e. never: pick-and-place's 1 -> 3 runs 1 and 2. We keep that arithmetic.)"""
     e0, e1 = epochs
-    frac = (epoch - e0) / (e1 - e0) if e1 != e0 else 1.0
+    if e1 == e0:                     # a step: the first length before that epoch, the last from it on
+        return lengths[1] if epoch >= e0 else lengths[0]
+    frac = (epoch - e0) / (e1 - e0)
     value = lengths[0] + frac * (lengths[1] - lengths[0])
     return int(min(max(value, lengths[0]), lengths[1]))

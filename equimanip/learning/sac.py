@@ -42,6 +42,7 @@ cores that the simulation and other processes hold. On a GPU the setting hardly 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -601,6 +602,7 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
 
     log = RunLog(out)
     envs = make_vector_env(config.task, config.num_envs, asynchronous=config.async_envs, **config.env_options())
+    eval_env = None
     try:
         eval_env = ManipulationGymEnv(config.task, **config.env_options())
         obs, _ = envs.reset(seed=state.next_episode_seed)
@@ -681,7 +683,12 @@ def train(config: SACConfig, out: Path, resume: bool = False, progress: bool = T
     except BaseException:
         # The subprocess workers (async_envs) end with the run, not outlive it: terminated, since a
         # step that failed or was interrupted may still be pending there, and a polite close waits on it.
-        envs.close(terminate=True)
+        # A failure while closing must not hide the one that ended the run.
+        with contextlib.suppress(Exception):
+            envs.close(terminate=True)
+        if eval_env is not None:
+            with contextlib.suppress(Exception):
+                eval_env.close()
         raise
     envs.close()
 
@@ -847,8 +854,8 @@ def _non_negative(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:                           # NaN too
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    if not (value >= 0 and math.isfinite(value)):      # NaN and inf too
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 
@@ -1000,6 +1007,8 @@ def main(argv=None) -> int:
             # A resumed run gets this command's limit, not the one it was started with, and its
             # device and threads where given (a lease ends: the run goes on on the CPU).
             given = {k: v for k, v in (("device", args.device), ("threads", args.threads)) if v is not None}
+            if args.async_envs:             # how the environments are stepped, not which episodes
+                given["async_envs"] = True
             config = dataclasses.replace(config, time_limit_min=args.time_limit, **given)
         else:
             config = config_from_args(args)
