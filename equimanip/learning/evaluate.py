@@ -115,15 +115,15 @@ def device_argument(value: str) -> str:
     return value
 
 
-def offset_argument(value: str) -> float:
-    """argparse type of the perturbations: a finite distance >= 0 in metres."""
+def non_negative_argument(text: str) -> float:
+    """argparse type: a finite number >= 0 (the perturbations here, settings of `train sac`)."""
     try:
-        metres = float(value)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of metres: {value!r}") from None
-    if not (metres >= 0 and math.isfinite(metres)):
-        raise argparse.ArgumentTypeError(f"must be a finite distance >= 0 in metres, got {value}")
-    return metres
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):      # NaN and inf too
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,9 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="episode step limit (default: the checkpoint's training limit, else the task's)")
     parser.add_argument("--rotate-scene", type=float, default=0.0, metavar="DEG",
                         help="turn every initial scene about the workspace centre by DEG degrees")
-    parser.add_argument("--perturb-gripper", type=offset_argument, default=0.0, metavar="M",
+    parser.add_argument("--perturb-gripper", type=non_negative_argument, default=0.0, metavar="M",
                         help="shift the hand's start by U(-M, M) metres in x and y")
-    parser.add_argument("--perturb-objects", type=offset_argument, default=0.0, metavar="M",
+    parser.add_argument("--perturb-objects", type=non_negative_argument, default=0.0, metavar="M",
                         help="shift each object's start by U(-M, M) metres in x and y")
     parser.add_argument("--yaw-sector", type=float, nargs=2, default=None, metavar=("START", "WIDTH"),
                         help="only scenes whose scene yaw lies in [START, START + WIDTH) degrees")

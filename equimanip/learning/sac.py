@@ -60,7 +60,14 @@ import torch.nn.functional as F
 
 from equimanip.sim.task_names import TABLE_GOAL_ROWS, TASK_NAMES
 
-from .evaluate import EVAL_SEED_BASE, VALIDATION_SEED_BASE, EvalResult, run_episodes, training_seeds
+from .evaluate import (
+    EVAL_SEED_BASE,
+    VALIDATION_SEED_BASE,
+    EvalResult,
+    non_negative_argument,
+    run_episodes,
+    training_seeds,
+)
 from .replay import Batch, ReplayBuffer, normalize_action, unnormalize_action
 
 
@@ -848,17 +855,6 @@ def pretrain(learner: "SAC", buffer: ReplayBuffer, config: SACConfig, device: st
 # ------------------------------------------------------------------------------------ the command
 
 
-def _non_negative(text: str) -> float:
-    """argparse type: a number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):      # NaN and inf too
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
 def _at_least_one(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:
@@ -890,7 +886,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top", choices=TOPS, default=None,
                         help="override the preset's encoder top: compact (the cpu preset's, 4 x 4 to 1 x 1) or "
                              "paper (equi_rl's, 8 x 8 to 1 x 1)")
-    parser.add_argument("--relaxed-strength", type=_non_negative, default=None, metavar="S",
+    parser.add_argument("--relaxed-strength", type=non_negative_argument, default=None, metavar="S",
                         help=f"strength of the relaxed networks' regulariser toward equivariance (default "
                              f"{net.relaxed_strength:g}; 0: none; with --relaxed)")
     parser.add_argument("--relaxed-banks", type=_at_least_one, default=None, metavar="K",
