@@ -24,15 +24,11 @@ import torch
 
 def errors(policy, seeds) -> dict:
     """Mean |policy - expert| / half range per action entry along the expert's own trajectories."""
-    from equimanip.envs import ManipulationGymEnv
-    from equimanip.learning.evaluate import cell_setup
+    from equimanip.learning.evaluate import policy_env
 
-    sac = policy.metadata["sac_config"]
-    camera, observation = cell_setup(list(sac.get("cell_params") or []), policy.observation_config)
-    # The run's own scenes: its cell, episode length and yaw sector (where it was trained in one).
-    env = ManipulationGymEnv(policy.task, observation_config=observation, camera=camera,
-                             max_episode_steps=policy.metadata.get("max_episode_steps"),
-                             yaw_sector=tuple(sac["yaw_sector"]) if sac.get("yaw_sector") else None)
+    # The run's own scenes: its cell and episode length, and its yaw sector where it was trained in one.
+    sector = policy.metadata["sac_config"].get("yaw_sector")
+    env = policy_env(policy, yaw_sector=tuple(sector) if sector else None)
     inner = env.unwrapped
     low, high = env.action_space.low, env.action_space.high
     half_range = (high - low) / 2.0

@@ -100,8 +100,7 @@ def episode(policy, env, seed: int) -> dict:
 
 def main(argv=None) -> int:
     from equimanip.checkpoint import load_policy
-    from equimanip.envs import ManipulationGymEnv
-    from equimanip.learning.evaluate import EVAL_SEED_BASE, cell_setup
+    from equimanip.learning.evaluate import EVAL_SEED_BASE, policy_env
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a block_picking checkpoint on the 'gripper' heightmap (SAC's best.pt or "
@@ -126,9 +125,7 @@ def main(argv=None) -> int:
         print(f"{args.checkpoint} does not see the 'gripper' heightmap this script reads", file=sys.stderr)
         return 2
     params = args.params if args.params is not None else list(policy.metadata.get("cell_params") or [])
-    camera, observation = cell_setup(params, policy.observation_config)
-    env = ManipulationGymEnv("block_picking", observation_config=observation, camera=camera,
-                             max_episode_steps=policy.metadata.get("max_episode_steps"))
+    env = policy_env(policy, params)
     try:
         episodes = [episode(policy, env, seed) for seed in range(args.seed, args.seed + args.episodes)]
     finally:

@@ -40,17 +40,6 @@ def imitation_env(perturb: float):
                               max_episode_steps=experiments.MAX_STEPS, perturb_gripper=perturb)
 
 
-def checkpoint_env(policy, perturb: float = 0.0):
-    """The cell a checkpoint was trained in, with its episode length (as `equimanip eval`), the
-    hand's start shifted by up to ``perturb`` metres."""
-    from equimanip.envs import ManipulationGymEnv
-    from equimanip.learning.evaluate import cell_setup
-
-    camera, observation = cell_setup(list(policy.metadata.get("cell_params") or []), policy.observation_config)
-    return ManipulationGymEnv("block_pushing", observation_config=observation, camera=camera,
-                              max_episode_steps=policy.metadata.get("max_episode_steps"), perturb_gripper=perturb)
-
-
 def outcomes(policy, env, episodes: int) -> dict:
     """Runs `policy` in `env` (closed afterwards) on the held-out episodes and sorts the failures."""
     from equimanip.learning.evaluate import EVAL_SEED_BASE
@@ -116,11 +105,13 @@ def main(argv=None) -> int:
             parser.error("--seed, --demos and --methods choose the imitation policies to train; a checkpoint "
                          "is run as it is")
         from equimanip.checkpoint import load_policy
+        from equimanip.learning.evaluate import policy_env
+
         for path in args.checkpoint:
             policy = load_policy(path, device="cpu")
             if policy.task != "block_pushing":
                 parser.error(f"{path} was trained on {policy.task}, not block_pushing")
-            env = checkpoint_env(policy, args.perturb or 0.0)
+            env = policy_env(policy, perturb_gripper=args.perturb or 0.0)    # its own cell and episode length
             print(json.dumps({"checkpoint": path, "perturb": args.perturb or 0.0,
                               **outcomes(policy, env, args.episodes)}), flush=True)
         return 0

@@ -98,6 +98,22 @@ def cell_setup(params_files, trained):
     return CameraConfig.from_parameters(params), observation.validate()
 
 
+
+def policy_env(policy, params_files=None, **options):
+    """The simulated environment a loaded policy (``checkpoint.load_policy``) runs in as it was
+    trained: its task, its cell (``params_files`` for another one, as ``--params``), the observation it
+    takes and its training episode length; ``options`` go to ``ManipulationGymEnv`` (perturbations,
+    scene rotation, yaw sector, another ``max_episode_steps``)."""
+    from equimanip.envs import ManipulationGymEnv
+
+    if params_files is None:
+        params_files = list(policy.metadata.get("cell_params") or [])
+    camera, observation = cell_setup(params_files, policy.observation_config)
+    # An object-state policy (bc, bmil) needs the environment to compute the state.
+    mode = "state" if getattr(policy, "input_kind", "heightmap") == "object_state" else "heightmap"
+    options.setdefault("max_episode_steps", policy.metadata.get("max_episode_steps"))
+    return ManipulationGymEnv(policy.task, observation_config=observation, camera=camera, observation=mode, **options)
+
 # Unperturbed, the number of scenes of SAC's final evaluation (so the two compare); from perturbed
 # starts, the issue's protocol asks for at least 100.
 EPISODES = 50
